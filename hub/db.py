@@ -1,0 +1,45 @@
+"""The SQLAlchemy state store: one declarative base, one engine factory.
+
+Each concern keeps its tables in its own module on this ``Base`` (refusals, device registry,
+alarms, patrol, hazards); ``create_all`` makes whatever is imported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, sessionmaker
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every table of the state store."""
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; for SQLite make the folder, use WAL and a busy timeout."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker:  # type: ignore[type-arg]
+    """Return a session factory bound to the engine (expire_on_commit off)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def create_all(engine: Engine) -> None:
+    """Create every table registered on ``Base`` (idempotent)."""
+    Base.metadata.create_all(engine)

@@ -1,0 +1,47 @@
+"""Settings from HUB_* environment variables and matching CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every setting of the hub; environment prefix ``HUB_``."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_client_id: str = "safety-hub"
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
+    mqtt_shared_group: str | None = Field(
+        default=None, description="MQTT 5 shared-subscription group for scale-out"
+    )
+    influx_url: str | None = None
+    influx_db: str = "hub"
+    influx_username: str | None = None
+    influx_password: str | None = None
+    influx_token: str | None = None
+    database_url: str | None = None
+    data_dir: Path = Path("./data")
+    profiles_dir: Path = PACKAGE_ROOT / "device_profiles"
+    sites_dir: Path = PACKAGE_ROOT / "sites"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_tokens: str = ""
+    batch_size: int = 5000
+    batch_interval_s: float = 0.2
+    spool_max_bytes: int = 2 * 1024**3
+    max_payload_bytes: int = 256 * 1024
+
+    def resolved_database_url(self) -> str:
+        """Return the state-store URL, defaulting to a SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'hub.sqlite').resolve()}"
