@@ -114,25 +114,40 @@ class Site(_Strict):
         devices = {d.id for d in self.devices}
         inspectors = {i.id for i in self.inspectors}
         problems: list[str] = []
-        for kind, ids in (("device", [d.id for d in self.devices]),
-                          ("checkpoint", [c.id for c in self.checkpoints]),
-                          ("tag_uid", [c.tag_uid for c in self.checkpoints]),
-                          ("route", [r.id for r in self.routes])):
+        for kind, ids in (
+            ("device", [d.id for d in self.devices]),
+            ("checkpoint", [c.id for c in self.checkpoints]),
+            ("tag_uid", [c.tag_uid for c in self.checkpoints]),
+            ("route", [r.id for r in self.routes]),
+        ):
             seen: set[str] = set()
             for ident in ids:
                 if ident in seen:
                     problems.append(f"duplicate {kind} {ident!r}")
                 seen.add(ident)
-        for item in [*self.devices, *self.checkpoints, *self.inspectors, *self.routes]:
+        placed: list[Device | Checkpoint | Inspector | Route] = [
+            *self.devices,
+            *self.checkpoints,
+            *self.inspectors,
+            *self.routes,
+        ]
+        for item in placed:
             if item.community is not None and item.community not in communities:
                 problems.append(f"{item.id}: unknown community {item.community!r}")
         for route in self.routes:
-            problems += [f"route {route.id}: unknown checkpoint {c!r}"
-                         for c in route.checkpoints if c not in checkpoints]
-            problems += [f"route {route.id}: unknown reader {r!r}"
-                         for r in route.readers if r not in devices]
-            problems += [f"route {route.id}: unknown inspector {i!r}"
-                         for i in route.inspectors if i not in inspectors]
+            problems += [
+                f"route {route.id}: unknown checkpoint {c!r}"
+                for c in route.checkpoints
+                if c not in checkpoints
+            ]
+            problems += [
+                f"route {route.id}: unknown reader {r!r}" for r in route.readers if r not in devices
+            ]
+            problems += [
+                f"route {route.id}: unknown inspector {i!r}"
+                for i in route.inspectors
+                if i not in inspectors
+            ]
         if problems:
             raise ValueError("; ".join(problems))
         return self

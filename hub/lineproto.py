@@ -1,0 +1,267 @@
+"""InfluxDB 1.x line protocol: encode points (the hot path) and parse them back.
+
+Escaping policy (a public interface: golden files and the embedded store rely on it):
+
+- measurement: ``,`` and space are escaped with a backslash; tag keys, tag values and field
+  keys: ``,``, ``=`` and space.
+- a newline anywhere (names, tag values, string fields) is written as the two characters
+  ``\\n``, so an encoded point is always exactly one line. InfluxDB stores those two
+  characters as they are (it has no newline escape); ``parse_line`` turns them back into a
+  newline, so ``parse_line(encode_point(p)) == p`` holds for every encodable point.
+- string field values: ``\\`` and ``"`` are escaped (InfluxDB unescapes both).
+- in names and tag values a backslash is written as it is, which InfluxDB stores faithfully,
+  unless the next character is one of ``, = " \\ n``, a space or a newline: then it is doubled
+  (InfluxDB keeps such a backslash doubled; nothing else could be told apart).
+- ``ValueError`` for what InfluxDB cannot store at all: an empty measurement, tag key or field
+  key, a name or tag value ending in a backslash, a measurement starting with ``#`` (a comment),
+  a tab or a NUL (stripped by InfluxDB), duplicate tag keys, a point without fields, a
+  non-finite float, an integer outside int64. Empty tag values are omitted.
+- tags are sorted by key; fields keep their order; time is integer nanoseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from hub.model import FieldValue, Point
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_CACHE_MAX = 50_000
+
+# A backslash followed by one of these would read as an escape, so it is doubled.
+_BACKSLASH_TRIGGERS = frozenset(',= "\\n\n')
+_NAME_UNESCAPES = {",": ",", " ": " ", "=": "=", '"': '"', "\\": "\\", "n": "\n"}
+_STRING_UNESCAPES = {'"': '"', "\\": "\\", "n": "\n"}
+_BOOLS = {
+    "t": True,
+    "T": True,
+    "true": True,
+    "True": True,
+    "TRUE": True,
+    "f": False,
+    "F": False,
+    "false": False,
+    "False": False,
+    "FALSE": False,
+}
+
+_series_cache: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+_field_key_cache: dict[str, str] = {}
+
+
+def _escape_name(s: str, specials: str, what: str) -> str:
+    if not s:
+        raise ValueError(f"empty {what}")
+    if s[-1] == "\\":
+        raise ValueError(f"{what} {s!r} ends with a backslash, which InfluxDB cannot store")
+    if "\\" not in s and "\n" not in s and not any(c in s for c in specials):
+        return s
+    out: list[str] = []
+    last = len(s) - 1
+    for i, c in enumerate(s):
+        if c == "\\":
+            out.append("\\\\" if i < last and s[i + 1] in _BACKSLASH_TRIGGERS else "\\")
+        elif c == "\n":
+            out.append("\\n")
+        elif c in specials:
+            out.append("\\" + c)
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _escape_measurement(s: str) -> str:
+    if s and s[0] in "#\t\x00":
+        raise ValueError(f"measurement {s!r} starts with a character InfluxDB drops")
+    return _escape_name(s, ", ", "measurement")
+
+
+def _escape_string(s: str) -> str:
+    if "\\" in s:
+        s = s.replace("\\", "\\\\")
+    if '"' in s:
+        s = s.replace('"', '\\"')
+    if "\n" in s:
+        s = s.replace("\n", "\\n")
+    return s
+
+
+def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    cache_key = (measurement, tags)
+    prefix = _series_cache.get(cache_key)
+    if prefix is not None:
+        return prefix
+    parts = [_escape_measurement(measurement)]
+    previous = None
+    for key, value in sorted(tags):
+        if key == previous:
+            raise ValueError(f"duplicate tag key {key!r}")
+        previous = key
+        if value:
+            parts.append(
+                f",{_escape_name(key, ',= ', 'tag key')}={_escape_name(value, ',= ', 'tag value')}"
+            )
+    prefix = "".join(parts)
+    if len(_series_cache) >= _CACHE_MAX:
+        _series_cache.clear()
+    _series_cache[cache_key] = prefix
+    return prefix
+
+
+def _field_key(key: str) -> str:
+    escaped = _field_key_cache.get(key)
+    if escaped is None:
+        escaped = _escape_name(key, ",= ", "field key") + "="
+        if len(_field_key_cache) >= _CACHE_MAX:
+            _field_key_cache.clear()
+        _field_key_cache[key] = escaped
+    return escaped
+
+
+def _field_value(value: FieldValue) -> str:
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise ValueError(f"non-finite float {value!r}")
+        return repr(value)
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is int:
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"integer {value!r} outside int64")
+        return f"{value}i"
+    if type(value) is str:
+        return f'"{_escape_string(value)}"'
+    # Subclasses (IntEnum, StrEnum, numpy scalars...) take the slow path.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return _field_value(int(value))
+    if isinstance(value, float):
+        return _field_value(float(value))
+    if isinstance(value, str):
+        return _field_value(str(value))
+    raise ValueError(f"unsupported field value type {type(value).__name__}")
+
+
+def encode_point(p: Point) -> bytes:
+    """Encode one point as one line of line protocol (no trailing newline)."""
+    if not p.fields:
+        raise ValueError(f"point of {p.measurement!r} has no fields")
+    if type(p.time_ns) is not int:
+        raise ValueError(f"time_ns must be an int, not {type(p.time_ns).__name__}")
+    fields = ",".join([_field_key(k) + _field_value(v) for k, v in p.fields])
+    return f"{_series(p.measurement, p.tags)} {fields} {p.time_ns}".encode()
+
+
+def encode_points(points: Iterable[Point]) -> list[bytes]:
+    """Encode many points, one line each."""
+    return [encode_point(p) for p in points]
+
+
+def series_key(line: bytes) -> bytes:
+    """Return the measurement-and-tags part of an encoded line (what identifies its series)."""
+    i = line.find(b" ")
+    while i > 0 and line[i - 1] == 0x5C:
+        i = line.find(b" ", i + 1)
+    if i <= 0:
+        raise ValueError(f"not a line-protocol line: {line[:80]!r}")
+    return line[:i]
+
+
+def _scan_name(s: str, i: int, stops: str) -> tuple[int, str]:
+    """Read a name or tag value from ``i`` up to an unescaped stop character."""
+    n = len(s)
+    start = i
+    while i < n and s[i] not in stops and s[i] != "\\":
+        i += 1
+    if i >= n or s[i] != "\\":
+        return i, s[start:i]
+    out = [s[start:i]]
+    while i < n:
+        c = s[i]
+        if c == "\\" and i + 1 < n and s[i + 1] in _NAME_UNESCAPES:
+            out.append(_NAME_UNESCAPES[s[i + 1]])
+            i += 2
+            continue
+        if c in stops:
+            break
+        out.append(c)
+        i += 1
+    return i, "".join(out)
+
+
+def _scan_string(s: str, i: int) -> tuple[int, str]:
+    """Read a quoted string field starting at the opening quote; return the index after it."""
+    n = len(s)
+    i += 1
+    out: list[str] = []
+    while i < n:
+        c = s[i]
+        if c == '"':
+            return i + 1, "".join(out)
+        if c == "\\" and i + 1 < n and s[i + 1] in _STRING_UNESCAPES:
+            out.append(_STRING_UNESCAPES[s[i + 1]])
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    raise ValueError("unterminated string field")
+
+
+def _parse_value(token: str) -> FieldValue:
+    if not token:
+        raise ValueError("missing field value")
+    last = token[-1]
+    if last in "iu" and token[:-1].lstrip("-").isascii() and token[:-1].lstrip("-").isdigit():
+        return int(token[:-1])
+    boolean = _BOOLS.get(token)
+    if boolean is not None:
+        return boolean
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError(f"non-finite float {token!r}")
+    return value
+
+
+def parse_line(line: bytes) -> Point:
+    """Parse one line of line protocol into a Point (the inverse of ``encode_point``)."""
+    s = line.decode("utf-8")
+    n = len(s)
+    i, measurement = _scan_name(s, 0, ", ")
+    if not measurement:
+        raise ValueError("missing measurement")
+    tags: list[tuple[str, str]] = []
+    while i < n and s[i] == ",":
+        i, key = _scan_name(s, i + 1, "=, ")
+        if i >= n or s[i] != "=" or not key:
+            raise ValueError(f"bad tag at {i}")
+        i, value = _scan_name(s, i + 1, ", ")
+        tags.append((key, value))
+    if i >= n or s[i] != " ":
+        raise ValueError(f"expected fields at {i}")
+    fields: list[tuple[str, FieldValue]] = []
+    while True:
+        i, key = _scan_name(s, i + 1, "=, ")
+        if i >= n or s[i] != "=" or not key:
+            raise ValueError(f"bad field at {i}")
+        i += 1
+        if i < n and s[i] == '"':
+            i, value = _scan_string(s, i)
+            fields.append((key, value))
+        else:
+            start = i
+            while i < n and s[i] not in ", ":
+                i += 1
+            fields.append((key, _parse_value(s[start:i])))
+        if i >= n:
+            raise ValueError("missing timestamp")
+        if s[i] == " ":
+            break
+        if s[i] != ",":
+            raise ValueError(f"unexpected {s[i]!r} at {i}")
+    stamp = s[i + 1 :].strip()
+    if not stamp.lstrip("-").isdigit():
+        raise ValueError(f"bad timestamp {stamp!r}")
+    return Point(measurement, tuple(tags), tuple(fields), int(stamp))

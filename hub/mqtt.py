@@ -1,0 +1,252 @@
+"""The only module that speaks paho: connect, subscribe, hand frozen messages on, ack later.
+
+At-least-once: the client runs with ``manual_ack``; a message is acknowledged only when the
+pipeline says its readings are durable (in the store or the spool). Acks are tied to the
+connection they arrived on: after a reconnect the broker redelivers what was not acked, and a
+stale ack (a message id of an older connection) is dropped rather than acking a stranger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from prometheus_client import Counter, Gauge
+
+from hub.model import InboundMessage
+
+log = logging.getLogger(__name__)
+
+STATUS_TOPIC = "hub/status"
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+MESSAGES_RECEIVED = Counter("hub_mqtt_messages_received_total", "MQTT messages received")
+CONNECTS = Counter("hub_mqtt_connects_total", "successful MQTT connections")
+CONNECTED = Gauge("hub_mqtt_connected", "1 while connected to the broker")
+
+
+@dataclass(frozen=True, slots=True)
+class MqttUrl:
+    """A parsed mqtt:// or mqtts:// URL."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def parse_mqtt_url(url: str) -> MqttUrl:
+    """Parse ``mqtt[s]://[user:pass@]host[:port]``; raise ValueError with the reason."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"MQTT URL {url!r}: scheme must be mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError(f"MQTT URL {url!r}: no host")
+    tls = parts.scheme in ("mqtts", "ssl")
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError as exc:
+        raise ValueError(f"MQTT URL {url!r}: bad port") from exc
+    return MqttUrl(
+        host=parts.hostname,
+        port=port,
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AckToken:
+    """Which connection a message came on, and its packet id."""
+
+    generation: int
+    mid: int
+    qos: int
+
+
+class MqttClient:
+    """A persistent-session subscriber and publisher with manual acknowledgements."""
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        subscriptions: list[tuple[str, int]],
+        on_message: Callable[[InboundMessage], None],
+        *,
+        ca_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+        status_topic: str = STATUS_TOPIC,
+        protocol: MQTTProtocolVersion = paho.MQTTv5,
+    ) -> None:
+        self.url = parse_mqtt_url(url)
+        self.client_id = client_id
+        self.subscriptions = subscriptions
+        self.on_message = on_message
+        self.status_topic = status_topic
+        self.protocol = protocol
+        self._tls = (ca_file, cert_file, key_file)
+        self._generation = 0
+        self._connected = threading.Event()
+        self._stopping = False
+        self.last_error: str | None = None
+        self._client = self._make_client(protocol)
+
+    def _make_client(self, protocol: MQTTProtocolVersion) -> paho.Client:
+        client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=protocol,
+            clean_session=False if protocol != paho.MQTTv5 else None,
+            manual_ack=True,
+        )
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if self.url.username:
+            client.username_pw_set(self.url.username, self.url.password)
+        if self.url.tls:
+            ca_file, cert_file, key_file = self._tls
+            client.tls_set(
+                ca_certs=str(ca_file) if ca_file else None,
+                certfile=str(cert_file) if cert_file else None,
+                keyfile=str(key_file) if key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.will_set(self.status_topic, b"offline", qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, wait_s: float = 0.0) -> bool:
+        """Connect in the background (retrying forever); optionally wait for the first connect."""
+        properties = None
+        if self.protocol == paho.MQTTv5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            properties.ReceiveMaximum = 65535
+        self._client.connect_async(
+            self.url.host,
+            self.url.port,
+            keepalive=30,
+            clean_start=False if self.protocol == paho.MQTTv5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+        )
+        self._client.loop_start()
+        if wait_s > 0:
+            return self._connected.wait(wait_s)
+        return self._connected.is_set()
+
+    def stop(self) -> None:
+        """Publish offline, disconnect cleanly (the session stays on the broker), stop the loop."""
+        self._stopping = True
+        if self._connected.is_set():
+            info = self._client.publish(self.status_topic, b"offline", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=2)
+        self._client.disconnect()
+        self._client.loop_stop()
+        CONNECTED.set(0)
+
+    @property
+    def connected(self) -> bool:
+        """True while connected to the broker."""
+        return self._connected.is_set()
+
+    # ------------------------------------------------------------------ callbacks (paho thread)
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        _userdata: Any,
+        flags: Any,
+        reason: ReasonCode,
+        _properties: Any,
+    ) -> None:
+        if reason.is_failure:
+            self.last_error = f"connect refused: {reason}"
+            log.warning("MQTT %s", self.last_error)
+            if "unsupported protocol" in str(reason).lower() and self.protocol == paho.MQTTv5:
+                log.warning("broker refused MQTT 5; falling back to 3.1.1")
+                self.protocol = paho.MQTTv311
+                threading.Thread(target=self._restart_as_v311, daemon=True).start()
+            return
+        self._generation += 1
+        self.last_error = None
+        CONNECTS.inc()
+        CONNECTED.set(1)
+        log.info(
+            "MQTT connected to %s:%s (session present: %s)",
+            self.url.host,
+            self.url.port,
+            getattr(flags, "session_present", None),
+        )
+        if self.subscriptions:
+            client.subscribe(self.subscriptions)
+        client.publish(self.status_topic, b"online", qos=1, retain=True)
+        self._connected.set()
+
+    def _restart_as_v311(self) -> None:
+        self._client.loop_stop()
+        self._client = self._make_client(paho.MQTTv311)
+        self.start()
+
+    def _on_disconnect(
+        self,
+        _client: paho.Client,
+        _userdata: Any,
+        _flags: Any,
+        reason: ReasonCode,
+        _properties: Any,
+    ) -> None:
+        self._connected.clear()
+        CONNECTED.set(0)
+        if not self._stopping:
+            self.last_error = f"disconnected: {reason}"
+            log.warning("MQTT %s; reconnecting", self.last_error)
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        MESSAGES_RECEIVED.inc()
+        self.on_message(
+            InboundMessage(
+                topic=msg.topic,
+                payload=bytes(msg.payload),
+                qos=msg.qos,
+                retain=bool(msg.retain),
+                received_ns=time.time_ns(),
+                ack_token=AckToken(self._generation, msg.mid, msg.qos),
+            )
+        )
+
+    # ------------------------------------------------------------------ any thread
+
+    def ack(self, token: Any) -> None:
+        """Acknowledge a message, unless it came on a connection that is gone."""
+        if not isinstance(token, AckToken) or token.qos == 0:
+            return
+        if token.generation != self._generation or not self._connected.is_set():
+            return  # the broker redelivers it on the new connection
+        self._client.ack(token.mid, token.qos)
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> None:
+        """Publish (paho queues it while disconnected)."""
+        self._client.publish(topic, payload, qos=qos, retain=retain)

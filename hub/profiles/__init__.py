@@ -1,0 +1,1 @@
+"""Device profiles: device knowledge as data (one YAML file per model)."""

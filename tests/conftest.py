@@ -1,0 +1,110 @@
+"""Shared fixtures: real Mosquitto and InfluxDB servers (see tests/services.py).
+
+A missing binary skips the test, unless HUB_REQUIRE_SERVICES=1 (CI): then it fails.
+Tests that use these fixtures get the ``services`` marker automatically
+(``pytest -m "not services"`` runs the rest). When such a test fails, the tail of each
+server's log is attached to its report.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+from services import InfluxDatabase, InfluxServer, MosquittoServer, log_tail, which
+
+SERVICE_FIXTURES = frozenset({"mosquitto", "influx_server", "influx_db", "influx_own"})
+DEBIAN_PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb"}
+
+
+def services_required() -> bool:
+    """True when a missing service must fail the test instead of skipping it."""
+    return os.environ.get("HUB_REQUIRE_SERVICES", "").strip().lower() in {"1", "true", "yes"}
+
+
+def require_binary(binary: str) -> str:
+    """Return the path of ``binary``; skip the test if missing (fail under CI)."""
+    path = which(binary)
+    if path:
+        return path
+    package = DEBIAN_PACKAGES.get(binary, binary)
+    if services_required():
+        pytest.fail(
+            f"real service required: install mosquitto / influxdb ({binary} not found; "
+            f"apt-get install {package})",
+            pytrace=False,
+        )
+    pytest.skip(f"{binary} not installed (apt-get install {package}); HUB_REQUIRE_SERVICES=1 fails")
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[MosquittoServer]:
+    """A fresh started mosquitto on a free port for this test, stopped afterwards."""
+    server = MosquittoServer(tmp_path / "mosquitto", binary=require_binary("mosquitto"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def influx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    """One influxd for the whole session; use influx_db for an isolated database in it."""
+    server = InfluxServer(tmp_path_factory.mktemp("influx"), binary=require_binary("influxd"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def influx_db(influx_server: InfluxServer) -> Iterator[InfluxDatabase]:
+    """A unique database on influx_server (.url, .name, .server, .query(q)), dropped after."""
+    if not influx_server.running:  # a test stopped the shared server: bring it back
+        influx_server.start()
+    db = InfluxDatabase(server=influx_server, name=f"test_{uuid.uuid4().hex[:12]}")
+    influx_server.create_database(db.name)
+    try:
+        yield db
+    finally:
+        if not influx_server.running:
+            influx_server.start()
+        influx_server.drop_database(db.name)
+
+
+@pytest.fixture
+def influx_own(tmp_path: Path) -> Iterator[InfluxServer]:
+    """A dedicated influxd for this test, free to be stopped, killed and restarted."""
+    server = InfluxServer(tmp_path / "influx", binary=require_binary("influxd"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a real-service fixture with ``services``."""
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the log tail of every server a failed test used to its report."""
+    report = yield
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            server = value.server if isinstance(value, InfluxDatabase) else value
+            if isinstance(server, MosquittoServer | InfluxServer):
+                section = (f"{name} log ({server.log_path})", log_tail(server.log_path, 60))
+                report.sections.append(section)
+    return report
