@@ -274,7 +274,7 @@ class MosquittoServer(_Server):
             # Saved on shutdown anyway; every second so that kill() loses at most ~1 s.
             "autosave_interval 1",
             # No limits: the drain benchmark queues 100k+ messages for one session.
-            "max_queued_messages 1000",
+            "max_queued_messages 0",
             "max_queued_bytes 0",
             "max_inflight_messages 0",
             "memory_limit 0",

@@ -1,0 +1,133 @@
+"""The ``hub`` command: run, demo, check-profiles."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from hub.settings import Settings
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting (``--mqtt-url`` for HUB_MQTT_URL); a flag beats the environment."""
+    group = parser.add_argument_group("settings (each also from the HUB_* environment)")
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        env = "HUB_" + name.upper()
+        group.add_argument(
+            flag, dest=f"setting_{name}", default=None, metavar=name.split("_")[-1].upper(),
+            help=f"{field.description or ''} [{env}, default {field.default!r}]".strip(),
+        )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        key.removeprefix("setting_"): value
+        for key, value in vars(args).items()
+        if key.startswith("setting_") and value is not None
+    }
+    return Settings(**overrides)
+
+
+def _cmd_check_profiles(args: argparse.Namespace) -> int:
+    from hub.profiles.loader import ProfileLoadError, load_profiles
+    from hub.route import TopicRouter
+
+    settings = _settings(args)
+    directory = Path(settings.profiles_dir)
+    try:
+        profiles = load_profiles(directory)
+        TopicRouter(profiles)
+    except ProfileLoadError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        print(f"{len(exc.errors)} error(s) in {directory}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"{directory}: {exc}", file=sys.stderr)
+        return 1
+    for profile in profiles:
+        topics = ", ".join(m.topic for m in profile.messages.values())
+        print(f"ok  {profile.model:<10} {profile.kind:<15} {topics}")
+    print(f"{len(profiles)} profile(s) valid in {directory}")
+    return 0
+
+
+def _serve(settings: Settings, hub: Any) -> None:
+    import uvicorn
+
+    from hub.api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(hub), host=settings.api_host, port=settings.api_port, log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        hub.stop()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from hub.runtime import Hub
+
+    settings = _settings(args)
+    hub = Hub(settings)
+    hub.start()
+    logging.getLogger("hub").info(
+        "hub running: MQTT %s, store %s, API http://%s:%s",
+        hub.health()["broker"]["url"], hub.store.name, settings.api_host, settings.api_port,
+    )
+    _serve(settings, hub)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from hub.demo import run_demo
+
+    return run_demo(_settings(args), speed=args.speed, duration_s=args.duration)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``hub`` command."""
+    parser = argparse.ArgumentParser(prog="hub", description="MQTT hub for township safety offices")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="ingest MQTT telemetry and serve the API")
+    _add_settings_flags(run)
+    run.set_defaults(func=_cmd_run)
+    demo = sub.add_parser("demo", help="a living township on this machine, nothing else needed")
+    _add_settings_flags(demo)
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
+    demo.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    demo.set_defaults(func=_cmd_demo)
+    check = sub.add_parser("check-profiles", help="validate device profiles, with file:line")
+    _add_settings_flags(check)
+    check.set_defaults(func=_cmd_check_profiles)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hub`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result: int = args.func(args)
+    except ValidationError as exc:
+        print(f"invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""The ingest loop: messages in, readings normalized, batches durable, then acks out.
+
+paho's thread only puts frozen messages on a queue. One pipeline thread normalizes, updates
+state, runs the rule hooks and builds batches; the durable writer stores each batch (or spools
+it) and only then are the batch's messages acknowledged to the broker, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from prometheus_client import Counter, Gauge
+
+from hub.lineproto import encode_point
+from hub.model import InboundMessage, Point, Reading, Refusal
+from hub.normalize import Normalizer
+from hub.refusals import RefusalLog
+from hub.state import DeviceStates
+
+log = logging.getLogger(__name__)
+
+READINGS = Counter("hub_readings_total", "readings normalized, by model", ["model"])
+POINTS = Counter("hub_points_total", "points built by the pipeline")
+HOOK_ERRORS = Counter("hub_hook_errors_total", "exceptions raised by reading/tick hooks", ["hook"])
+QUEUE_DEPTH = Gauge("hub_pipeline_queue", "messages waiting for the pipeline thread")
+
+ReadingHook = Callable[[Reading], None]
+TickHook = Callable[[int], None]
+
+
+class BatchWriter(Protocol):
+    """What the pipeline needs of the durable writer."""
+
+    def submit(self, lines: list[bytes], on_durable: Callable[[], None]) -> None:
+        """Queue a batch; call on_durable once it is stored or spooled."""
+        ...
+
+
+class Pipeline:
+    """Runs the ingest loop on its own thread."""
+
+    def __init__(
+        self,
+        normalizer: Normalizer,
+        states: DeviceStates,
+        refusals: RefusalLog,
+        writer: BatchWriter,
+        ack: Callable[[Any], None],
+        *,
+        batch_size: int = 5000,
+        batch_interval_s: float = 0.2,
+        tick_interval_s: float = 1.0,
+        save_interval_s: float = 2.0,
+        clock: Callable[[], int] = time.time_ns,
+        max_queue: int = 200_000,
+    ) -> None:
+        self.normalizer = normalizer
+        self.states = states
+        self.refusals = refusals
+        self.writer = writer
+        self.ack = ack
+        self.batch_size = batch_size
+        self.batch_interval_s = batch_interval_s
+        self.tick_interval_s = tick_interval_s
+        self.save_interval_s = save_interval_s
+        self.clock = clock
+        self.reading_hooks: list[tuple[str, ReadingHook]] = []
+        self.tick_hooks: list[tuple[str, TickHook]] = []
+        self._inbox: queue.Queue[InboundMessage | None] = queue.Queue(max_queue)
+        self._side_points: list[Point] = []
+        self._side_lock = threading.Lock()
+        self._lines: list[bytes] = []
+        self._tokens: list[Any] = []
+        self._batch_started = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.processed = 0
+
+    # ------------------------------------------------------------------ wiring
+
+    def add_reading_hook(self, name: str, hook: ReadingHook) -> None:
+        """Call ``hook(reading)`` for every reading, in the pipeline thread."""
+        self.reading_hooks.append((name, hook))
+
+    def add_tick_hook(self, name: str, hook: TickHook) -> None:
+        """Call ``hook(now_ns)`` about once per tick interval, in the pipeline thread."""
+        self.tick_hooks.append((name, hook))
+
+    def submit(self, message: InboundMessage) -> None:
+        """Hand a message over (called from paho's thread; blocks when the queue is full)."""
+        self._inbox.put(message)
+
+    def emit_points(self, points: list[Point]) -> None:
+        """Add points the hub makes itself (alarms, ...) to the next batch; any thread."""
+        with self._side_lock:
+            self._side_points.extend(points)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the pipeline thread."""
+        self._thread = threading.Thread(target=self._run, name="hub-pipeline", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Drain what is queued, flush the last batch, stop the thread."""
+        self._stop.set()
+        self._inbox.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.states.save()
+
+    @property
+    def queue_depth(self) -> int:
+        """Messages waiting for the pipeline thread."""
+        return self._inbox.qsize()
+
+    # ------------------------------------------------------------------ the loop
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + self.tick_interval_s
+        next_save = time.monotonic() + self.save_interval_s
+        get = self._inbox.get
+        while True:
+            timeout = self.batch_interval_s if self._tokens or self._side_points else 0.5
+            try:
+                message = get(timeout=timeout)
+            except queue.Empty:
+                message = None
+            if message is not None:
+                self._handle(message)
+                # Drain what is already queued without waiting, up to a batch.
+                while len(self._tokens) < self.batch_size:
+                    try:
+                        message = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if message is None:
+                        break
+                    self._handle(message)
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + self.tick_interval_s
+                self._tick()
+                QUEUE_DEPTH.set(self._inbox.qsize())
+            if now >= next_save:
+                next_save = now + self.save_interval_s
+                self._guard("state-save", self.states.save)
+            if self._tokens or self._side_points:
+                full = len(self._lines) >= self.batch_size or len(self._tokens) >= self.batch_size
+                due = now - self._batch_started >= self.batch_interval_s
+                if full or due or self._stop.is_set():
+                    self._flush()
+            if self._stop.is_set() and self._inbox.empty():
+                self._flush()
+                return
+
+    def _handle(self, message: InboundMessage) -> None:
+        if not self._tokens:
+            self._batch_started = time.monotonic()
+        self._tokens.append(message.ack_token)
+        self.processed += 1
+        result = self.normalizer.process(message)
+        if isinstance(result, Refusal):
+            self.refusals.record(result)
+            return
+        READINGS.labels(result.model).inc()
+        self._accept(result)
+
+    def _accept(self, reading: Reading) -> None:
+        lines = self._lines
+        for point in reading.points:
+            lines.append(encode_point(point))
+        POINTS.inc(len(reading.points))
+        implied = self.states.observe(reading)
+        for status in implied:
+            self._accept(status)
+        for name, hook in self.reading_hooks:
+            try:
+                hook(reading)
+            except Exception:  # a rule bug must not stop ingest
+                HOOK_ERRORS.labels(name).inc()
+                log.exception("reading hook %s failed on %s", name, reading.device_id)
+
+    def _tick(self) -> None:
+        now = self.clock()
+        for status in self.states.check_heartbeats(now):
+            self._accept(status)
+        for name, hook in self.tick_hooks:
+            try:
+                hook(now)
+            except Exception:
+                HOOK_ERRORS.labels(name).inc()
+                log.exception("tick hook %s failed", name)
+
+    def _guard(self, name: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:
+            HOOK_ERRORS.labels(name).inc()
+            log.exception("%s failed", name)
+
+    def _flush(self) -> None:
+        with self._side_lock:
+            side, self._side_points = self._side_points, []
+        lines = self._lines
+        for point in side:
+            lines.append(encode_point(point))
+        tokens = self._tokens
+        self._lines, self._tokens = [], []
+        if not lines and not tokens:
+            return
+        # Refusals are written before their messages are acked: nothing vanishes unrecorded.
+        self._guard("refusal-log", self.refusals.flush)
+        ack = self.ack
+
+        def on_durable() -> None:
+            for token in tokens:
+                ack(token)
+
+        # Even a batch of refusals only goes through the writer: acks leave in arrival order.
+        self.writer.submit(lines, on_durable)

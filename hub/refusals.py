@@ -1,0 +1,149 @@
+"""Refused messages: counted by reason, kept in the state store for operators to look at."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, delete, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from hub.db import Base
+from hub.model import Refusal
+
+REFUSED = Counter("hub_messages_refused_total", "messages refused, by reason", ["reason"])
+KEEP_ROWS = 20_000
+
+
+class RefusalRow(Base):
+    """One refused message."""
+
+    __tablename__ = "refusals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_ns: Mapped[int] = mapped_column(BigInteger, index=True)
+    topic: Mapped[str] = mapped_column(String(512))
+    reason: Mapped[str] = mapped_column(String(64), index=True)
+    detail: Mapped[str] = mapped_column(Text)
+    head: Mapped[bytes] = mapped_column(LargeBinary)
+    device_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    model: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class RefusalLog:
+    """Counts refusals and writes them to the state store in batches."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._pending: list[Refusal] = []
+        self._written = 0
+
+    def record(self, refusal: Refusal) -> None:
+        """Count a refusal and queue it for the next flush."""
+        REFUSED.labels(refusal.reason).inc()
+        self._pending.append(refusal)
+
+    def flush(self) -> None:
+        """Write queued refusals (called before the messages are acknowledged)."""
+        if not self._pending:
+            return
+        rows = [
+            RefusalRow(
+                received_ns=r.received_ns, topic=r.topic[:512], reason=r.reason,
+                detail=r.detail[:2000], head=r.head, device_id=r.device_id, model=r.model,
+            )
+            for r in self._pending
+        ]
+        with self._sessions.begin() as session:
+            session.add_all(rows)
+        self._written += len(rows)
+        self._pending.clear()
+        if self._written > KEEP_ROWS // 10:
+            self._written = 0
+            self._prune()
+
+    def _prune(self) -> None:
+        with self._sessions.begin() as session:
+            newest = session.scalar(select(func.max(RefusalRow.id)))
+            if newest is not None and newest > KEEP_ROWS:
+                session.execute(delete(RefusalRow).where(RefusalRow.id <= newest - KEEP_ROWS))
+
+    def recent(self, limit: int = 100, reason: str | None = None) -> list[dict[str, Any]]:
+        """Return the newest refusals as JSON-ready dicts."""
+        query = select(RefusalRow).order_by(RefusalRow.id.desc()).limit(limit)
+        if reason:
+            query = query.where(RefusalRow.reason == reason)
+        with self._sessions() as session:
+            rows = session.scalars(query).all()
+        return [
+            {
+                "id": row.id,
+                "received_at": datetime.fromtimestamp(row.received_ns / 1e9, UTC).isoformat(),
+                "topic": row.topic,
+                "reason": row.reason,
+                "detail": row.detail,
+                "head": row.head.decode("utf-8", "backslashreplace"),
+                "device_id": row.device_id,
+                "model": row.model,
+            }
+            for row in rows
+        ]
+
+    def counts(self) -> dict[str, int]:
+        """Return the number of stored refusals per reason."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(RefusalRow.reason, func.count()).group_by(RefusalRow.reason)
+            ).all()
+        return {reason: count for reason, count in rows}
+
+
+class DeadLetterRow(Base):
+    """A line the store refused for good (e.g. a field type conflict), with its reason."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at_ns: Mapped[int] = mapped_column(BigInteger, index=True)
+    line: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+
+
+DEAD_LETTERS = Counter("hub_dead_letters_total", "points the store refused for good")
+
+
+class DeadLetterLog:
+    """Keeps points the store refused, so nothing disappears without a trace."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def record(self, rejected: list[tuple[bytes, str]]) -> None:
+        """Store rejected lines with the store's reason (called from the writer thread)."""
+        if not rejected:
+            return
+        now = time.time_ns()
+        DEAD_LETTERS.inc(len(rejected))
+        with self._sessions.begin() as session:
+            session.add_all(
+                DeadLetterRow(at_ns=now, line=line.decode("utf-8", "replace"), reason=reason)
+                for line, reason in rejected
+            )
+
+    def recent(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Return the newest dead letters."""
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(DeadLetterRow).order_by(DeadLetterRow.id.desc()).limit(limit)
+            ).all()
+        return [
+            {
+                "id": r.id,
+                "at": datetime.fromtimestamp(r.at_ns / 1e9, UTC).isoformat(),
+                "line": r.line,
+                "reason": r.reason,
+            }
+            for r in rows
+        ]

@@ -1,0 +1,125 @@
+"""Assemble the hub from settings: profiles, sites, stores, pipeline, MQTT; start and stop."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hub.db import create_all, make_engine, make_sessionmaker
+from hub.mqtt import MqttClient
+from hub.normalize import Normalizer
+from hub.pipeline import Pipeline
+from hub.profiles.loader import load_profiles
+from hub.refusals import DeadLetterLog, RefusalLog
+from hub.settings import Settings
+from hub.sites import load_sites
+from hub.state import DeviceStates
+from hub.store.base import PointStore
+from hub.store.embedded import EmbeddedStore
+from hub.store.influx import InfluxV1Store
+from hub.store.spool import Spool
+from hub.store.writer import DurableWriter
+
+log = logging.getLogger(__name__)
+
+
+def make_store(settings: Settings) -> PointStore:
+    """InfluxDB through the v1 API when HUB_INFLUX_URL is set, else the embedded SQLite store."""
+    if settings.influx_url:
+        store = InfluxV1Store(
+            settings.influx_url, settings.influx_db, username=settings.influx_username,
+            password=settings.influx_password, token=settings.influx_token,
+        )
+        return store
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return EmbeddedStore(settings.data_dir / "telemetry.sqlite")
+
+
+class Hub:
+    """One hub process: everything wired, nothing started until ``start``."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], int] = time.time_ns) -> None:
+        self.settings = settings
+        self.clock = clock
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.profiles = load_profiles(settings.profiles_dir)
+        self.sites = load_sites(settings.sites_dir)
+        self.normalizer = Normalizer(self.profiles, self.sites, settings.max_payload_bytes)
+        self.engine = make_engine(settings.resolved_database_url())
+        self.sessions = make_sessionmaker(self.engine)
+        self.refusals = RefusalLog(self.sessions)
+        self.dead_letters = DeadLetterLog(self.sessions)
+        self.states = DeviceStates(self.profiles, self.sites, self.normalizer, self.sessions)
+        self.store = make_store(settings)
+        self.spool = Spool(settings.data_dir / "spool", settings.spool_max_bytes)
+        self.writer = DurableWriter(self.store, self.spool, on_rejected=self.dead_letters.record)
+        self.mqtt = MqttClient(
+            settings.mqtt_url,
+            settings.mqtt_client_id,
+            self.normalizer.router.subscriptions(settings.mqtt_shared_group),
+            self._submit,
+            ca_file=settings.mqtt_ca_file,
+            cert_file=settings.mqtt_cert_file,
+            key_file=settings.mqtt_key_file,
+        )
+        self.pipeline = Pipeline(
+            self.normalizer, self.states, self.refusals, self.writer, self.mqtt.ack,
+            batch_size=settings.batch_size, batch_interval_s=settings.batch_interval_s,
+            clock=clock,
+        )
+        self.started_ns: int | None = None
+        self.extensions: dict[str, Any] = {}
+
+    def _submit(self, message: Any) -> None:
+        self.pipeline.submit(message)
+
+    def start(self, wait_connected_s: float = 0.0) -> None:
+        """Create tables, load state, start the pipeline and connect to the broker."""
+        create_all(self.engine)
+        loaded = self.states.load()
+        log.info(
+            "hub: %d profiles, %d sites, %d registered devices, %d device states loaded",
+            len(self.profiles), len(self.sites.sites), len(self.sites.devices), loaded,
+        )
+        self.writer.start()
+        self.pipeline.start()
+        self.mqtt.start(wait_s=wait_connected_s)
+        self.started_ns = time.time_ns()
+
+    def stop(self) -> None:
+        """Drain the pipeline, make the last batch durable, ack it, then disconnect."""
+        self.pipeline.stop()
+        self.writer.stop(timeout=30)
+        self.mqtt.stop()
+        self.store.close()
+        self.engine.dispose()
+
+    def health(self) -> dict[str, Any]:
+        """Broker, store, spool, queue and device counts, with an overall status."""
+        writer = self.writer.health()
+        broker_ok = self.mqtt.connected
+        store_ok = bool(writer.get("store_ok"))
+        status = "ok" if broker_ok and store_ok else "degraded"
+        return {
+            "status": status,
+            "broker": {"connected": broker_ok, "url": self._safe_mqtt_url(),
+                       "last_error": self.mqtt.last_error},
+            "store": {
+                "kind": self.store.name, "ok": store_ok, "last_error": writer.get("last_error"),
+            },
+            "spool": {"batches": writer.get("spool_batches", 0),
+                      "bytes": writer.get("spool_bytes", 0)},
+            "pipeline": {"queued": self.pipeline.queue_depth,
+                         "writer_queued": writer.get("queued", 0),
+                         "processed": self.pipeline.processed},
+            "devices": self.states.counts(),
+            "refusals": self.refusals.counts(),
+        }
+
+    def _safe_mqtt_url(self) -> str:
+        url = self.mqtt.url
+        scheme = "mqtts" if url.tls else "mqtt"
+        user = f"{url.username}:***@" if url.username else ""
+        return f"{scheme}://{user}{url.host}:{url.port}"

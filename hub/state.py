@@ -1,0 +1,223 @@
+"""Latest values and online/offline per device, persisted to the state store."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import BigInteger, Boolean, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from hub.db import Base
+from hub.model import FieldValue, Reading
+from hub.normalize import Normalizer, status_point
+from hub.profiles.schema import Profile
+from hub.sites import SiteRegistry
+
+HEARTBEAT_FACTOR = 3
+
+
+class DeviceRow(Base):
+    """The persisted state of one device."""
+
+    __tablename__ = "devices"
+
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str] = mapped_column(String(64), index=True)
+    last_seen_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_time_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    online: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    status_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    values_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class DeviceState:
+    """What the hub knows of one device now."""
+
+    __slots__ = (
+        "device_id", "kind", "last_seen_ns", "last_time_ns", "model", "online", "site",
+        "status_reason", "values",
+    )
+
+    def __init__(self, device_id: str, model: str, kind: str, site: str) -> None:
+        self.device_id = device_id
+        self.model = model
+        self.kind = kind
+        self.site = site
+        self.last_seen_ns: int | None = None
+        self.last_time_ns: int | None = None
+        self.online: bool | None = None
+        self.status_reason: str | None = None
+        self.values: dict[str, FieldValue] = {}
+
+
+def _iso(ns: int | None) -> str | None:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat() if ns is not None else None
+
+
+class DeviceStates:
+    """All device states; updated from the pipeline thread, read from the API."""
+
+    def __init__(
+        self, profiles: list[Profile], sites: SiteRegistry, normalizer: Normalizer,
+        sessions: sessionmaker[Session] | None = None,
+    ) -> None:
+        self.profiles = {p.model: p for p in profiles}
+        self.sites = sites
+        self.normalizer = normalizer
+        self._sessions = sessions
+        self._devices: dict[str, DeviceState] = {}
+        self._dirty: set[str] = set()
+        self._lock = threading.Lock()
+        self._timeouts = {
+            p.model: int(HEARTBEAT_FACTOR * p.report_interval_s * 1e9)
+            for p in profiles if not p.last_will
+        }
+
+    # ------------------------------------------------------------------ pipeline thread
+
+    def observe(self, reading: Reading) -> list[Reading]:
+        """Update from a reading; return status readings for online transitions it implies."""
+        state = self._devices.get(reading.device_id)
+        if state is None:
+            state = DeviceState(reading.device_id, reading.model, reading.kind, reading.site)
+            with self._lock:
+                self._devices[reading.device_id] = state
+        self._dirty.add(reading.device_id)
+        if reading.online is not None:
+            state.online = reading.online
+            state.status_reason = reading.status_reason
+            state.last_seen_ns = max(state.last_seen_ns or 0, reading.received_ns)
+            return []
+        state.last_seen_ns = max(state.last_seen_ns or 0, reading.received_ns)
+        if state.last_time_ns is None or reading.time_ns >= state.last_time_ns:
+            state.last_time_ns = reading.time_ns
+            if reading.message not in ("scan", "hazard"):
+                state.values.update(reading.values)
+            else:
+                for key in ("battery_pct", "lat", "lon"):
+                    if key in reading.values:
+                        state.values[key] = reading.values[key]
+        if state.online is not True:
+            state.online = True
+            state.status_reason = "message"
+            return [self._status_reading(state, True, "message", reading.received_ns)]
+        return []
+
+    def check_heartbeats(self, now_ns: int) -> list[Reading]:
+        """Mark silent devices of models without a last will offline; return those readings."""
+        transitions = []
+        for state in list(self._devices.values()):
+            timeout = self._timeouts.get(state.model)
+            if timeout is None or state.online is not True or state.last_seen_ns is None:
+                continue
+            if now_ns - state.last_seen_ns > timeout:
+                state.online = False
+                state.status_reason = "heartbeat_timeout"
+                self._dirty.add(state.device_id)
+                transitions.append(self._status_reading(state, False, "heartbeat_timeout", now_ns))
+        return transitions
+
+    def _status_reading(self, state: DeviceState, online: bool, reason: str, at: int) -> Reading:
+        _site, tags = self.normalizer.base_tags(state.device_id, state.model)
+        point = status_point(tags, state.kind, online, reason, at)
+        return Reading(
+            device_id=state.device_id, model=state.model, kind=state.kind, site=state.site,
+            message="status", time_ns=at, received_ns=at, points=(point,),
+            values={"online": online}, online=online, status_reason=reason,
+        )
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self) -> None:
+        """Persist the states changed since the last save."""
+        if self._sessions is None or not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        with self._sessions.begin() as session:
+            for device_id in dirty:
+                s = self._devices.get(device_id)
+                if s is None:
+                    continue
+                session.merge(
+                    DeviceRow(
+                        device_id=s.device_id, model=s.model, kind=s.kind, site=s.site,
+                        last_seen_ns=s.last_seen_ns, last_time_ns=s.last_time_ns,
+                        online=s.online, status_reason=s.status_reason,
+                        values_json=orjson.dumps(s.values).decode(),
+                    )
+                )
+
+    def load(self) -> int:
+        """Load persisted states (at start); return how many."""
+        if self._sessions is None:
+            return 0
+        with self._sessions() as session:
+            rows = session.scalars(select(DeviceRow)).all()
+        for row in rows:
+            state = DeviceState(row.device_id, row.model, row.kind, row.site)
+            registered = self.sites.device(row.device_id)
+            if registered is not None:
+                state.site = registered[0].site
+            state.last_seen_ns = row.last_seen_ns
+            state.last_time_ns = row.last_time_ns
+            state.online = row.online
+            state.status_reason = row.status_reason
+            state.values = orjson.loads(row.values_json)
+            self._devices[row.device_id] = state
+        return len(rows)
+
+    # ------------------------------------------------------------------ readers (any thread)
+
+    def get(self, device_id: str) -> DeviceState | None:
+        """Return the state of a device that has reported, or None."""
+        return self._devices.get(device_id)
+
+    def describe(self, device_id: str) -> dict[str, Any] | None:
+        """Return the API view of a device (registered or seen), or None if unknown."""
+        state = self._devices.get(device_id)
+        entry = self.sites.device(device_id)
+        if state is None and entry is None:
+            return None
+        result: dict[str, Any] = {"device_id": device_id, "registered": entry is not None}
+        if entry is not None:
+            site, device = entry
+            profile = self.profiles.get(device.model)
+            result.update(
+                site=site.site, model=device.model, kind=profile.kind if profile else None,
+                community=device.community, name=device.name, lat=device.lat, lon=device.lon,
+                place=device.place,
+            )
+        if state is not None:
+            result.update(
+                model=state.model, kind=state.kind, site=result.get("site", state.site),
+                online=state.online, status_reason=state.status_reason,
+                last_seen=_iso(state.last_seen_ns), last_time=_iso(state.last_time_ns),
+                values=dict(state.values),
+            )
+        else:
+            result.update(online=None, status_reason=None, last_seen=None, last_time=None,
+                          values={})
+        return result
+
+    def device_ids(self) -> Iterable[str]:
+        """All devices that are registered or have reported."""
+        with self._lock:
+            seen = list(self._devices)
+        return dict.fromkeys([*self.sites.devices, *seen]).keys()
+
+    def counts(self) -> dict[str, int]:
+        """Counts for health: seen, online, offline, unassigned."""
+        states = list(self._devices.values())
+        return {
+            "registered": len(self.sites.devices),
+            "seen": len(states),
+            "online": sum(1 for s in states if s.online),
+            "offline": sum(1 for s in states if s.online is False),
+            "unassigned": sum(1 for s in states if s.site == "unassigned"),
+        }
