@@ -127,7 +127,7 @@ class Pipeline:
         next_save = time.monotonic() + self.save_interval_s
         get = self._inbox.get
         while True:
-            timeout = self.batch_interval_s if self._tokens or self._side_points else 0.5
+            timeout = self.batch_interval_s if self._pending() else 0.5
             try:
                 message = get(timeout=timeout)
             except queue.Empty:
@@ -151,7 +151,7 @@ class Pipeline:
             if now >= next_save:
                 next_save = now + self.save_interval_s
                 self._guard("state-save", self.states.save)
-            if self._tokens or self._side_points:
+            if self._pending():
                 full = len(self._lines) >= self.batch_size or len(self._tokens) >= self.batch_size
                 due = now - self._batch_started >= self.batch_interval_s
                 if full or due or self._stop.is_set():
@@ -160,8 +160,11 @@ class Pipeline:
                 self._flush()
                 return
 
+    def _pending(self) -> bool:
+        return bool(self._tokens or self._lines or self._side_points)
+
     def _handle(self, message: InboundMessage) -> None:
-        if not self._tokens:
+        if not self._pending():
             self._batch_started = time.monotonic()
         self._tokens.append(message.ack_token)
         self.processed += 1
@@ -188,6 +191,8 @@ class Pipeline:
                 log.exception("reading hook %s failed on %s", name, reading.device_id)
 
     def _tick(self) -> None:
+        if not self._pending():
+            self._batch_started = time.monotonic()
         now = self.clock()
         for status in self.states.check_heartbeats(now):
             self._accept(status)

@@ -54,7 +54,9 @@ class Hub:
         self.states = DeviceStates(self.profiles, self.sites, self.normalizer, self.sessions)
         self.store = make_store(settings)
         self.spool = Spool(settings.data_dir / "spool", settings.spool_max_bytes)
-        self.writer = DurableWriter(self.store, self.spool, on_rejected=self.dead_letters.record)
+        self.writer = DurableWriter(
+            self.store, self.spool, on_rejected=self.dead_letters.record, retry_max_s=5.0
+        )
         self.mqtt = MqttClient(
             settings.mqtt_url,
             settings.mqtt_client_id,
@@ -83,7 +85,6 @@ class Hub:
             "hub: %d profiles, %d sites, %d registered devices, %d device states loaded",
             len(self.profiles), len(self.sites.sites), len(self.sites.devices), loaded,
         )
-        self.writer.start()
         self.pipeline.start()
         self.mqtt.start(wait_s=wait_connected_s)
         self.started_ns = time.time_ns()

@@ -102,9 +102,11 @@ def pytest_runtest_makereport(
     """Attach the log tail of every server a failed test used to its report."""
     report = yield
     if report.failed:
+        seen: set[int] = set()
         for name, value in getattr(item, "funcargs", {}).items():
             server = value.server if isinstance(value, InfluxDatabase) else value
-            if isinstance(server, MosquittoServer | InfluxServer):
+            if isinstance(server, MosquittoServer | InfluxServer) and id(server) not in seen:
+                seen.add(id(server))
                 section = (f"{name} log ({server.log_path})", log_tail(server.log_path, 60))
                 report.sections.append(section)
     return report

@@ -337,7 +337,13 @@ bind-address = "{self.host}:{self.rpc_port}"
 [data]
   dir = "{wd}/data"
   wal-dir = "{wd}/wal"
+  # fsync every write before answering 204: acknowledged points survive kill().
+  wal-fsync-delay = "0s"
   query-log-enabled = false
+  # Defaults reject writes past 100k values per tag / 1M series: the benchmarks register
+  # 100k+ devices (device_id tag), and InfluxDB 2.x in production has no such limits.
+  max-values-per-tag = 0
+  max-series-per-database = 0
 
 [monitor]
   store-enabled = false

@@ -136,7 +136,7 @@ def _queue_for_offline_session(mosquitto: MosquittoServer, n: int) -> list[bytes
 def _resume_and_receive(mosquitto: MosquittoServer, n: int) -> tuple[Client, list[bytes]]:
     sub = Client(mosquitto, client_id="hub-persistent")
     sub.connect(clean_start=False, expiry=SESSION_EXPIRY_S)
-    got = [m.payload for m in sub.receive(n, timeout=20)]
+    got = [bytes(m.payload) for m in sub.receive(n, timeout=20)]
     return sub, got
 
 
@@ -185,7 +185,11 @@ def test_mosquitto_start_survives_a_taken_port(tmp_path: Path) -> None:
 def test_mosquitto_start_failure_shows_log(tmp_path: Path) -> None:
     conftest.require_binary("mosquitto")
     server = MosquittoServer(tmp_path / "m")
-    server._write_config = lambda: server.config_path.write_text("no_such_option 1\n")  # type: ignore[method-assign]
+
+    def bad_config() -> None:
+        server.config_path.write_text("no_such_option 1\n")
+
+    server._write_config = bad_config  # type: ignore[method-assign]
     with pytest.raises(ServiceError, match="no_such_option"):
         server.start()
     assert not server.running
@@ -254,3 +258,17 @@ def test_missing_binary_skips_or_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUB_REQUIRE_SERVICES", "1")
     with pytest.raises(pytest.fail.Exception, match="real service required"):
         conftest.require_binary("mosquitto")
+
+
+def test_influx_accepts_more_than_100k_tag_values(influx_db: InfluxDatabase) -> None:
+    # influxd 1.x rejects writes past max-values-per-tag (default 100000); benchmarks need more.
+    n = 120_000
+    for start in range(0, n, 30_000):
+        influx_db.write(
+            "\n".join(
+                f"device_status,device_id=d{i},site=s,model=m,kind=k online=true 1"
+                for i in range(start, start + 30_000)
+            )
+        )
+    rows = influx_db.rows("SELECT count(online) FROM device_status")
+    assert rows[0]["count"] == n

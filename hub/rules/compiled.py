@@ -97,11 +97,18 @@ def compile_match(match: s.Match) -> Test:
         bools = frozenset(x for x in match.in_ if isinstance(x, bool))
         others = frozenset(x for x in match.in_ if not isinstance(x, bool))
         tests.append(lambda v: (v in bools) if isinstance(v, bool) else (v in others))
-    for name, op in (("lt", float.__lt__), ("le", float.__le__),
-                     ("gt", float.__gt__), ("ge", float.__ge__)):
-        bound = getattr(match, name)
-        if bound is not None:
-            tests.append(lambda v, b=float(bound), f=op: _is_number(v) and f(float(v), b))
+    if match.lt is not None:
+        lt = match.lt
+        tests.append(lambda v: _is_number(v) and v < lt)
+    if match.le is not None:
+        le = match.le
+        tests.append(lambda v: _is_number(v) and v <= le)
+    if match.gt is not None:
+        gt = match.gt
+        tests.append(lambda v: _is_number(v) and v > gt)
+    if match.ge is not None:
+        ge = match.ge
+        tests.append(lambda v: _is_number(v) and v >= ge)
     if match.outside is not None:
         lo, hi = match.outside
         tests.append(lambda v: _is_number(v) and (v < lo or v > hi))
@@ -259,7 +266,7 @@ class Rate(Cond):
         samples: list[list[float]] | None = ds.slots[self.samples]
         if samples is None:
             samples = ds.slots[self.samples] = []
-        samples.append([t, float(v)])  # type: ignore[list-item]
+        samples.append([t, v])  # type: ignore[list-item]
         horizon = t - self.window
         while samples and samples[0][0] < horizon:
             samples.pop(0)

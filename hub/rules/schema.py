@@ -58,7 +58,7 @@ class Match(_Strict):
 
 
 class Threshold(_Strict):
-    """Numeric threshold with hysteresis: true once ``field op at``, false again past ``clear_at``."""
+    """Threshold with hysteresis: true once ``field op at``, false again past ``clear_at``."""
 
     type: Literal["threshold"]
     field: str
@@ -305,6 +305,11 @@ def site_overrides_for_kind(
     return picked
 
 
+def is_complete_rule(data: Any) -> bool:
+    """Whether an override is a whole new rule (has levels and message), not a partial one."""
+    return isinstance(data, Mapping) and "levels" in data and "message" in data
+
+
 def resolve_rules(
     rule_set: RuleSet, *layers: tuple[str, Mapping[str, Any]], strict_ids: bool = True
 ) -> dict[str, Rule]:
@@ -321,7 +326,7 @@ def resolve_rules(
                 raise RuleError(f"{where}: rule {rule_id!r}: override must be a mapping")
             if rule_id in merged:
                 merged[rule_id] = _deep_merge(merged[rule_id], dict(override))
-            elif "levels" in override and "message" in override:
+            elif is_complete_rule(override):
                 merged[rule_id] = copy.deepcopy(dict(override))
             elif strict_ids:
                 raise RuleError(

@@ -34,13 +34,39 @@ class InfluxQueryError(Exception):
 
 
 def quote_ident(name: str) -> str:
-    """Quote an InfluxQL identifier (measurement, tag or field key)."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Quote an InfluxQL identifier (measurement, tag or field key); not for CR or NUL."""
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def quote_literal(value: str) -> str:
-    """Quote an InfluxQL string literal (a tag value in a WHERE clause)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """Quote an InfluxQL string literal (a tag value in a WHERE clause); not for CR or NUL."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    return f"'{escaped}'"
+
+
+def exact_regex(text: str) -> str:
+    """Return an InfluxQL regex literal matching exactly ``text`` (works for any character)."""
+    out = []
+    for c in text:
+        if c.isalnum() or ord(c) > 0x7F:
+            out.append(c)
+        elif c == "/":
+            out.append("\\/")
+        elif ord(c) < 0x20 or c == "\x7f":
+            out.append(f"\\x{{{ord(c):02x}}}")
+        else:
+            out.append("\\" + c)
+    return "/^" + "".join(out) + "$/"
+
+
+def _query_safe(text: str) -> bool:
+    # InfluxQL's reader turns CR into LF and reads NUL as the end of the query.
+    return "\r" not in text and "\x00" not in text
+
+
+def _from(measurement: str) -> str:
+    return quote_ident(measurement) if _query_safe(measurement) else exact_regex(measurement)
 
 
 def _error_text(resp: httpx.Response) -> str:
@@ -180,8 +206,13 @@ class InfluxV1Store:
 
     def field_types(self, measurement: str) -> dict[str, str]:
         """Return field key -> InfluxDB type (float, integer, string, boolean)."""
-        rows = self.query(f"SHOW FIELD KEYS FROM {quote_ident(measurement)}")
-        return {key: kind for s in rows for key, kind in s.get("values", [])}
+        rows = self.query(f"SHOW FIELD KEYS FROM {_from(measurement)}")
+        return {
+            key: kind
+            for s in rows
+            if s.get("name") == measurement
+            for key, kind in s.get("values", [])
+        }
 
     def read_points(self, measurement: str, tags: dict[str, str] | None = None) -> list[Point]:
         """Return the stored points of a measurement (optionally matching tags), oldest first."""
@@ -189,14 +220,20 @@ class InfluxV1Store:
         if not types:
             return []
         where = ""
-        if tags:
+        wanted = tags or {}
+        if wanted and all(_query_safe(k) and _query_safe(v) for k, v in wanted.items()):
             where = " WHERE " + " AND ".join(
-                f"{quote_ident(k)} = {quote_literal(v)}" for k, v in sorted(tags.items())
+                f"{quote_ident(k)} = {quote_literal(v)}" for k, v in sorted(wanted.items())
             )
-        series = self.query(f"SELECT * FROM {quote_ident(measurement)}{where} GROUP BY *")
+        series = self.query(f"SELECT * FROM {_from(measurement)}{where} GROUP BY *")
         points: list[Point] = []
         for s in series:
-            point_tags = tuple(sorted((k, v) for k, v in (s.get("tags") or {}).items() if v))
+            series_tags = {k: v for k, v in (s.get("tags") or {}).items() if v}
+            if s.get("name") != measurement or any(
+                series_tags.get(k) != v for k, v in wanted.items()
+            ):
+                continue
+            point_tags = tuple(sorted(series_tags.items()))
             columns: list[str] = s["columns"]
             for row in s.get("values", []):
                 fields: list[tuple[str, FieldValue]] = []

@@ -100,7 +100,7 @@ class Spool:
             if start > size:  # a cursor past the end: trust the segment, not the cursor
                 records, pending, size = self._scan(seq, 0)
                 start = 0
-            if records == 0 and seq != seqs[-1]:
+            if records == 0:
                 self._path(seq).unlink()
                 continue
             self._segments[seq] = [records, pending]
@@ -240,7 +240,7 @@ class Spool:
             counts[0] -= 1
             counts[1] -= size
             self._read_offset = offset + size
-            if counts[0] == 0 and (len(self._segments) > 1 or self._active is not None):
+            if counts[0] == 0:
                 self._drop_segment(seq)
             self._write_cursor()
 

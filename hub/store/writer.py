@@ -11,6 +11,7 @@ broker, which keeps the unacknowledged messages. Nothing is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -67,6 +68,7 @@ class DurableWriter:
         self._store_ok = True
         self._last_error: str | None = None
         self._stopping = threading.Event()
+        self._abandon = threading.Event()
         self._replay_wake = threading.Event()
         self._busy = 0
         self._busy_lock = threading.Lock()
@@ -89,11 +91,10 @@ class DurableWriter:
         """Flush queued batches (to the store or spool), stop the threads; True if all flushed."""
         deadline = time.monotonic() + timeout
         self._stopping.set()
-        try:
+        with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=max(0.0, timeout))
-        except queue.Full:
-            pass
         self._writer.join(max(0.0, deadline - time.monotonic()))
+        self._abandon.set()
         self._replay_wake.set()
         self._replayer.join(max(0.0, deadline - time.monotonic()))
         flushed = not self._writer.is_alive() and self._queue.empty()
@@ -121,28 +122,30 @@ class DurableWriter:
             with self._busy_lock:
                 self._busy = 1
             try:
-                self._make_durable(batch.lines)
+                durable = self._make_durable(batch.lines)
             finally:
                 with self._busy_lock:
                     self._busy = 0
+            if not durable:
+                return
             try:
                 batch.on_durable()
             except Exception:
                 log.exception("on_durable callback failed")
 
-    def _make_durable(self, lines: list[bytes]) -> None:
-        """Return once the batch is in the store or the spool; retry while neither takes it."""
+    def _make_durable(self, lines: list[bytes]) -> bool:
+        """Return True once the batch is in the store or the spool; False if stop gave up."""
         delay = self.retry_initial_s
-        while True:
+        while not self._abandon.is_set():
             if self._store_ok and self._write_store(lines):
-                return
+                return True
             try:
                 self.spool.append(lines)
             except (SpoolFull, OSError) as exc:
                 self._last_error = f"spool: {exc}"
                 log.warning("spool cannot take a batch (%s); holding it, retrying", exc)
                 self._replay_wake.set()
-                time.sleep(self._jitter(delay))
+                self._abandon.wait(self._jitter(delay))
                 delay = min(delay * 2, self.retry_max_s)
                 # The store may be back: try it directly on the next round.
                 self._store_ok = True
@@ -150,7 +153,8 @@ class DurableWriter:
             POINTS_SPOOLED.inc(len(lines))
             SPOOL_BYTES.set(self.spool.depth()[1])
             self._replay_wake.set()
-            return
+            return True
+        return False
 
     def _write_store(self, lines: list[bytes]) -> bool:
         """Write to the store; False (and store marked down) when it is unavailable."""
@@ -183,6 +187,7 @@ class DurableWriter:
     def _replay_loop(self) -> None:
         delay = self.retry_initial_s
         while not self._stopping.is_set():
+            self._replay_wake.clear()
             try:
                 head = self.spool.peek()
             except OSError as exc:
@@ -192,7 +197,6 @@ class DurableWriter:
                 continue
             if head is None:
                 self._replay_wake.wait(1.0)
-                self._replay_wake.clear()
                 continue
             batch_id, lines = head
             started = time.perf_counter()

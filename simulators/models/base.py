@@ -144,13 +144,10 @@ class DeviceSim:
 
     def fault_duplicate(self, params: dict[str, Any], t: datetime) -> list[SimMessage]:
         last = self.last_message
-        if last is None:
-            self.step(t, (t - self.last_step).total_seconds())
-            self.last_step = t
-            last = self.report(t)[0]
-            out = [last]
-        else:
-            out = []
+        out: list[SimMessage] = []
+        if last is None:  # nothing sent yet: send a report now, then repeat it
+            last = self.message(self.data_topic, self.sample_payload(t, t), self.data_qos, t)
+            out.append(last)
         count = int(params.get("count", 1))
         out += [SimMessage(last.topic, last.payload, last.qos, last.retain, last.device_time,
                            t, self.id, self.model, None, "duplicate") for _ in range(count)]

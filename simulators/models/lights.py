@@ -61,7 +61,10 @@ class LightSim(DeviceSim):
         local = self.local(t)
         irr = self.weather.irradiance(local)
         hours = dt / 3600
-        self.mode = "flash" if self.is_active(t) and not self.forced_off else self.idle_mode
+        if self.forced_off:
+            self.mode = "off"
+        else:
+            self.mode = "flash" if self.is_active(t) else self.idle_mode
         load = 0.026 if self.mode == "flash" else 0.002
         charge = 0.13 * irr / self.capacity_scale
         self.soc = min(1.0, max(0.15, self.soc + hours * (charge - load / self.capacity_scale)))

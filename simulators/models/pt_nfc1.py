@@ -111,7 +111,6 @@ class PtNfc1Sim(DeviceSim):
         self.pending_skip: list[str | None] = []
         self.pending_swap = 0
         self.outages: list[tuple[datetime, datetime]] = []  # late_upload windows
-        self.buffered_in_outage: dict[datetime, int] = {}
         self.drain: tuple[datetime, float, float, float] | None = None
         self.resume_at: datetime | None = None
         self.planned: set[tuple[datetime, str]] = set()
@@ -233,9 +232,8 @@ class PtNfc1Sim(DeviceSim):
                 upload[k] = back + timedelta(milliseconds=200 * (k - i))
         for k, (ts, _cp) in enumerate(scans):  # planned late_upload outages
             for a, b in self.outages:
-                if a <= ts < b:
-                    upload[k] = b + timedelta(milliseconds=200 * k)
-                    self.buffered_in_outage[b] = self.buffered_in_outage.get(b, 0) + 1
+                if a <= ts < b:  # after the older backlog the late_upload fault sends first
+                    upload[k] = b + timedelta(seconds=30, milliseconds=200 * k)
         out: list[SimMessage] = []
         for k, (ts, cp) in enumerate(scans):
             reading = self.scan(cp.tag_uid, walk.patroller, ts, self._position(cp), k)
@@ -349,12 +347,16 @@ class PtNfc1Sim(DeviceSim):
                                     params.get("note"), at=later, fault="hazard_report")]
 
     def fault_late_upload(self, params: dict[str, Any], t: datetime) -> list[SimMessage]:
-        if self.buffered_in_outage.get(t):
-            return []  # scheduled scans in the outage were buffered and go out now
+        """Back in coverage after ``hours``: upload the walk made back then, oldest first.
+
+        Scheduled walks inside the simulated part of the outage were buffered already (see
+        ``prepare``) and follow 30 s later; the walk at ``t - hours`` is synthesised when it
+        lies before the start of the run.
+        """
         route = self.routes[0] if self.routes else None
-        if route is None:
-            return []
         begin = t - timedelta(hours=float(params["hours"]))
+        if route is None or begin >= self.start:
+            return []
         walk = self._plan(route, 0, begin, begin + timedelta(minutes=90), begin)
         out = []
         for k, (ts, cp) in enumerate(walk.scans):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import ClassVar
 
 from hub.sites import Device, Site
@@ -103,10 +103,9 @@ class XsFl200Sim(LightSim):
         )
 
     def report(self, t: datetime) -> list[SimMessage]:
-        device_time = t + timedelta(milliseconds=self.rng.randint(0, 999))
-        payload = self.reading(device_time).encode()
+        payload = self.reading(t).encode()
         self.sent += 1
-        return [self.message(self.data_topic, payload, 1, t, device_time=device_time)]
+        return [self.message(self.data_topic, payload, 1, t)]
 
     def sample_payload(self, t: datetime, device_time: datetime) -> bytes:
         return self.reading(device_time, take=False).encode()

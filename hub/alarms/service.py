@@ -1,0 +1,399 @@
+"""The alarm lifecycle: one open alarm per (device, rule), ThingsBoard's four states.
+
+Transitions (raise, reopen, escalate, de-escalate, clear, ack, assign, comment) are written at
+once with a history row and then sent out: an ``alarm`` point, the retained MQTT topic and the
+webhooks. Repeats of an active alarm (count, value, last seen) stay in memory and are written
+and republished by ``flush`` at most every ``flush_interval_s``. Thread-safe: the pipeline
+thread raises and clears, API threads ack, clear, assign and comment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine
+
+from hub.alarms import metrics
+from hub.alarms.model import (
+    ACTIVE_ACK,
+    ACTIVE_STATES,
+    ACTIVE_UNACK,
+    CLEARED_ACK,
+    CLEARED_UNACK,
+    SEVERITIES,
+    SEVERITY_RANK,
+    STATE_ALIASES,
+    STATES,
+    SYSTEM,
+    Alarm,
+    AlarmNotFound,
+    InvalidTransition,
+    iso,
+)
+from hub.alarms.store import AlarmStore, HistoryEntry
+from hub.alarms.webhooks import WebhookSender
+from hub.model import FieldValue, Point
+from hub.sites import SiteRegistry
+
+log = logging.getLogger(__name__)
+
+EmitPoints = Callable[[list[Point]], None]
+Publish = Callable[[str, bytes, bool], None]
+
+
+def _topic_part(text: str) -> str:
+    return text.replace("/", "_").replace("+", "_").replace("#", "_") or "_"
+
+
+def parse_states(text: str | Sequence[str] | None) -> list[str] | None:
+    """Expand a state filter (comma list; aliases active, cleared, unack, open)."""
+    if text is None:
+        return None
+    items = text.split(",") if isinstance(text, str) else list(text)
+    states: list[str] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        if item in STATE_ALIASES:
+            states.extend(STATE_ALIASES[item])
+        elif item in STATES:
+            states.append(item)
+        else:
+            raise ValueError(f"unknown state {item!r}: use {', '.join(STATES)} "
+                             f"or {', '.join(STATE_ALIASES)}")
+    return states or None
+
+
+class AlarmService:
+    """Raises, updates and clears alarms and records every transition."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        emit_points: EmitPoints | None = None,
+        publish: Publish | None = None,
+        webhooks: WebhookSender | None = None,
+        sites: SiteRegistry | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        flush_interval_s: float = 5.0,
+        topic_prefix: str = "hub/alarms",
+    ) -> None:
+        self.store = AlarmStore(engine)
+        self.emit_points = emit_points
+        self.publish = publish
+        self.webhooks = webhooks
+        self.sites = sites or SiteRegistry([])
+        self.clock = clock
+        self.flush_ns = int(flush_interval_s * 1e9)
+        self.topic_prefix = topic_prefix.rstrip("/")
+        self._lock = threading.RLock()
+        self._open: dict[tuple[str, str], Alarm] = {}
+        self._by_id: dict[str, Alarm] = {}
+        self._dirty: dict[str, Alarm] = {}
+        self._last_flush = clock()
+        for alarm in self.store.load_open():
+            self._remember(alarm)
+        metrics.ALARMS_OPEN.set(len(self._open))
+
+    # -- rule-facing API ---------------------------------------------------------------------
+
+    def raise_or_update(
+        self, device_id: str, site: str, kind: str, rule: str, severity: str, value: Any,
+        message: str, message_zh: str, at_ns: int, details: dict[str, Any] | None = None,
+        *, model: str | None = None,
+    ) -> str:
+        """Open a new alarm, reopen a cleared one, change its severity or count a repeat.
+
+        Returns the alarm id. A cleared_ack alarm is closed, so a breach after it opens a new
+        alarm. Escalation makes an acknowledged alarm unacknowledged again; de-escalation keeps
+        the acknowledgement.
+        """
+        if severity not in SEVERITY_RANK:
+            raise ValueError(f"unknown severity {severity!r}: use {', '.join(SEVERITIES)}")
+        with self._lock:
+            alarm = self._open.get((device_id, rule))
+            if alarm is None:
+                return self._create(device_id, site, kind, rule, severity, value, message,
+                                    message_zh, at_ns, details, model)
+            before = alarm.state
+            alarm.value = value
+            alarm.message = message
+            alarm.message_zh = message_zh
+            if details is not None:
+                alarm.details = details
+            alarm.last_seen_ns = max(alarm.last_seen_ns, at_ns)
+            alarm.count += 1
+            if alarm.state in (CLEARED_UNACK,):
+                alarm.state = ACTIVE_UNACK
+                alarm.severity = severity
+                alarm.cleared_ns = None
+                alarm.cleared_by = None
+                alarm.acked_ns = None
+                alarm.acked_by = None
+                self._transition(alarm, "reopen", SYSTEM, at_ns, before)
+            elif severity != alarm.severity:
+                escalate = SEVERITY_RANK[severity] < SEVERITY_RANK[alarm.severity]
+                alarm.severity = severity
+                if escalate and alarm.state == ACTIVE_ACK:
+                    alarm.state = ACTIVE_UNACK
+                    alarm.acked_ns = None
+                    alarm.acked_by = None
+                self._transition(alarm, "escalate" if escalate else "deescalate", SYSTEM,
+                                 at_ns, before)
+            else:
+                alarm.updated_ns = self.clock()
+                self._dirty[alarm.id] = alarm
+            return alarm.id
+
+    def auto_clear(self, device_id: str, rule: str, at_ns: int,
+                   note: str | None = None) -> str | None:
+        """Clear the active alarm of (device, rule) because its condition cleared."""
+        with self._lock:
+            alarm = self._open.get((device_id, rule))
+            if alarm is None or alarm.state not in ACTIVE_STATES:
+                return None
+            self._do_clear(alarm, SYSTEM, at_ns, note or "condition cleared")
+            return alarm.id
+
+    def open_alarms(self) -> list[tuple[str, str, str, str, str]]:
+        """Return (device_id, site, kind, rule, severity) of every active alarm."""
+        with self._lock:
+            return [(a.device_id, a.site, a.kind, a.rule, a.severity)
+                    for a in self._open.values() if a.state in ACTIVE_STATES]
+
+    # -- officer-facing API ------------------------------------------------------------------
+
+    def ack(self, alarm_id: str, user: str) -> dict[str, Any]:
+        """Acknowledge an alarm (active_unack -> active_ack, cleared_unack -> cleared_ack)."""
+        with self._lock:
+            alarm = self._find(alarm_id)
+            before = alarm.state
+            if before == ACTIVE_UNACK:
+                alarm.state = ACTIVE_ACK
+            elif before == CLEARED_UNACK:
+                alarm.state = CLEARED_ACK
+            else:
+                raise InvalidTransition(f"alarm {alarm_id} is {before}: already acknowledged")
+            alarm.acked_ns = self.clock()
+            alarm.acked_by = user
+            self._transition(alarm, "ack", user, alarm.acked_ns, before)
+            return alarm.to_json()
+
+    def clear(self, alarm_id: str, user: str, note: str | None = None) -> dict[str, Any]:
+        """Clear an alarm by hand (active_unack -> cleared_unack, active_ack -> cleared_ack)."""
+        with self._lock:
+            alarm = self._find(alarm_id)
+            if alarm.state not in ACTIVE_STATES:
+                raise InvalidTransition(f"alarm {alarm_id} is {alarm.state}: already cleared")
+            self._do_clear(alarm, user, self.clock(), note)
+            return alarm.to_json()
+
+    def assign(self, alarm_id: str, user: str, assignee: str | None) -> dict[str, Any]:
+        """Assign an alarm to someone (None unassigns); not allowed once closed."""
+        with self._lock:
+            alarm = self._find(alarm_id)
+            if alarm.state == CLEARED_ACK:
+                raise InvalidTransition(f"alarm {alarm_id} is closed (cleared_ack)")
+            alarm.assignee = assignee or None
+            note = f"assigned to {assignee}" if assignee else "unassigned"
+            self._transition(alarm, "assign", user, self.clock(), alarm.state, note)
+            return alarm.to_json()
+
+    def comment(self, alarm_id: str, user: str, text: str) -> dict[str, Any]:
+        """Add a comment to an alarm's history (any state)."""
+        if not text.strip():
+            raise ValueError("comment text is empty")
+        with self._lock:
+            alarm = self._find(alarm_id)
+            alarm.updated_ns = self.clock()
+            self._dirty.pop(alarm.id, None)
+            self.store.write(alarm, [HistoryEntry("comment", user, alarm.updated_ns,
+                                                  alarm.state, text)], new=False)
+            return alarm.to_json()
+
+    def get(self, alarm_id: str) -> dict[str, Any]:
+        """Return an alarm's JSON with its history; raise AlarmNotFound."""
+        with self._lock:
+            alarm = self._find(alarm_id)
+            data = alarm.to_json()
+            data["history"] = self.store.history(alarm_id)
+            return data
+
+    def list(
+        self,
+        *,
+        state: str | Sequence[str] | None = None,
+        severity: str | Sequence[str] | None = None,
+        device_id: str | None = None,
+        site: str | None = None,
+        kind: str | None = None,
+        rule: str | None = None,
+        assignee: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        sort: str = "severity",
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Return (page of alarm JSON, total); most severe then newest first by default."""
+        states = parse_states(state)
+        severities = severity.split(",") if isinstance(severity, str) else severity
+        if severities:
+            severities = [s.strip() for s in severities if s.strip()]
+            unknown = [s for s in severities if s not in SEVERITY_RANK]
+            if unknown:
+                raise ValueError(f"unknown severity {unknown[0]!r}: use {', '.join(SEVERITIES)}")
+        if sort not in ("severity", "time"):
+            raise ValueError("sort must be severity or time")
+        with self._lock:
+            self.flush(force=True)
+            alarms, total = self.store.query(
+                states=states, severities=severities, device_id=device_id, site=site,
+                kind=kind, rule=rule, assignee=assignee, since_ns=since_ns, until_ns=until_ns,
+                sort=sort, limit=limit, offset=offset)
+        return [a.to_json() for a in alarms], total
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def flush(self, force: bool = False) -> int:
+        """Write and republish repeats (count, value, last seen); return how many."""
+        with self._lock:
+            now = self.clock()
+            if not self._dirty or (not force and now - self._last_flush < self.flush_ns):
+                return 0
+            self._last_flush = now
+            dirty = list(self._dirty.values())
+            self._dirty.clear()
+            try:
+                self.store.update_many(dirty)
+            except Exception:
+                log.exception("writing %d alarm repeats failed; retrying later", len(dirty))
+                for alarm in dirty:
+                    self._dirty.setdefault(alarm.id, alarm)
+                return 0
+            for alarm in dirty:
+                if alarm.id in self._by_id:
+                    self._publish(alarm)
+            return len(dirty)
+
+    def close(self) -> None:
+        """Write pending repeats and stop the webhook workers."""
+        self.flush(force=True)
+        if self.webhooks is not None:
+            self.webhooks.close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _remember(self, alarm: Alarm) -> None:
+        self._open[(alarm.device_id, alarm.rule)] = alarm
+        self._by_id[alarm.id] = alarm
+
+    def _forget(self, alarm: Alarm) -> None:
+        if self._open.get((alarm.device_id, alarm.rule)) is alarm:
+            del self._open[(alarm.device_id, alarm.rule)]
+        self._by_id.pop(alarm.id, None)
+        self._dirty.pop(alarm.id, None)
+
+    def _find(self, alarm_id: str) -> Alarm:
+        alarm = self._by_id.get(alarm_id)
+        if alarm is None:
+            alarm = self.store.get(alarm_id)
+        if alarm is None:
+            raise AlarmNotFound(alarm_id)
+        return alarm
+
+    def _create(self, device_id: str, site: str, kind: str, rule: str, severity: str,
+                value: Any, message: str, message_zh: str, at_ns: int,
+                details: dict[str, Any] | None, model: str | None) -> str:
+        entry = self.sites.device(device_id)
+        community = None
+        if entry is not None:
+            reg_site, device = entry
+            model = model or device.model
+            if reg_site.tag_community:
+                community = device.community
+        alarm = Alarm(
+            id=str(uuid.uuid4()), device_id=device_id, site=site, kind=kind, rule=rule,
+            model=model or "unknown", community=community, severity=severity,
+            state=ACTIVE_UNACK, message=message, message_zh=message_zh, value=value,
+            details=details, raised_ns=at_ns, last_seen_ns=at_ns, count=1,
+        )
+        self._remember(alarm)
+        self._transition(alarm, "raise", SYSTEM, at_ns, None, new=True)
+        return alarm.id
+
+    def _do_clear(self, alarm: Alarm, user: str, at_ns: int, note: str | None) -> None:
+        before = alarm.state
+        alarm.state = CLEARED_ACK if before == ACTIVE_ACK else CLEARED_UNACK
+        alarm.cleared_ns = at_ns
+        alarm.cleared_by = user
+        self._transition(alarm, "clear", user, at_ns, before, note)
+
+    def _transition(self, alarm: Alarm, action: str, actor: str, at_ns: int,
+                    before: str | None, note: str | None = None, *, new: bool = False) -> None:
+        alarm.updated_ns = self.clock()
+        self._dirty.pop(alarm.id, None)
+        self.store.write(alarm, [HistoryEntry(action, actor, at_ns, before, note)], new=new)
+        if alarm.state == CLEARED_ACK:
+            self._forget(alarm)
+        elif alarm.id not in self._by_id:
+            self._remember(alarm)
+        metrics.ALARM_TRANSITIONS.labels(action, alarm.severity).inc()
+        metrics.ALARMS_OPEN.set(len(self._open))
+        self._emit_point(alarm, at_ns)
+        self._publish(alarm)
+        if self.webhooks is not None:
+            self.webhooks.submit(f"alarm.{action}", {
+                "actor": actor, "at": iso(at_ns), "from_state": before, "note": note,
+                "alarm": alarm.to_json()})
+
+    def _emit_point(self, alarm: Alarm, at_ns: int) -> None:
+        if self.emit_points is None:
+            return
+        # same series + timestamp would overwrite the previous transition in InfluxDB
+        time_ns = max(at_ns, alarm.last_point_ns + 1)
+        alarm.last_point_ns = time_ns
+        tags = [("device_id", alarm.device_id), ("site", alarm.site), ("model", alarm.model),
+                ("kind", alarm.kind), ("rule", alarm.rule)]
+        if alarm.community:
+            tags.append(("community", alarm.community))
+        fields: list[tuple[str, FieldValue]] = [
+            ("alarm_id", alarm.id), ("state", alarm.state), ("severity", alarm.severity),
+            ("message", alarm.message)]
+        if isinstance(alarm.value, int | float) and not isinstance(alarm.value, bool):
+            fields.append(("value", float(alarm.value)))
+        try:
+            self.emit_points([Point("alarm", tuple(tags), tuple(fields), time_ns)])
+        except Exception:
+            metrics.ALARM_OUTPUT_ERRORS.labels("points").inc()
+            log.exception("emitting the alarm point failed")
+
+    def topic(self, alarm: Alarm) -> str:
+        """Return the retained MQTT topic of an alarm."""
+        return (f"{self.topic_prefix}/{_topic_part(alarm.site)}/"
+                f"{_topic_part(alarm.device_id)}/{_topic_part(alarm.rule)}")
+
+    def _publish(self, alarm: Alarm) -> None:
+        if self.publish is None:
+            return
+        payload = b"" if alarm.state == CLEARED_ACK else orjson.dumps(alarm.to_json())
+        try:
+            self.publish(self.topic(alarm), payload, True)
+        except Exception:
+            metrics.ALARM_OUTPUT_ERRORS.labels("mqtt").inc()
+            log.exception("publishing the alarm failed")
+
+    def republish_all(self) -> int:
+        """Publish the retained JSON of every open alarm again (e.g. after a reconnect)."""
+        with self._lock:
+            alarms: Iterable[Alarm] = list(self._open.values())
+            for alarm in alarms:
+                self._publish(alarm)
+            return len(self._open)

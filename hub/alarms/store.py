@@ -1,0 +1,227 @@
+"""Alarm tables on ``hub.db.Base`` and the queries the service needs (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from hub.alarms.model import OPEN_STATES, Alarm, iso
+from hub.db import Base
+from hub.rules.schema import SEVERITY_RANK
+
+
+class AlarmRow(Base):
+    """One alarm (open or closed)."""
+
+    __tablename__ = "alarms"
+    __table_args__ = (
+        Index("ix_alarms_device_rule_state", "device_id", "rule", "state"),
+        Index("ix_alarms_order", "severity_rank", "raised_ns"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(128))
+    site: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(64))
+    community: Mapped[str | None] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    severity_rank: Mapped[int] = mapped_column(SmallInteger)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    message_zh: Mapped[str] = mapped_column(Text)
+    value_json: Mapped[str] = mapped_column(Text)
+    details_json: Mapped[str | None] = mapped_column(Text)
+    raised_ns: Mapped[int] = mapped_column(BigInteger, index=True)
+    last_seen_ns: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+    acked_ns: Mapped[int | None] = mapped_column(BigInteger)
+    acked_by: Mapped[str | None] = mapped_column(String(64))
+    cleared_ns: Mapped[int | None] = mapped_column(BigInteger)
+    cleared_by: Mapped[str | None] = mapped_column(String(64))
+    assignee: Mapped[str | None] = mapped_column(String(64))
+    updated_ns: Mapped[int] = mapped_column(BigInteger)
+
+
+class AlarmHistoryRow(Base):
+    """One transition or note of an alarm: who, when, what."""
+
+    __tablename__ = "alarm_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alarm_id: Mapped[str] = mapped_column(ForeignKey("alarms.id"), index=True)
+    at_ns: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16))
+    value_json: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _row_values(alarm: Alarm) -> dict[str, Any]:
+    return {
+        "id": alarm.id, "device_id": alarm.device_id, "site": alarm.site, "kind": alarm.kind,
+        "rule": alarm.rule, "model": alarm.model, "community": alarm.community,
+        "severity": alarm.severity, "severity_rank": SEVERITY_RANK.get(alarm.severity, 9),
+        "state": alarm.state, "message": alarm.message, "message_zh": alarm.message_zh,
+        "value_json": _dumps(alarm.value),
+        "details_json": None if alarm.details is None else _dumps(alarm.details),
+        "raised_ns": alarm.raised_ns, "last_seen_ns": alarm.last_seen_ns, "count": alarm.count,
+        "acked_ns": alarm.acked_ns, "acked_by": alarm.acked_by, "cleared_ns": alarm.cleared_ns,
+        "cleared_by": alarm.cleared_by, "assignee": alarm.assignee,
+        "updated_ns": alarm.updated_ns,
+    }
+
+
+def row_to_alarm(row: AlarmRow) -> Alarm:
+    """Build the in-memory record from a row."""
+    return Alarm(
+        id=row.id, device_id=row.device_id, site=row.site, kind=row.kind, rule=row.rule,
+        model=row.model, community=row.community, severity=row.severity, state=row.state,
+        message=row.message, message_zh=row.message_zh, value=orjson.loads(row.value_json),
+        details=None if row.details_json is None else orjson.loads(row.details_json),
+        raised_ns=row.raised_ns, last_seen_ns=row.last_seen_ns, count=row.count,
+        acked_ns=row.acked_ns, acked_by=row.acked_by, cleared_ns=row.cleared_ns,
+        cleared_by=row.cleared_by, assignee=row.assignee, updated_ns=row.updated_ns,
+    )
+
+
+class HistoryEntry:
+    """A history row waiting to be written with its alarm."""
+
+    __slots__ = ("action", "actor", "at_ns", "from_state", "note")
+
+    def __init__(self, action: str, actor: str, at_ns: int, from_state: str | None,
+                 note: str | None = None) -> None:
+        self.action = action
+        self.actor = actor
+        self.at_ns = at_ns
+        self.from_state = from_state
+        self.note = note
+
+
+class AlarmStore:
+    """Reads and writes alarms and their history."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        Base.metadata.create_all(engine, tables=[
+            AlarmRow.__table__, AlarmHistoryRow.__table__])  # type: ignore[list-item]
+
+    def load_open(self) -> list[Alarm]:
+        """Return every alarm that is not cleared and acknowledged."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(AlarmRow).where(AlarmRow.state.in_(sorted(OPEN_STATES)))).scalars()
+            return [row_to_alarm(r) for r in rows]
+
+    def write(self, alarm: Alarm, entries: Sequence[HistoryEntry], *, new: bool) -> None:
+        """Insert or update an alarm and append its history entries in one transaction."""
+        values = _row_values(alarm)
+        with Session(self.engine) as session, session.begin():
+            if new:
+                session.execute(insert(AlarmRow).values(**values))
+            else:
+                session.execute(update(AlarmRow).where(AlarmRow.id == alarm.id).values(**values))
+            if entries:
+                value = _dumps(alarm.value)
+                session.execute(insert(AlarmHistoryRow), [
+                    {"alarm_id": alarm.id, "at_ns": e.at_ns, "actor": e.actor,
+                     "action": e.action, "from_state": e.from_state, "to_state": alarm.state,
+                     "severity": alarm.severity, "value_json": value, "note": e.note}
+                    for e in entries
+                ])
+
+    def update_many(self, alarms: Sequence[Alarm]) -> None:
+        """Write the current values of several alarms (repeats: count, value, last seen)."""
+        if not alarms:
+            return
+        with Session(self.engine) as session, session.begin():
+            for alarm in alarms:
+                session.execute(update(AlarmRow).where(AlarmRow.id == alarm.id)
+                                .values(**_row_values(alarm)))
+
+    def get(self, alarm_id: str) -> Alarm | None:
+        """Return one alarm or None."""
+        with Session(self.engine) as session:
+            row = session.get(AlarmRow, alarm_id)
+            return None if row is None else row_to_alarm(row)
+
+    def history(self, alarm_id: str) -> list[dict[str, Any]]:
+        """Return an alarm's history, oldest first."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(AlarmHistoryRow).where(AlarmHistoryRow.alarm_id == alarm_id)
+                .order_by(AlarmHistoryRow.id)).scalars()
+            return [{"at": iso(r.at_ns), "actor": r.actor, "action": r.action,
+                     "from_state": r.from_state, "to_state": r.to_state,
+                     "severity": r.severity, "value": orjson.loads(r.value_json),
+                     "note": r.note} for r in rows]
+
+    def query(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        severities: Sequence[str] | None = None,
+        device_id: str | None = None,
+        site: str | None = None,
+        kind: str | None = None,
+        rule: str | None = None,
+        assignee: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        sort: str = "severity",
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Alarm], int]:
+        """Return a page of alarms matching the filters and the total count."""
+        conditions: list[Any] = []
+        if states:
+            conditions.append(AlarmRow.state.in_(list(states)))
+        if severities:
+            conditions.append(AlarmRow.severity.in_(list(severities)))
+        for column, wanted in ((AlarmRow.device_id, device_id), (AlarmRow.site, site),
+                               (AlarmRow.kind, kind), (AlarmRow.rule, rule),
+                               (AlarmRow.assignee, assignee)):
+            if wanted is not None:
+                conditions.append(column == wanted)
+        if since_ns is not None:
+            conditions.append(AlarmRow.raised_ns >= since_ns)
+        if until_ns is not None:
+            conditions.append(AlarmRow.raised_ns <= until_ns)
+        order: tuple[Any, ...]
+        if sort == "time":
+            order = (AlarmRow.raised_ns.desc(), AlarmRow.severity_rank, AlarmRow.id)
+        else:
+            order = (AlarmRow.severity_rank, AlarmRow.raised_ns.desc(), AlarmRow.id)
+        with Session(self.engine) as session:
+            total = session.execute(
+                select(func.count()).select_from(AlarmRow).where(*conditions)).scalar_one()
+            rows = session.execute(
+                select(AlarmRow).where(*conditions).order_by(*order)
+                .limit(limit).offset(offset)).scalars()
+            return [row_to_alarm(r) for r in rows], int(total)

@@ -1,0 +1,417 @@
+"""The rules engine: evaluates compiled rules per reading and on timer ticks.
+
+Fed by the pipeline thread only (not thread-safe by itself). Per device it keeps one
+``DeviceState`` (slots), evaluates readings in device-time order and calls the alarm sink only
+when a rule's result matters: a raise, a severity change, a repeat (a reading that carries the
+rule's input while it is breached) or a clear.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from hub.alarms import metrics
+from hub.model import Reading
+from hub.rules import schema
+from hub.rules.compiled import NS, CompiledRule, DeviceState, Env, Level, Program
+from hub.rules.store import RuleStateStore, SavedState
+from hub.settings import PACKAGE_ROOT
+from hub.sites import UNASSIGNED_SITE, Device, Site, SiteRegistry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RULES_DIR = PACKAGE_ROOT / "device_profiles" / "rules"
+
+
+class AlarmSink(Protocol):
+    """What the engine needs from the alarm service."""
+
+    def raise_or_update(
+        self, device_id: str, site: str, kind: str, rule: str, severity: str, value: Any,
+        message: str, message_zh: str, at_ns: int, details: dict[str, Any] | None = None,
+        *, model: str | None = None,
+    ) -> str:
+        """Open, reopen, escalate or repeat the alarm of (device, rule)."""
+        ...
+
+    def auto_clear(self, device_id: str, rule: str, at_ns: int,
+                   note: str | None = None) -> str | None:
+        """Clear the alarm of (device, rule) because its condition cleared."""
+        ...
+
+
+class _Ctx(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+_PLACEHOLDER = re.compile(r"\{(\w+)(?:![rsa])?(?::[^{}]*)?\}")
+
+
+def render(template: str, values: Mapping[str, Any], value: Any) -> str:
+    """Fill a message template; a missing or badly typed value shows plainly, never raises."""
+    ctx = _Ctx(values)
+    ctx["value"] = "?" if value is None else value
+    try:
+        return template.format_map(ctx)
+    except (ValueError, TypeError, IndexError, AttributeError, KeyError):
+        return _PLACEHOLDER.sub(lambda m: str(ctx[m.group(1)]), template)
+
+
+def _fingerprint(r: Reading) -> int:
+    try:
+        return hash((r.message, r.online, tuple(r.values.items())))
+    except TypeError:
+        return hash((r.message, r.online, repr(sorted(r.values.items()))))
+
+
+class _Writer(threading.Thread):
+    """Writes rule-state snapshots off the pipeline thread (the newest batch wins per device)."""
+
+    def __init__(self, store: RuleStateStore, clock: Callable[[], int]) -> None:
+        super().__init__(name="rule-state-writer", daemon=True)
+        self.store = store
+        self.clock = clock
+        self.batches: queue.Queue[list[SavedState] | None] = queue.Queue()
+
+    def run(self) -> None:
+        while True:
+            batch = self.batches.get()
+            if batch is None:
+                return
+            try:
+                self.store.save(batch, self.clock())
+            except Exception:
+                log.exception("saving rule state failed (%d devices)", len(batch))
+
+
+class RuleEngine:
+    """Evaluates the rules of every device kind against readings and timer ticks."""
+
+    def __init__(
+        self,
+        alarms: AlarmSink,
+        *,
+        rule_sets: Mapping[str, schema.RuleSet] | None = None,
+        rules_dir: Path | None = None,
+        sites: SiteRegistry | None = None,
+        report_intervals: Mapping[str, float] | None = None,
+        model_kinds: Mapping[str, str] | None = None,
+        state_store: RuleStateStore | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        tick_interval_s: float = 1.0,
+        save_interval_s: float = 10.0,
+        default_timezone: str = "Asia/Shanghai",
+        background_save: bool = True,
+    ) -> None:
+        self.alarms = alarms
+        self.rule_sets = dict(rule_sets) if rule_sets is not None else schema.load_rule_dir(
+            rules_dir or DEFAULT_RULES_DIR)
+        self.sites = sites or SiteRegistry([])
+        self.env = Env(dict(report_intervals or {}))
+        self.clock = clock
+        self.state_store = state_store
+        self.tick_ns = int(tick_interval_s * NS)
+        self.save_ns = int(save_interval_s * NS)
+        self.default_tz = ZoneInfo(default_timezone)
+        self.devices: dict[str, DeviceState] = {}
+        self._programs: dict[tuple[str, str, str | None], Program | None] = {}
+        self._zones: dict[str, ZoneInfo] = {}
+        self._last_scan = 0
+        self._last_save = clock()
+        self._writer: _Writer | None = None
+        if state_store is not None and background_save:
+            self._writer = _Writer(state_store, clock)
+            self._writer.start()
+        self.validate_overrides(model_kinds)
+        if state_store is not None:
+            self._load(state_store)
+        self._reconcile_open_alarms()
+
+    # -- compiling ---------------------------------------------------------------------------
+
+    def validate_overrides(self, model_kinds: Mapping[str, str] | None = None) -> None:
+        """Compile every site's and device's overrides now; raise RuleError on the first bad one."""
+        kinds = set(self.rule_sets)
+        for site in self.sites.sites.values():
+            known: set[str] = set(kinds)
+            for rs in self.rule_sets.values():
+                known |= set(rs.rules)
+            for key, override in site.rules.items():
+                if key not in known and not schema.is_complete_rule(override):
+                    raise schema.RuleError(
+                        f"site {site.site}: rules: unknown rule or kind {key!r} "
+                        f"(known kinds: {', '.join(sorted(kinds))})")
+            for kind in kinds:
+                self._program(kind, site, None)
+            for device in site.devices:
+                if not device.rules:
+                    continue
+                known_kind = (model_kinds or {}).get(device.model)
+                candidates = [known_kind] if known_kind in kinds else [
+                    k for k in sorted(kinds)
+                    if all(r in self.rule_sets[k].rules or schema.is_complete_rule(v)
+                           for r, v in device.rules.items())
+                ]
+                if not candidates:
+                    raise schema.RuleError(
+                        f"site {site.site} device {device.id}: rules: no device kind has "
+                        f"rules {', '.join(sorted(device.rules))}")
+                for kind_name in candidates:
+                    if kind_name is not None:
+                        self._program(kind_name, site, device)
+
+    def _program(self, kind: str, site: Site | None, device: Device | None) -> Program | None:
+        key = (kind, site.site if site else UNASSIGNED_SITE,
+               device.id if device is not None and device.rules else None)
+        if key in self._programs:
+            return self._programs[key]
+        rule_set = self.rule_sets.get(kind)
+        if rule_set is None:
+            self._programs[key] = None
+            return None
+        layers: list[tuple[str, Mapping[str, Any]]] = []
+        if site is not None and site.rules:
+            layers.append((f"site {site.site}", schema.site_overrides_for_kind(
+                site.rules, kind, set(self.rule_sets))))
+        rules = schema.resolve_rules(rule_set, *layers, strict_ids=False)
+        if device is not None and device.rules:
+            dev_set = schema.RuleSet(kind=kind, rules=rules)
+            rules = schema.resolve_rules(
+                dev_set, (f"site {key[1]} device {device.id}", device.rules), strict_ids=True)
+        program = Program(rules)
+        self._programs[key] = program
+        return program
+
+    def _zone(self, site: Site | None) -> ZoneInfo:
+        if site is None:
+            return self.default_tz
+        zone = self._zones.get(site.timezone)
+        if zone is None:
+            zone = self._zones[site.timezone] = ZoneInfo(site.timezone)
+        return zone
+
+    def _new_state(self, device_id: str, kind: str, site_id: str, model: str) -> DeviceState | None:
+        entry = self.sites.device(device_id)
+        site, device = entry if entry is not None else (self.sites.sites.get(site_id), None)
+        program = self._program(kind, site, device)
+        if program is None:
+            return None
+        hours = None
+        if device is not None and device.active_hours is not None:
+            ah = device.active_hours
+            hours = (ah.start.hour * 3600 + ah.start.minute * 60 + ah.start.second,
+                     ah.end.hour * 3600 + ah.end.minute * 60 + ah.end.second)
+        ds = DeviceState(device_id, kind, site_id, model, program, self._zone(site), hours)
+        self.devices[device_id] = ds
+        return ds
+
+    # -- evaluation --------------------------------------------------------------------------
+
+    def on_reading(self, reading: Reading) -> None:
+        """Evaluate one reading; older-than-newest and duplicate readings change nothing."""
+        ds = self.devices.get(reading.device_id)
+        if ds is None:
+            ds = self._new_state(reading.device_id, reading.kind, reading.site, reading.model)
+            if ds is None:
+                metrics.RULE_READINGS_IGNORED.labels("no_rules").inc()
+                return
+        elif not ds.model and reading.model:
+            ds.model = reading.model
+        t = reading.time_ns
+        if t == reading.received_ns and ds.last_t >= 0:
+            # receive-time readings (status, bad device clock) move to the device's clock domain
+            t -= ds.offset
+        if t < ds.last_t:
+            metrics.RULE_READINGS_IGNORED.labels("out_of_order").inc()
+            return
+        fp = _fingerprint(reading)
+        if t == ds.last_t:
+            if fp in ds.last_fps:
+                metrics.RULE_READINGS_IGNORED.labels("duplicate").inc()
+                return
+            ds.last_fps = (*ds.last_fps[-7:], fp)
+        else:
+            ds.last_t = t
+            ds.last_fps = (fp,)
+        if reading.time_ns != reading.received_ns:
+            ds.offset = reading.received_ns - reading.time_ns
+        if reading.received_ns > ds.last_rx:
+            ds.last_rx = reading.received_ns
+        values = ds.values
+        rv = reading.values
+        for name in ds.program.fields:
+            v = rv.get(name)
+            if v is not None and values.get(name) != v:
+                values[name] = v
+                ds.dirty = True
+        online = True if reading.online is None else reading.online
+        if values.get("online") is not online:
+            values["online"] = online
+            ds.dirty = True
+        self._evaluate(ds, reading, t, self.clock())
+
+    def on_tick(self, now_ns: int | None = None) -> None:
+        """Run due timers (durations, staleness, event holds, schedules); save state at times."""
+        now = self.clock() if now_ns is None else now_ns
+        if now - self._last_scan >= self.tick_ns:
+            self._last_scan = now
+            for ds in list(self.devices.values()):
+                deadline = ds.deadline
+                if deadline is not None and deadline + ds.offset <= now:
+                    t = max(now - ds.offset, ds.last_t)
+                    self._evaluate(ds, None, t, now)
+        if self.state_store is not None and now - self._last_save >= self.save_ns:
+            self._last_save = now
+            self.save()
+        flush = getattr(self.alarms, "flush", None)
+        if flush is not None:
+            flush()
+
+    def _evaluate(self, ds: DeviceState, r: Reading | None, t: int, now: int) -> None:
+        env = self.env
+        slots = ds.slots
+        deadline: int | None = None
+        for index, rule in enumerate(ds.program.rules):
+            try:
+                best = -1
+                best_level: Level | None = None
+                for j, level in enumerate(rule.levels):
+                    held = level.cond.eval(ds, r, t, now, env)
+                    since = slots[level.since_slot]
+                    if held:
+                        if since is None:
+                            since = slots[level.since_slot] = t
+                            ds.dirty = True
+                        if best >= 0:
+                            if t - since < level.for_ns:
+                                # a more severe level holds: this one counts as held long enough
+                                slots[level.since_slot] = t - level.for_ns
+                        elif t - since >= level.for_ns:
+                            best, best_level = j, level
+                        else:
+                            due = since + level.for_ns
+                            deadline = due if deadline is None else min(deadline, due)
+                    elif since is not None:
+                        slots[level.since_slot] = None
+                        ds.dirty = True
+                    due_c = level.cond.deadline(ds, t, env)
+                    if due_c is not None:
+                        deadline = due_c if deadline is None else min(deadline, due_c)
+                previous = ds.active[index]
+                if best_level is not None:
+                    if previous != best or (r is not None and rule.touched_by(r)):
+                        ds.active[index] = best
+                        ds.dirty = True
+                        self._raise(ds, rule, best_level, t)
+                elif previous >= 0:
+                    ds.active[index] = -1
+                    ds.dirty = True
+                    self.alarms.auto_clear(ds.device_id, rule.id, t)
+            except Exception:
+                metrics.RULE_ERRORS.labels(rule.id).inc()
+                log.exception("rule %s failed for device %s", rule.id, ds.device_id)
+        ds.deadline = deadline
+
+    def _raise(self, ds: DeviceState, rule: CompiledRule, level: Level, t: int) -> None:
+        value = level.cond.value(ds)
+        self.alarms.raise_or_update(
+            ds.device_id, ds.site, ds.kind, rule.id, level.severity, value,
+            render(level.message_en, ds.values, value), render(level.message_zh, ds.values, value),
+            t, None, model=ds.model or None,
+        )
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def _snapshot(self, ds: DeviceState) -> SavedState:
+        rules = ds.program.rules
+        return SavedState(ds.device_id, ds.kind, ds.site, ds.model, {
+            "sig": ds.program.signature,
+            "t": ds.last_t,
+            "o": ds.offset,
+            "rx": ds.last_rx,
+            "v": dict(ds.values),
+            "s": [list(x) if isinstance(x, list) else x for x in ds.slots],
+            "a": {rules[i].id: rules[i].levels[a].severity
+                  for i, a in enumerate(ds.active) if a >= 0},
+        })
+
+    def save(self, everything: bool = False) -> int:
+        """Persist the state of changed devices (all with ``everything``); return the count."""
+        if self.state_store is None:
+            return 0
+        batch = []
+        for ds in self.devices.values():
+            if ds.dirty or everything:
+                ds.dirty = False
+                batch.append(self._snapshot(ds))
+        if not batch:
+            return 0
+        if self._writer is not None:
+            self._writer.batches.put(batch)
+        else:
+            self.state_store.save(batch, self.clock())
+        return len(batch)
+
+    def stop(self) -> None:
+        """Save every changed device and wait for the writer."""
+        self.save()
+        if self._writer is not None:
+            self._writer.batches.put(None)
+            self._writer.join(timeout=30)
+            self._writer = None
+
+    def _load(self, store: RuleStateStore) -> None:
+        now = self.clock()
+        for saved in store.load_all():
+            ds = self._new_state(saved.device_id, saved.kind, saved.site, saved.model)
+            if ds is None:
+                continue
+            data = saved.data
+            ds.last_t = int(data.get("t", -1))
+            ds.offset = int(data.get("o", 0))
+            # the hub was away: staleness counts from now, not from before the restart
+            ds.last_rx = max(int(data.get("rx", 0)), now)
+            ds.values.update(data.get("v") or {})
+            slots = data.get("s")
+            if data.get("sig") == ds.program.signature and isinstance(slots, list) \
+                    and len(slots) == len(ds.slots):
+                ds.slots[:] = slots
+            self._restore_active(ds, data.get("a") or {})
+            ds.deadline = now - ds.offset
+        log.info("rule state restored for %d devices", len(self.devices))
+
+    @staticmethod
+    def _restore_active(ds: DeviceState, active: Mapping[str, str]) -> None:
+        for index, rule in enumerate(ds.program.rules):
+            severity = active.get(rule.id)
+            if severity is None:
+                continue
+            levels = [lv.severity for lv in rule.levels]
+            ds.active[index] = levels.index(severity) if severity in levels else 0
+
+    def _reconcile_open_alarms(self) -> None:
+        open_alarms: Callable[[], Iterable[tuple[str, str, str, str, str]]] | None = getattr(
+            self.alarms, "open_alarms", None)
+        if open_alarms is None:
+            return
+        now = self.clock()
+        for device_id, site, kind, rule_id, severity in open_alarms():
+            ds = self.devices.get(device_id)
+            if ds is None:
+                ds = self._new_state(device_id, kind, site, "")
+                if ds is None:
+                    continue
+                ds.last_rx = now
+                ds.deadline = now
+            for index, rule in enumerate(ds.program.rules):
+                if rule.id == rule_id and ds.active[index] < 0:
+                    self._restore_active(ds, {rule_id: severity})

@@ -1,0 +1,90 @@
+"""Run the real ``hub run`` command as a child process, for tests that kill or restart it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.services import free_port, log_tail
+
+
+class HubProcess:
+    """``hub run`` in a subprocess with HUB_* settings; SIGKILL-able, restartable."""
+
+    def __init__(self, workdir: Path, **settings: Any) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.log_path = workdir / "hub.log"
+        self.settings = {
+            "HUB_DATA_DIR": str(workdir / "data"),
+            "HUB_API_HOST": "127.0.0.1",
+            "HUB_API_PORT": str(self.port),
+            **{f"HUB_{k.upper()}": str(v) for k, v in settings.items()},
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api(self) -> str:
+        """Base URL of the hub's API."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0, wait_connected: bool = True) -> None:
+        """Start and wait until the API answers (and the broker is connected)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env.update(self.settings)
+        handle = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "run"], env=env, stdout=handle, stderr=handle,
+            cwd=self.workdir,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited {self.proc.returncode}:\n{log_tail(self.log_path)}")
+            try:
+                health = httpx.get(f"{self.api}/api/health", timeout=1).json()
+                if not wait_connected or health["broker"]["connected"]:
+                    return
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"hub did not come up:\n{log_tail(self.log_path)}")
+
+    def health(self) -> dict[str, Any]:
+        """GET /api/health."""
+        result: dict[str, Any] = httpx.get(f"{self.api}/api/health", timeout=5).json()
+        return result
+
+    def get(self, path: str, **params: Any) -> Any:
+        """GET an API path and return the JSON."""
+        response = httpx.get(f"{self.api}{path}", params=params, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no goodbye."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM and wait for a clean exit."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log(self) -> str:
+        """The tail of the hub's log."""
+        return log_tail(self.log_path, 80)
