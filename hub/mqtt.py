@@ -93,20 +93,22 @@ class MqttClient:
         cert_file: Path | None = None,
         key_file: Path | None = None,
         status_topic: str = STATUS_TOPIC,
-        protocol: MQTTProtocolVersion = paho.MQTTv5,
+        protocol: str = "auto",
     ) -> None:
         self.url = parse_mqtt_url(url)
         self.client_id = client_id
         self.subscriptions = subscriptions
         self.on_message = on_message
         self.status_topic = status_topic
-        self.protocol = protocol
+        self.protocol = paho.MQTTv311 if protocol == "3.1.1" else paho.MQTTv5
+        self._may_fall_back = protocol == "auto"
+        self._failed_attempts = 0
         self._tls = (ca_file, cert_file, key_file)
         self._generation = 0
         self._connected = threading.Event()
         self._stopping = False
         self.last_error: str | None = None
-        self._client = self._make_client(protocol)
+        self._client = self._make_client(self.protocol)
 
     def _make_client(self, protocol: MQTTProtocolVersion) -> paho.Client:
         client = paho.Client(
@@ -185,11 +187,10 @@ class MqttClient:
         if reason.is_failure:
             self.last_error = f"connect refused: {reason}"
             log.warning("MQTT %s", self.last_error)
-            if "unsupported protocol" in str(reason).lower() and self.protocol == paho.MQTTv5:
-                log.warning("broker refused MQTT 5; falling back to 3.1.1")
-                self.protocol = paho.MQTTv311
-                threading.Thread(target=self._restart_as_v311, daemon=True).start()
+            if "unsupported protocol" in str(reason).lower():
+                self._fall_back()
             return
+        self._may_fall_back = False  # this broker speaks our version: never switch later
         self._generation += 1
         self.last_error = None
         CONNECTS.inc()
@@ -205,9 +206,20 @@ class MqttClient:
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         self._connected.set()
 
-    def _restart_as_v311(self) -> None:
-        self._client.loop_stop()
-        self._client = self._make_client(paho.MQTTv311)
+    def _fall_back(self) -> None:
+        """Switch to MQTT 3.1.1 once, for brokers that drop MQTT 5 connects (e.g. amqtt)."""
+        if not self._may_fall_back or self.protocol != paho.MQTTv5:
+            return
+        self._may_fall_back = False
+        log.warning("broker does not accept MQTT 5; falling back to MQTT 3.1.1")
+        self.protocol = paho.MQTTv311
+        threading.Thread(target=self._restart, daemon=True).start()
+
+    def _restart(self) -> None:
+        old = self._client
+        old.loop_stop()
+        old.disconnect()
+        self._client = self._make_client(self.protocol)
         self.start()
 
     def _on_disconnect(
@@ -218,8 +230,13 @@ class MqttClient:
         reason: ReasonCode,
         _properties: Any,
     ) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
         CONNECTED.set(0)
+        if not was_connected and not self._stopping and self.protocol == paho.MQTTv5:
+            self._failed_attempts += 1
+            if self._failed_attempts >= 2:
+                self._fall_back()
         if not self._stopping:
             self.last_error = f"disconnected: {reason}"
             log.warning("MQTT %s; reconnecting", self.last_error)

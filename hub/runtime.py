@@ -65,6 +65,7 @@ class Hub:
             ca_file=settings.mqtt_ca_file,
             cert_file=settings.mqtt_cert_file,
             key_file=settings.mqtt_key_file,
+            protocol=settings.mqtt_protocol,
         )
         self.pipeline = Pipeline(
             self.normalizer, self.states, self.refusals, self.writer, self.mqtt.ack,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,9 @@ class Settings(BaseSettings):
 
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_client_id: str = "safety-hub"
+    mqtt_protocol: Literal["auto", "5", "3.1.1"] = Field(
+        default="auto", description="MQTT version; auto tries 5 and falls back to 3.1.1"
+    )
     mqtt_ca_file: Path | None = None
     mqtt_cert_file: Path | None = None
     mqtt_key_file: Path | None = None
@@ -39,6 +43,12 @@ class Settings(BaseSettings):
     batch_interval_s: float = 0.2
     spool_max_bytes: int = 2 * 1024**3
     max_payload_bytes: int = 256 * 1024
+    webhook_urls: str = Field(default="", description="comma list of alarm webhook URLs")
+    webhook_secret: str = Field(default="", description="HMAC-SHA256 key of webhook bodies")
+    webhook_queue_size: int = Field(default=1000, ge=1, description="per URL; drops oldest")
+    webhook_max_attempts: int = Field(default=6, ge=1)
+    rules_dir: Path = PACKAGE_ROOT / "device_profiles" / "rules"
+    rule_state_save_s: float = Field(default=10.0, gt=0, description="rule-state save period")
 
     def resolved_database_url(self) -> str:
         """Return the state-store URL, defaulting to a SQLite file in the data dir."""

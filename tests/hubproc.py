@@ -41,7 +41,10 @@ class HubProcess:
         env.update(self.settings)
         handle = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "run"], env=env, stdout=handle, stderr=handle,
+            [sys.executable, "-m", "hub.cli", "run"],
+            env=env,
+            stdout=handle,
+            stderr=handle,
             cwd=self.workdir,
         )
         deadline = time.monotonic() + timeout

@@ -31,8 +31,9 @@ def _client(url: str, client_id: str | None = None) -> paho.Client:
     return client
 
 
-def publish_many(url: str, messages: Iterable[tuple[str, bytes, int, bool]],
-                 rate: float | None = None) -> int:
+def publish_many(
+    url: str, messages: Iterable[tuple[str, bytes, int, bool]], rate: float | None = None
+) -> int:
     """Publish and wait until the broker has every QoS>0 message; return how many."""
     client = _client(url)
     infos = []

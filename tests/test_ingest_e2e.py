@@ -28,7 +28,9 @@ def rows(influx_db: Any, measurement: str) -> list[dict[str, Any]]:
     out = []
     for series in result["results"][0].get("series", []):
         for values in series["values"]:
-            out.append({k: v for k, v in zip(series["columns"], values, strict=True) if v is not None})
+            out.append(
+                {k: v for k, v in zip(series["columns"], values, strict=True) if v is not None}
+            )
     return out
 
 
@@ -49,8 +51,14 @@ def expected_counts(cases: list[Case]) -> dict[str, int]:
 
 
 def start_hub(tmp_path: Path, mosquitto: Any, influx: Any, **extra: Any) -> HubProcess:
-    hub = HubProcess(tmp_path, mqtt_url=mosquitto.url, influx_url=influx.url,
-                     influx_db=influx.name, sites_dir=GOLDEN_SITES, **extra)
+    hub = HubProcess(
+        tmp_path,
+        mqtt_url=mosquitto.url,
+        influx_url=influx.url,
+        influx_db=influx.name,
+        sites_dir=GOLDEN_SITES,
+        **extra,
+    )
     hub.start()
     return hub
 
@@ -60,8 +68,9 @@ def test_every_model_lands_exactly(tmp_path: Path, mosquitto: Any, influx_db: An
     hub = start_hub(tmp_path, mosquitto, influx_db)
     try:
         cases = [c for model in MODELS for c in generate(model, 1000, seed=7)]
-        datasheet = [GOLDEN[p]["datasheet" if "datasheet" in GOLDEN[p] else "scan_datasheet"]
-                     for p in GOLDEN]
+        datasheet = [
+            GOLDEN[p]["datasheet" if "datasheet" in GOLDEN[p] else "scan_datasheet"] for p in GOLDEN
+        ]
         publish_many(mosquitto.url, [(t, p, 1, False) for t, p in datasheet])
         publish_many(mosquitto.url, [(c.topic, c.payload, c.qos, False) for c in cases])
         expected = expected_counts(cases)
@@ -78,7 +87,9 @@ def test_every_model_lands_exactly(tmp_path: Path, mosquitto: Any, influx_db: An
         }
         for case in cases:
             for point in case.points:
-                row = index[(point.measurement, point.device_id, point.time_ns, point.tags.get("slot"))]
+                row = index[
+                    (point.measurement, point.device_id, point.time_ns, point.tags.get("slot"))
+                ]
                 for tag, value in point.tags.items():
                     assert row[tag] == value
                 for name, value in point.fields.items():
@@ -90,7 +101,11 @@ def test_every_model_lands_exactly(tmp_path: Path, mosquitto: Any, influx_db: An
                     extra = set(row) - set(point.fields) - {"time", "device_id", "model", "site"}
                     assert not extra, f"fields that the payload lacked must be absent: {extra}"
         scan = next(r for r in stored["patrol_scan"] if r["device_id"] == "FP-R03")
-        assert (scan["checkpoint_id"], scan["route_id"], scan["site"]) == ("CP-017", "RT-EAST", "goldtown")
+        assert (scan["checkpoint_id"], scan["route_id"], scan["site"]) == (
+            "CP-017",
+            "RT-EAST",
+            "goldtown",
+        )
         unknown = [r for r in stored["patrol_scan"] if r["device_id"] != "FP-R03"]
         assert {r["checkpoint_id"] for r in unknown} == {"unknown"}
         assert {r["site"] for r in unknown} == {"unassigned"}
@@ -131,8 +146,13 @@ def test_bad_messages_are_refused_with_reasons_and_neighbours_stored(
             if sum(refusals["counts"].values()) >= len(bad):
                 break
             time.sleep(0.2)
-        assert refusals["counts"] == {"bad_json": 2, "too_large": 1, "bad_csv": 1,
-                                      "bad_type": 1, "bad_status": 1}
+        assert refusals["counts"] == {
+            "bad_json": 2,
+            "too_large": 1,
+            "bad_csv": 1,
+            "bad_type": 1,
+            "bad_status": 1,
+        }
         big = next(r for r in refusals["items"] if r["reason"] == "too_large")
         assert "2097152 bytes" in big["detail"] and big["topic"].endswith("/telemetry")
         metrics = httpx.get(f"{hub.api}/metrics").text
@@ -155,12 +175,17 @@ def test_online_offline_from_last_will_and_heartbeat(
     hub = start_hub(tmp_path, mosquitto, influx_db, profiles_dir=profiles)
     try:
         yk = generate("YK-FS8", 1, seed=1)[0]
-        publish_many(mosquitto.url, [
-            ("roadsafety/flashlight/GY-FL-0001/status", b"online", 1, True),
-            (yk.topic, yk.payload, 1, False),
-        ])
+        publish_many(
+            mosquitto.url,
+            [
+                ("roadsafety/flashlight/GY-FL-0001/status", b"online", 1, True),
+                (yk.topic, yk.payload, 1, False),
+            ],
+        )
         time.sleep(0.5)
-        publish_many(mosquitto.url, [("roadsafety/flashlight/GY-FL-0001/status", b"offline", 1, True)])
+        publish_many(
+            mosquitto.url, [("roadsafety/flashlight/GY-FL-0001/status", b"offline", 1, True)]
+        )
         deadline = time.monotonic() + 15
         statuses: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
@@ -181,7 +206,9 @@ def test_online_offline_from_last_will_and_heartbeat(
         hub.stop()
 
 
-def test_hub_status_retained_online_and_will(tmp_path: Path, mosquitto: Any, influx_db: Any) -> None:
+def test_hub_status_retained_online_and_will(
+    tmp_path: Path, mosquitto: Any, influx_db: Any
+) -> None:
     """hub/status is retained online while the hub runs, offline after SIGKILL (last will)."""
     hub = start_hub(tmp_path, mosquitto, influx_db)
     watcher = Collector(mosquitto.url, "hub/status")
@@ -203,7 +230,9 @@ def _publish_and_expect(mosquitto: Any, cases: list[Case], rate: float | None = 
     publish_many(mosquitto.url, [(c.topic, c.payload, 1, False) for c in cases], rate=rate)
 
 
-def _assert_exactly_once(influx: Any, cases: list[Case], hub: HubProcess, timeout: float = 90) -> None:
+def _assert_exactly_once(
+    influx: Any, cases: list[Case], hub: HubProcess, timeout: float = 90
+) -> None:
     expected = expected_counts(cases)
     assert wait_for_count(influx, expected, timeout) == expected, hub.log()
     for measurement in expected:
@@ -211,7 +240,9 @@ def _assert_exactly_once(influx: Any, cases: list[Case], hub: HubProcess, timeou
         assert len(keys) == len(set(keys))
 
 
-def test_no_loss_when_influx_is_down(tmp_path: Path, mosquitto: Any, influx_own: Any, load_cases: list[Case]) -> None:
+def test_no_loss_when_influx_is_down(
+    tmp_path: Path, mosquitto: Any, influx_own: Any, load_cases: list[Case]
+) -> None:
     """InfluxDB stopped under load and restarted: every reading lands exactly once."""
     influx_own.create_database("hub")
 
@@ -242,7 +273,9 @@ def test_no_loss_when_influx_is_down(tmp_path: Path, mosquitto: Any, influx_own:
         hub.stop()
 
 
-def test_no_loss_when_hub_is_killed(tmp_path: Path, mosquitto: Any, influx_db: Any, load_cases: list[Case]) -> None:
+def test_no_loss_when_hub_is_killed(
+    tmp_path: Path, mosquitto: Any, influx_db: Any, load_cases: list[Case]
+) -> None:
     """SIGKILL mid-stream, restart: the broker redelivers what was not acked; exactly once."""
     hub = start_hub(tmp_path, mosquitto, influx_db)
     try:
@@ -256,7 +289,9 @@ def test_no_loss_when_hub_is_killed(tmp_path: Path, mosquitto: Any, influx_db: A
         hub.stop()
 
 
-def test_no_loss_when_broker_restarts(tmp_path: Path, mosquitto: Any, influx_db: Any, load_cases: list[Case]) -> None:
+def test_no_loss_when_broker_restarts(
+    tmp_path: Path, mosquitto: Any, influx_db: Any, load_cases: list[Case]
+) -> None:
     """The broker restarts mid-stream; the hub reconnects, resubscribes; exactly once."""
     hub = start_hub(tmp_path, mosquitto, influx_db)
     try:

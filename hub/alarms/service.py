@@ -39,6 +39,7 @@ from hub.alarms.model import (
 from hub.alarms.store import AlarmStore, HistoryEntry
 from hub.alarms.webhooks import WebhookSender
 from hub.model import FieldValue, Point
+from hub.settings import Settings
 from hub.sites import SiteRegistry
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,20 @@ class AlarmService:
         for alarm in self.store.load_open():
             self._remember(alarm)
         metrics.ALARMS_OPEN.set(len(self._open))
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, engine: Engine, *, emit_points: EmitPoints | None = None,
+        publish: Publish | None = None, sites: SiteRegistry | None = None,
+    ) -> AlarmService:
+        """Build the service with the webhook settings (HUB_WEBHOOK_URLS, HUB_WEBHOOK_SECRET)."""
+        webhooks = WebhookSender.from_text(
+            settings.webhook_urls, settings.webhook_secret,
+            queue_size=settings.webhook_queue_size, max_attempts=settings.webhook_max_attempts)
+        if webhooks is not None and not settings.webhook_secret:
+            log.warning("webhooks configured without HUB_WEBHOOK_SECRET: bodies are unsigned")
+        return cls(engine, emit_points=emit_points, publish=publish, webhooks=webhooks,
+                   sites=sites)
 
     # -- rule-facing API ---------------------------------------------------------------------
 

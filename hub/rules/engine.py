@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Engine
+
 from hub.alarms import metrics
 from hub.model import Reading
 from hub.rules import schema
 from hub.rules.compiled import NS, CompiledRule, DeviceState, Env, Level, Program
 from hub.rules.store import RuleStateStore, SavedState
-from hub.settings import PACKAGE_ROOT
+from hub.settings import PACKAGE_ROOT, Settings
 from hub.sites import UNASSIGNED_SITE, Device, Site, SiteRegistry
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,23 @@ class RuleEngine:
         if state_store is not None:
             self._load(state_store)
         self._reconcile_open_alarms()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, alarms: AlarmSink, db: Engine, *,
+        profiles: Iterable[Any] = (), sites: SiteRegistry | None = None,
+    ) -> RuleEngine:
+        """Build the engine from settings and device profiles (model, kind, report interval)."""
+        listed = list(profiles)
+        return cls(
+            alarms,
+            rules_dir=settings.rules_dir,
+            sites=sites,
+            report_intervals={p.model: p.report_interval_s for p in listed},
+            model_kinds={p.model: p.kind for p in listed},
+            state_store=RuleStateStore(db),
+            save_interval_s=settings.rule_state_save_s,
+        )
 
     # -- compiling ---------------------------------------------------------------------------
 
