@@ -51,12 +51,11 @@ def _banner(settings: Settings, broker: EmbeddedBroker | None, speed: float) -> 
 
 def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None = None) -> int:
     """Run the demo until Ctrl-C (or ``duration_s``); return the exit code."""
+    from hub.cli import _serve
+    from hub.runtime import Hub
     from simulators.fleet import Fleet
     from simulators.publisher import run as publish_fleet
     from simulators.scenario import load_scenario
-
-    from hub.cli import _serve
-    from hub.runtime import Hub
 
     broker: EmbeddedBroker | None = None
     overrides: dict[str, Any] = {}

@@ -85,6 +85,7 @@ class AlarmService:
         clock: Callable[[], int] = time.time_ns,
         flush_interval_s: float = 5.0,
         topic_prefix: str = "hub/alarms",
+        max_pending: int = 500,
     ) -> None:
         self.store = AlarmStore(engine)
         self.emit_points = emit_points
@@ -98,6 +99,10 @@ class AlarmService:
         self._open: dict[tuple[str, str], Alarm] = {}
         self._by_id: dict[str, Alarm] = {}
         self._dirty: dict[str, Alarm] = {}
+        # transitions not yet written: rows (True = insert) and history, one transaction per flush
+        self._pending_rows: dict[str, tuple[Alarm, bool]] = {}
+        self._pending_history: list[dict[str, Any]] = []
+        self.max_pending = max_pending
         self._last_flush = clock()
         for alarm in self.store.load_open():
             self._remember(alarm)
@@ -228,14 +233,14 @@ class AlarmService:
         with self._lock:
             alarm = self._find(alarm_id)
             alarm.updated_ns = self.clock()
-            self._dirty.pop(alarm.id, None)
-            self.store.write(alarm, [HistoryEntry("comment", user, alarm.updated_ns,
-                                                  alarm.state, text)], new=False)
+            self._queue(alarm, HistoryEntry("comment", user, alarm.updated_ns, alarm.state, text))
+            self.flush(force=True)
             return alarm.to_json()
 
     def get(self, alarm_id: str) -> dict[str, Any]:
         """Return an alarm's JSON with its history; raise AlarmNotFound."""
         with self._lock:
+            self.flush(force=True)
             alarm = self._find(alarm_id)
             data = alarm.to_json()
             data["history"] = self.store.history(alarm_id)
@@ -278,25 +283,37 @@ class AlarmService:
     # -- housekeeping ------------------------------------------------------------------------
 
     def flush(self, force: bool = False) -> int:
-        """Write and republish repeats (count, value, last seen); return how many."""
+        """Write pending transitions now, and repeats (count, value, last seen) when due.
+
+        The pipeline calls it through ``RuleEngine.on_tick``; reads and officer actions call it
+        before they look at the database. Returns how many alarm rows were written.
+        """
         with self._lock:
             now = self.clock()
-            if not self._dirty or (not force and now - self._last_flush < self.flush_ns):
+            repeats_due = bool(self._dirty) and (force or now - self._last_flush >= self.flush_ns)
+            if not self._pending_rows and not repeats_due:
                 return 0
-            self._last_flush = now
-            dirty = list(self._dirty.values())
-            self._dirty.clear()
+            rows = dict(self._pending_rows)
+            repeats: list[Alarm] = []
+            if repeats_due:
+                self._last_flush = now
+                repeats = [a for a in self._dirty.values() if a.id not in rows]
+                for alarm in repeats:
+                    rows[alarm.id] = (alarm, False)
+            history = list(self._pending_history)
             try:
-                self.store.update_many(dirty)
+                self.store.write_batch(list(rows.values()), history)
             except Exception:
-                log.exception("writing %d alarm repeats failed; retrying later", len(dirty))
-                for alarm in dirty:
-                    self._dirty.setdefault(alarm.id, alarm)
+                log.exception("writing %d alarms failed; retrying on the next flush", len(rows))
                 return 0
-            for alarm in dirty:
+            self._pending_rows.clear()
+            self._pending_history.clear()
+            if repeats_due:
+                self._dirty.clear()
+            for alarm in repeats:
                 if alarm.id in self._by_id:
                     self._publish(alarm)
-            return len(dirty)
+            return len(rows)
 
     def close(self) -> None:
         """Write pending repeats and stop the webhook workers."""
@@ -319,6 +336,7 @@ class AlarmService:
     def _find(self, alarm_id: str) -> Alarm:
         alarm = self._by_id.get(alarm_id)
         if alarm is None:
+            self.flush(force=True)
             alarm = self.store.get(alarm_id)
         if alarm is None:
             raise AlarmNotFound(alarm_id)
@@ -354,8 +372,9 @@ class AlarmService:
     def _transition(self, alarm: Alarm, action: str, actor: str, at_ns: int,
                     before: str | None, note: str | None = None, *, new: bool = False) -> None:
         alarm.updated_ns = self.clock()
-        self._dirty.pop(alarm.id, None)
-        self.store.write(alarm, [HistoryEntry(action, actor, at_ns, before, note)], new=new)
+        self._queue(alarm, HistoryEntry(action, actor, at_ns, before, note), new=new)
+        if actor != SYSTEM or len(self._pending_history) >= self.max_pending:
+            self.flush(force=True)
         if alarm.state == CLEARED_ACK:
             self._forget(alarm)
         elif alarm.id not in self._by_id:
@@ -368,6 +387,12 @@ class AlarmService:
             self.webhooks.submit(f"alarm.{action}", {
                 "actor": actor, "at": iso(at_ns), "from_state": before, "note": note,
                 "alarm": alarm.to_json()})
+
+    def _queue(self, alarm: Alarm, entry: HistoryEntry, new: bool = False) -> None:
+        self._dirty.pop(alarm.id, None)
+        queued = self._pending_rows.get(alarm.id)
+        self._pending_rows[alarm.id] = (alarm, new or (queued is not None and queued[1]))
+        self._pending_history.append(self.store.history_row(alarm, entry))
 
     def _emit_point(self, alarm: Alarm, at_ns: int) -> None:
         if self.emit_points is None:

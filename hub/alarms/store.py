@@ -139,31 +139,27 @@ class AlarmStore:
                 select(AlarmRow).where(AlarmRow.state.in_(sorted(OPEN_STATES)))).scalars()
             return [row_to_alarm(r) for r in rows]
 
-    def write(self, alarm: Alarm, entries: Sequence[HistoryEntry], *, new: bool) -> None:
-        """Insert or update an alarm and append its history entries in one transaction."""
-        values = _row_values(alarm)
+    def write_batch(self, rows: Sequence[tuple[Alarm, bool]],
+                    history: Sequence[dict[str, Any]]) -> None:
+        """Insert (flag True) or update alarms, then append history rows, in one transaction."""
         with Session(self.engine) as session, session.begin():
-            if new:
-                session.execute(insert(AlarmRow).values(**values))
-            else:
-                session.execute(update(AlarmRow).where(AlarmRow.id == alarm.id).values(**values))
-            if entries:
-                value = _dumps(alarm.value)
-                session.execute(insert(AlarmHistoryRow), [
-                    {"alarm_id": alarm.id, "at_ns": e.at_ns, "actor": e.actor,
-                     "action": e.action, "from_state": e.from_state, "to_state": alarm.state,
-                     "severity": alarm.severity, "value_json": value, "note": e.note}
-                    for e in entries
-                ])
+            inserts = [_row_values(a) for a, new in rows if new]
+            if inserts:
+                session.execute(insert(AlarmRow), inserts)
+            for alarm, new in rows:
+                if not new:
+                    session.execute(update(AlarmRow).where(AlarmRow.id == alarm.id)
+                                    .values(**_row_values(alarm)))
+            if history:
+                session.execute(insert(AlarmHistoryRow), list(history))
 
-    def update_many(self, alarms: Sequence[Alarm]) -> None:
-        """Write the current values of several alarms (repeats: count, value, last seen)."""
-        if not alarms:
-            return
-        with Session(self.engine) as session, session.begin():
-            for alarm in alarms:
-                session.execute(update(AlarmRow).where(AlarmRow.id == alarm.id)
-                                .values(**_row_values(alarm)))
+    @staticmethod
+    def history_row(alarm: Alarm, entry: HistoryEntry) -> dict[str, Any]:
+        """Return the history row of an entry with the alarm's state and value right now."""
+        return {"alarm_id": alarm.id, "at_ns": entry.at_ns, "actor": entry.actor,
+                "action": entry.action, "from_state": entry.from_state,
+                "to_state": alarm.state, "severity": alarm.severity,
+                "value_json": _dumps(alarm.value), "note": entry.note}
 
     def get(self, alarm_id: str) -> Alarm | None:
         """Return one alarm or None."""
