@@ -64,7 +64,7 @@ def _serve(settings: Settings, hub: Any) -> None:
     from hub.api.app import create_app
 
     config = uvicorn.Config(
-        create_app(hub), host=settings.api_host, port=settings.api_port, log_level="warning",
+        create_app(hub, stop_hub_on_shutdown=True), host=settings.api_host, port=settings.api_port, log_level="warning",
     )
     server = uvicorn.Server(config)
     try:
@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-profiles", help="validate device profiles, with file:line")
     _add_settings_flags(check)
     check.set_defaults(func=_cmd_check_profiles)
+    from hub import broker_acl
+    from hub.grafana import cli as grafana_cli
+
+    grafana_cli.register(sub, _add_settings_flags, _settings)
+    broker_acl.register(sub, _add_settings_flags, _settings)
     return parser
 
 

@@ -108,6 +108,7 @@ class MqttClient:
         self._connected = threading.Event()
         self._stopping = False
         self.last_error: str | None = None
+        self.on_connected: Callable[[], object] | None = None
         self._client = self._make_client(self.protocol)
 
     def _make_client(self, protocol: MQTTProtocolVersion) -> paho.Client:
@@ -205,6 +206,9 @@ class MqttClient:
             client.subscribe(self.subscriptions)
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         self._connected.set()
+        if self.on_connected is not None:
+            # Off paho's thread: it may publish a lot and must not stall message intake.
+            threading.Thread(target=self.on_connected, name="on-connected", daemon=True).start()
 
     def _fall_back(self) -> None:
         """Switch to MQTT 3.1.1 once, for brokers that drop MQTT 5 connects (e.g. amqtt)."""

@@ -71,6 +71,7 @@ class Pipeline:
         self.clock = clock
         self.reading_hooks: list[tuple[str, ReadingHook]] = []
         self.tick_hooks: list[tuple[str, TickHook]] = []
+        self.stop_hooks: list[tuple[str, Callable[[], None]]] = []
         self._inbox: queue.Queue[InboundMessage | None] = queue.Queue(max_queue)
         self._side_points: list[Point] = []
         self._side_lock = threading.Lock()
@@ -90,6 +91,10 @@ class Pipeline:
     def add_tick_hook(self, name: str, hook: TickHook) -> None:
         """Call ``hook(now_ns)`` about once per tick interval, in the pipeline thread."""
         self.tick_hooks.append((name, hook))
+
+    def add_stop_hook(self, name: str, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` in the pipeline thread before its last flush (save rule state, ...)."""
+        self.stop_hooks.append((name, hook))
 
     def submit(self, message: InboundMessage) -> None:
         """Hand a message over (called from paho's thread; blocks when the queue is full)."""
@@ -157,6 +162,8 @@ class Pipeline:
                 if full or due or self._stop.is_set():
                     self._flush()
             if self._stop.is_set() and self._inbox.empty():
+                for name, hook in self.stop_hooks:
+                    self._guard(name, hook)
                 self._flush()
                 return
 

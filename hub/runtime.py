@@ -7,12 +7,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hub.alarms.service import AlarmService
 from hub.db import create_all, make_engine, make_sessionmaker
 from hub.mqtt import MqttClient
 from hub.normalize import Normalizer
 from hub.pipeline import Pipeline
 from hub.profiles.loader import load_profiles
 from hub.refusals import DeadLetterLog, RefusalLog
+from hub.rules.engine import RuleEngine
 from hub.settings import Settings
 from hub.sites import load_sites
 from hub.state import DeviceStates
@@ -49,6 +51,7 @@ class Hub:
         self.normalizer = Normalizer(self.profiles, self.sites, settings.max_payload_bytes)
         self.engine = make_engine(settings.resolved_database_url())
         self.sessions = make_sessionmaker(self.engine)
+        create_all(self.engine)
         self.refusals = RefusalLog(self.sessions)
         self.dead_letters = DeadLetterLog(self.sessions)
         self.states = DeviceStates(self.profiles, self.sites, self.normalizer, self.sessions)
@@ -70,17 +73,32 @@ class Hub:
         self.pipeline = Pipeline(
             self.normalizer, self.states, self.refusals, self.writer, self.mqtt.ack,
             batch_size=settings.batch_size, batch_interval_s=settings.batch_interval_s,
-            clock=clock,
+            clock=clock, tick_interval_s=0.25,
         )
+        self.alarms = AlarmService.from_settings(
+            settings, self.engine, emit_points=self.pipeline.emit_points,
+            publish=self.mqtt.publish, sites=self.sites,
+        )
+        self.rules = RuleEngine.from_settings(
+            settings, self.alarms, self.engine, profiles=self.profiles, sites=self.sites
+        )
+        self.pipeline.add_reading_hook("rules", self.rules.on_reading)
+        self.pipeline.add_tick_hook("rules", self.rules.on_tick)
+        self.pipeline.add_stop_hook("rules", self._stop_rules)
+        self.mqtt.on_connected = self.alarms.republish_all
         self.started_ns: int | None = None
+        self._stopped = False
         self.extensions: dict[str, Any] = {}
+
+    def _stop_rules(self) -> None:
+        self.rules.stop()
+        self.alarms.close()
 
     def _submit(self, message: Any) -> None:
         self.pipeline.submit(message)
 
     def start(self, wait_connected_s: float = 0.0) -> None:
-        """Create tables, load state, start the pipeline and connect to the broker."""
-        create_all(self.engine)
+        """Load state, start the pipeline and connect to the broker."""
         loaded = self.states.load()
         log.info(
             "hub: %d profiles, %d sites, %d registered devices, %d device states loaded",
@@ -91,12 +109,17 @@ class Hub:
         self.started_ns = time.time_ns()
 
     def stop(self) -> None:
-        """Drain the pipeline, make the last batch durable, ack it, then disconnect."""
+        """Drain the pipeline, make the last batch durable, ack it, then disconnect (once)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        log.info("hub stopping: draining the pipeline")
         self.pipeline.stop()
         self.writer.stop(timeout=30)
         self.mqtt.stop()
         self.store.close()
         self.engine.dispose()
+        log.info("hub stopped")
 
     def health(self) -> dict[str, Any]:
         """Broker, store, spool, queue and device counts, with an overall status."""

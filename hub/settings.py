@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=6, ge=1)
     rules_dir: Path = PACKAGE_ROOT / "device_profiles" / "rules"
     rule_state_save_s: float = Field(default=10.0, gt=0, description="rule-state save period")
+    grafana_url: str | None = Field(default=None, description="Grafana base URL (grafana push)")
+    grafana_token: str | None = Field(default=None, description="Grafana service-account token")
+    grafana_influx_url: str | None = Field(
+        default=None, description="InfluxDB URL as Grafana reaches it (default influx_url)"
+    )
+    console_url: str | None = Field(
+        default=None, description="duty console base URL for Grafana's alarm links"
+    )
 
     def resolved_database_url(self) -> str:
         """Return the state-store URL, defaulting to a SQLite file in the data dir."""

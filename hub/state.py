@@ -106,7 +106,9 @@ class DeviceStates:
         if state.online is not True:
             state.online = True
             state.status_reason = "message"
-            return [self._status_reading(state, True, "message", reading.received_ns)]
+            # Stamped like the message that implies it, so rules see one device-time order.
+            return [self._status_reading(state, True, "message", reading.time_ns,
+                                         reading.received_ns)]
         return []
 
     def check_heartbeats(self, now_ns: int) -> list[Reading]:
@@ -120,15 +122,19 @@ class DeviceStates:
                 state.online = False
                 state.status_reason = "heartbeat_timeout"
                 self._dirty.add(state.device_id)
-                transitions.append(self._status_reading(state, False, "heartbeat_timeout", now_ns))
+                transitions.append(
+                    self._status_reading(state, False, "heartbeat_timeout", now_ns, now_ns)
+                )
         return transitions
 
-    def _status_reading(self, state: DeviceState, online: bool, reason: str, at: int) -> Reading:
+    def _status_reading(
+        self, state: DeviceState, online: bool, reason: str, at: int, received: int
+    ) -> Reading:
         _site, tags = self.normalizer.base_tags(state.device_id, state.model)
         point = status_point(tags, state.kind, online, reason, at)
         return Reading(
             device_id=state.device_id, model=state.model, kind=state.kind, site=state.site,
-            message="status", time_ns=at, received_ns=at, points=(point,),
+            message="status", time_ns=at, received_ns=received, points=(point,),
             values={"online": online}, online=online, status_reason=reason,
         )
 

@@ -26,6 +26,7 @@ from simulators.clock import SimClock
 from simulators.fleet import Fleet, InjectedFault
 from simulators.message import SimMessage
 from simulators.mqtturl import MqttUrl, parse_mqtt_url
+from simulators.timeutil import CHINA as CST
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 2000
@@ -227,7 +228,7 @@ def run(fleet: Fleet, mqtt_url: str, speed: float = 1.0, duration: float | None 
             now = time.monotonic()
             if progress and now >= next_progress:
                 next_progress = now + progress_every_s
-                progress(f"sim {cursor.astimezone():%Y-%m-%d %H:%M:%S} "
+                progress(f"sim {cursor.astimezone(CST):%Y-%m-%d %H:%M:%S%z} "
                          f"(+{(cursor - fleet.start).total_seconds():.0f} s) | "
                          f"{summary.total} msgs, {summary.total / max(now - wall0, 1e-9):.0f}/s"
                          f" | faults {len(fleet.injected)} | in flight {conns.in_flight()}")

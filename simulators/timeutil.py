@@ -41,7 +41,7 @@ def in_window(t: time, start: time, end: time) -> bool:
 
 def epoch_ms(t: datetime) -> int:
     """Return UTC epoch milliseconds."""
-    return int(round(t.timestamp() * 1000))
+    return round(t.timestamp() * 1000)
 
 
 def epoch_s(t: datetime) -> int:

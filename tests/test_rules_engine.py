@@ -402,7 +402,8 @@ def test_restart_without_saved_state_still_clears_open_alarms(tmp_path: Path) ->
     clock = Clock()
     path = tmp_path / "hub.sqlite"
     first = Hub(path, clock)
-    first.light(T0, tilt_deg=40.0)  # no stop(): the rule state is never saved
+    first.light(T0, tilt_deg=40.0)
+    first.tick(T0 + S)  # writes the alarm; no stop() and no save period: rule state is lost
     second = Hub(path, clock)
     second.light(T0 + 60 * S, tilt_deg=1.0)
     assert second.one("knocked_over")["state"] == "cleared_unack"
@@ -428,3 +429,16 @@ class _NullSink:
 
     def auto_clear(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def test_retained_status_first_does_not_hide_older_telemetry(hub: Hub) -> None:
+    """A device's first message is its retained 'online' (receive time, now); its telemetry is
+    hours behind (a backfill, a late clock). The status must not set the device's clock."""
+    now = T0 + 6 * 3600 * S
+    hub.clock.now = now
+    hub.engine.on_reading(Reading("L1", "XS-FL200", "flashing_light", "ltp", "status", now, now,
+                                  (), {"online": True}, online=True))
+    hub.light(T0, tilt_deg=80.0)
+    assert hub.one("knocked_over")["state"] == "active_unack"
+    hub.light(T0 + 60 * S, tilt_deg=1.0)
+    assert hub.one("knocked_over")["state"] == "cleared_unack"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hub.api import alarms as alarm_routes
+from hub.api import auth
 from hub.runtime import Hub
 
 
@@ -16,10 +20,22 @@ def _hub(request: Request) -> Hub:
     return hub
 
 
-def create_app(hub: Hub) -> FastAPI:
-    """Build the API for a hub."""
-    app = FastAPI(title="Safety hub", version="0.1.0")
+def create_app(hub: Hub, *, stop_hub_on_shutdown: bool = False) -> FastAPI:
+    """Build the API for a hub; optionally stop the hub when the server shuts down."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if stop_hub_on_shutdown:
+            # uvicorn re-raises SIGTERM after shutdown: stop here, while we still can.
+            hub.stop()
+
+    app = FastAPI(title="Safety hub", version="0.1.0", lifespan=lifespan)
     app.state.hub = hub
+    app.state.alarms = hub.alarms
+    auth.install(app.state, hub.settings.api_tokens)
+    app.include_router(alarm_routes.router)
+    read = [Depends(auth.viewer)]
 
     @app.get("/api/health")
     def health(request: Request) -> JSONResponse:
@@ -27,7 +43,7 @@ def create_app(hub: Hub) -> FastAPI:
         body = _hub(request).health()
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
-    @app.get("/api/devices")
+    @app.get("/api/devices", dependencies=read)
     def devices(
         request: Request,
         site: str | None = None,
@@ -55,7 +71,7 @@ def create_app(hub: Hub) -> FastAPI:
             items.append(view)
         return {"total": len(items), "items": items[offset : offset + limit]}
 
-    @app.get("/api/devices/{device_id}")
+    @app.get("/api/devices/{device_id}", dependencies=read)
     def device(request: Request, device_id: str) -> dict[str, Any]:
         """One device: latest normalized values, online, last seen."""
         view = _hub(request).states.describe(device_id)
@@ -63,7 +79,7 @@ def create_app(hub: Hub) -> FastAPI:
             raise HTTPException(404, f"unknown device {device_id!r}")
         return view
 
-    @app.get("/api/refusals")
+    @app.get("/api/refusals", dependencies=read)
     def refusals(
         request: Request, reason: str | None = None, limit: int = Query(100, ge=1, le=5000)
     ) -> dict[str, Any]:
@@ -71,7 +87,7 @@ def create_app(hub: Hub) -> FastAPI:
         log = _hub(request).refusals
         return {"counts": log.counts(), "items": log.recent(limit, reason)}
 
-    @app.get("/api/dead-letters")
+    @app.get("/api/dead-letters", dependencies=read)
     def dead_letters(request: Request, limit: int = Query(100, ge=1, le=5000)) -> dict[str, Any]:
         """Points the store refused for good, with its reason."""
         return {"items": _hub(request).dead_letters.recent(limit)}

@@ -26,6 +26,7 @@ class DeviceState:
 
     __slots__ = (
         "active",
+        "clock_known",
         "deadline",
         "device_id",
         "dirty",
@@ -64,6 +65,7 @@ class DeviceState:
         self.last_fps: tuple[int, ...] = ()
         self.last_rx = 0
         self.offset = 0
+        self.clock_known = False  # True once a device-timed reading gave the offset
         self.values: dict[str, FieldValue] = {}
         self.slots: list[Any] = [None] * program.n_slots
         self.active: list[int] = [-1] * len(program.rules)

@@ -246,7 +246,8 @@ class RuleEngine:
         elif not ds.model and reading.model:
             ds.model = reading.model
         t = reading.time_ns
-        if t == reading.received_ns and ds.last_t >= 0:
+        receive_timed = t == reading.received_ns
+        if receive_timed and ds.clock_known:
             # receive-time readings (status, bad device clock) move to the device's clock domain
             t -= ds.offset
         if t < ds.last_t:
@@ -258,11 +259,14 @@ class RuleEngine:
                 metrics.RULE_READINGS_IGNORED.labels("duplicate").inc()
                 return
             ds.last_fps = (*ds.last_fps[-7:], fp)
-        else:
+        elif not receive_timed or ds.clock_known:
+            # A receive-timed reading before any device-timed one (a retained "online" at
+            # connect) must not set the device's clock: its telemetry may be hours behind.
             ds.last_t = t
             ds.last_fps = (fp,)
-        if reading.time_ns != reading.received_ns:
+        if not receive_timed:
             ds.offset = reading.received_ns - reading.time_ns
+            ds.clock_known = True
         if reading.received_ns > ds.last_rx:
             ds.last_rx = reading.received_ns
         values = ds.values
@@ -397,6 +401,7 @@ class RuleEngine:
             data = saved.data
             ds.last_t = int(data.get("t", -1))
             ds.offset = int(data.get("o", 0))
+            ds.clock_known = "o" in data and ds.last_t >= 0
             # the hub was away: staleness counts from now, not from before the restart
             ds.last_rx = max(int(data.get("rx", 0)), now)
             ds.values.update(data.get("v") or {})

@@ -165,13 +165,13 @@ class DeviceSim:
         kind = params.get("kind", "binary")
         topic, qos = self.data_topic, self.data_qos
         if kind == "binary":
-            n = int(params.get("size", 0)) or self.rng.randint(24, 600)
+            n = int(params.get("size") or 0) or self.rng.randint(24, 600)
             payload = bytes([0x00, 0xFF, 0xFE, 0x80]) + self.rng.randbytes(n)
         elif kind == "truncated":
             full = self.sample_payload(t, t)
             payload = full[: max(1, len(full) * 2 // 3)]
         elif kind == "oversized":
-            payload = self.oversized_payload(t, int(params.get("size", TWO_MIB)))
+            payload = self.oversized_payload(t, int(params.get("size") or TWO_MIB))
         elif kind == "wrong_types":
             payload = self.wrong_types_payload(t)
         elif kind == "empty":

@@ -223,7 +223,9 @@ class PtNfc1Sim(DeviceSim):
             i = rng.randrange(0, len(scans) - 2)
             j = min(len(scans) - 1, i + rng.randint(1, 3))
             if j + 1 < len(scans):
-                back = scans[j + 1][0] + timedelta(seconds=rng.uniform(3, 40))
+                # coverage returns on the way to the next checkpoint: buffer goes out first
+                gap = (scans[j + 1][0] - scans[j][0]).total_seconds()
+                back = scans[j][0] + timedelta(seconds=gap * rng.uniform(0.3, 0.8))
             else:
                 back = min(scans[j][0] + timedelta(seconds=rng.uniform(120, 600)),
                            walk.window_end - timedelta(seconds=30))

@@ -1,0 +1,95 @@
+"""The three seed townships' site files: counts from the 2021 article, formats, determinism."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from hub.sites import SiteRegistry, load_sites
+
+ROOT = Path(__file__).resolve().parent.parent
+SITES = ROOT / "sites"
+
+
+@pytest.fixture(scope="module")
+def registry() -> SiteRegistry:
+    return load_sites(SITES)
+
+
+def test_three_sites_load(registry: SiteRegistry) -> None:
+    assert set(registry.sites) == {"guoyuan", "fuping", "longtoupu"}
+    for site in registry.sites.values():
+        assert site.rules == {}
+        assert site.timezone == "Asia/Shanghai"
+
+
+def test_guoyuan_lights(registry: SiteRegistry) -> None:
+    site = registry.sites["guoyuan"]
+    assert len(site.communities) == 7
+    assert 290 <= len(site.devices) <= 310
+    models = Counter(d.model for d in site.devices)
+    assert set(models) == {"XS-FL200", "HN-BSD3"}
+    assert 0.55 <= models["XS-FL200"] / len(site.devices) <= 0.65
+    for d in site.devices:
+        assert d.place in {"sharp_bend", "school_gate", "junction", "work_zone"}
+        assert d.active_hours is not None
+        assert abs(d.lat - 28.36) < 0.1 and abs(d.lon - 113.17) < 0.1
+        if d.model == "XS-FL200":
+            assert re.fullmatch(r"GY-FL-\d{4}", d.id)
+        else:
+            assert re.fullmatch(r"8612345678\d{5}", d.id)
+        if d.place == "school_gate":
+            assert d.active_hours.start.hour in (6, 7) and d.active_hours.end.hour == 18
+    assert {d.place for d in site.devices} == {"sharp_bend", "school_gate", "junction",
+                                               "work_zone"}
+
+
+def test_fuping_patrol(registry: SiteRegistry) -> None:
+    site = registry.sites["fuping"]
+    assert len(site.communities) == 9
+    assert len(site.routes) == 9
+    assert len(site.checkpoints) == 107
+    assert len(site.inspectors) == 52
+    readers = [d for d in site.devices if d.model == "PT-NFC1"]
+    assert sorted(d.id for d in readers) == [f"FP-R{i:02d}" for i in range(1, 10)]
+    assert {d.community for d in readers} == {c.id for c in site.communities}
+    uids = [c.tag_uid for c in site.checkpoints]
+    assert len(set(uids)) == 107
+    assert all(re.fullmatch(r"[0-9A-F]{14}", u) for u in uids)
+    covered = [cp for r in site.routes for cp in r.checkpoints]
+    assert sorted(covered) == sorted(c.id for c in site.checkpoints)  # each on one route
+    assert {r.order for r in site.routes} == {"strict", "any"}
+    assert sum(len(r.inspectors) for r in site.routes) == 52
+    for route in site.routes:
+        assert len(route.readers) == 1 and len(route.rounds) == 3
+        assert all(60 <= rnd.window_min <= 120 for rnd in route.rounds)
+    assert all(abs(c.lat - 29.04) < 0.05 and abs(c.lon - 111.69) < 0.05
+               for c in site.checkpoints)
+
+
+def test_longtoupu_stations(registry: SiteRegistry) -> None:
+    site = registry.sites["longtoupu"]
+    assert len(site.communities) == 7
+    assert len(site.devices) == 7
+    assert {d.community for d in site.devices} == {c.id for c in site.communities}
+    models = Counter(d.model for d in site.devices)
+    assert set(models) == {"MFS-GW1", "YK-FS8"}
+    for d in site.devices:
+        pattern = r"LTP-MFS-\d{2}" if d.model == "MFS-GW1" else r"YK8-\d{6}"
+        assert re.fullmatch(pattern, d.id)
+        assert abs(d.lat - 27.88) < 0.1 and abs(d.lon - 113.16) < 0.1
+
+
+def test_generator_is_deterministic_and_matches_files() -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import make_sites
+    finally:
+        sys.path.pop(0)
+    for name, doc in make_sites.build().items():
+        assert make_sites.dump(doc) == (SITES / f"{name}.yaml").read_text(encoding="utf-8"), (
+            f"sites/{name}.yaml is stale: run uv run python tools/make_sites.py")
