@@ -20,7 +20,10 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         env = "HUB_" + name.upper()
         group.add_argument(
-            flag, dest=f"setting_{name}", default=None, metavar=name.split("_")[-1].upper(),
+            flag,
+            dest=f"setting_{name}",
+            default=None,
+            metavar=name.split("_")[-1].upper(),
             help=f"{field.description or ''} [{env}, default {field.default!r}]".strip(),
         )
 
@@ -64,7 +67,10 @@ def _serve(settings: Settings, hub: Any) -> None:
     from hub.api.app import create_app
 
     config = uvicorn.Config(
-        create_app(hub, stop_hub_on_shutdown=True), host=settings.api_host, port=settings.api_port, log_level="warning",
+        create_app(hub, stop_hub_on_shutdown=True),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
     )
     server = uvicorn.Server(config)
     try:
@@ -81,7 +87,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     hub.start()
     logging.getLogger("hub").info(
         "hub running: MQTT %s, store %s, API http://%s:%s",
-        hub.health()["broker"]["url"], hub.store.name, settings.api_host, settings.api_port,
+        hub.health()["broker"]["url"],
+        hub.store.name,
+        settings.api_host,
+        settings.api_port,
     )
     _serve(settings, hub)
     return 0

@@ -160,7 +160,8 @@ def test_flashing_light_rules(driver: Driver, mosquitto: Any, influx_db: Any) ->
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         result = influx_db.query(
-            "SELECT state, severity FROM alarm WHERE device_id = 'GY-FL-0001' AND rule = 'knocked_over'"
+            "SELECT state, severity FROM alarm"
+            " WHERE device_id = 'GY-FL-0001' AND rule = 'knocked_over'"
         )
         series = result["results"][0].get("series", [])
         states = [row[1] for row in series[0]["values"]] if series else []
