@@ -58,7 +58,66 @@ def _cmd_check_profiles(args: argparse.Namespace) -> int:
         topics = ", ".join(m.topic for m in profile.messages.values())
         print(f"ok  {profile.model:<10} {profile.kind:<15} {topics}")
     print(f"{len(profiles)} profile(s) valid in {directory}")
+    return _check_rules_and_sites(settings, profiles)
+
+
+def _check_rules_and_sites(settings: Settings, profiles: list[Any]) -> int:
+    """Validate rule files and site files (with their rule overrides) against the profiles."""
+    from pydantic import ValidationError
+
+    from hub.rules.engine import RuleEngine
+    from hub.rules.schema import RuleError, load_rule_set
+    from hub.sites import SiteRegistry, load_site_file
+
+    failures = 0
+    for path in sorted(Path(settings.rules_dir).glob("*.yaml")):
+        try:
+            rule_set = load_rule_set(path)
+            print(f"ok  rules {rule_set.kind:<15} {len(rule_set.rules)} rule(s)  {path.name}")
+        except RuleError as exc:
+            failures += 1
+            print(f"{exc}", file=sys.stderr)
+    sites = []
+    for path in sorted(Path(settings.sites_dir).glob("*.yaml")):
+        try:
+            site = load_site_file(path)
+        except (ValidationError, ValueError, OSError) as exc:
+            failures += 1
+            print(f"{path}: {exc}", file=sys.stderr)
+            continue
+        sites.append(site)
+        unknown = sorted({d.model for d in site.devices} - {p.model for p in profiles})
+        if unknown:
+            failures += 1
+            print(f"{path}: devices of models without a profile: {unknown}", file=sys.stderr)
+        print(f"ok  site  {site.site:<15} {len(site.devices)} device(s)  {path.name}")
+    if failures == 0:
+        try:  # overrides in site files are checked against the rules when the engine compiles
+            RuleEngine(
+                _NoAlarms(), rules_dir=Path(settings.rules_dir), sites=SiteRegistry(sites),
+                model_kinds={p.model: p.kind for p in profiles},
+                report_intervals={p.model: p.report_interval_s for p in profiles},
+                background_save=False,
+            )
+        except (RuleError, ValueError) as exc:
+            failures += 1
+            print(f"rule overrides: {exc}", file=sys.stderr)
+    if failures:
+        print(f"{failures} problem(s) in rules or sites", file=sys.stderr)
+        return 1
     return 0
+
+
+class _NoAlarms:
+    """Alarm sink for validation only: compiling rules raises no alarm."""
+
+    def raise_or_update(self, *args: Any, **kwargs: Any) -> str:
+        """Never called while only compiling."""
+        raise RuntimeError("validation raises no alarms")
+
+    def auto_clear(self, *args: Any, **kwargs: Any) -> None:
+        """Never called while only compiling."""
+        raise RuntimeError("validation clears no alarms")
 
 
 def _serve(settings: Settings, hub: Any) -> None:
