@@ -103,6 +103,7 @@ class AlarmService:
         self._pending_rows: dict[str, tuple[Alarm, bool]] = {}
         self._pending_history: list[dict[str, Any]] = []
         self.max_pending = max_pending
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self._last_flush = clock()
         for alarm in self.store.load_open():
             self._remember(alarm)
@@ -182,6 +183,10 @@ class AlarmService:
             self._do_clear(alarm, SYSTEM, at_ns, note or "condition cleared")
             return alarm.id
 
+    def add_listener(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
+        """Call ``listener(action, alarm_json)`` after each transition (under the lock: be quick)."""
+        self.listeners.append(listener)
+
     def open_alarms(self) -> list[tuple[str, str, str, str, str]]:
         """Return (device_id, site, kind, rule, severity) of every active alarm."""
         with self._lock:
@@ -235,6 +240,7 @@ class AlarmService:
             alarm.updated_ns = self.clock()
             self._queue(alarm, HistoryEntry("comment", user, alarm.updated_ns, alarm.state, text))
             self.flush(force=True)
+            self._notify("comment", alarm)
             return alarm.to_json()
 
     def get(self, alarm_id: str) -> dict[str, Any]:
@@ -383,10 +389,18 @@ class AlarmService:
         metrics.ALARMS_OPEN.set(len(self._open))
         self._emit_point(alarm, at_ns)
         self._publish(alarm)
+        self._notify(action, alarm)
         if self.webhooks is not None:
             self.webhooks.submit(f"alarm.{action}", {
                 "actor": actor, "at": iso(at_ns), "from_state": before, "note": note,
                 "alarm": alarm.to_json()})
+
+    def _notify(self, action: str, alarm: Alarm) -> None:
+        for listener in self.listeners:
+            try:
+                listener(action, alarm.to_json())
+            except Exception:
+                log.exception("alarm listener failed")
 
     def _queue(self, alarm: Alarm, entry: HistoryEntry, new: bool = False) -> None:
         self._dirty.pop(alarm.id, None)

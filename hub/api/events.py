@@ -1,0 +1,198 @@
+"""Live updates for the duty console: ``GET /api/events`` (server-sent events).
+
+The alarm service and the pipeline run in their own threads. They call ``EventHub.publish``,
+which hands each event to every subscriber's asyncio queue with ``loop.call_soon_threadsafe``
+(never blocking the caller). Each SSE stream waits for an event, then gathers what arrives in a
+short window and sends one message per event type with the list of items:
+
+- ``alarm``: ``[{"id", "device_id", "site", "rule", "severity", "state", "action"}]`` for every
+  alarm transition (raise, reopen, escalate, de-escalate, clear, ack, assign, comment);
+- ``device``: ``[{"device_id", "online", "reason"}]`` for online/offline status readings.
+
+A subscriber that falls behind by more than its queue loses the oldest events and gets a
+``resync`` event: the page then reloads every panel. The token comes from the Authorization
+header or, because browsers' EventSource cannot send headers, the ``access_token`` parameter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from sse_starlette import EventSourceResponse
+
+from hub.api.auth import ANONYMOUS, ROLE_RANK, TokenTable, User
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["events"])
+
+QUEUE_SIZE = 2000
+COALESCE_S = 0.25
+PING_S = 15.0
+
+
+class _Subscriber:
+    """One SSE client: its loop and bounded queue."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(size)
+        self.overflowed = False
+
+    def put(self, item: tuple[str, dict[str, Any]]) -> None:
+        """Queue an item (runs in the subscriber's loop); drop the oldest when full."""
+        if self.queue.full():
+            self.overflowed = True
+            self.queue.get_nowait()
+        self.queue.put_nowait(item)
+
+
+class EventHub:
+    """Thread-safe fan-out of hub events to SSE subscribers in an asyncio loop."""
+
+    def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
+        self.queue_size = queue_size
+        self._subscribers: set[_Subscriber] = set()
+        self._lock = threading.Lock()
+        self.published = 0
+
+    @property
+    def subscribers(self) -> int:
+        """How many streams are connected."""
+        return len(self._subscribers)
+
+    def publish(self, event: str, data: dict[str, Any]) -> None:
+        """Send an event to every subscriber; safe from any thread, never blocks."""
+        self.published += 1
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            try:
+                subscriber.loop.call_soon_threadsafe(subscriber.put, (event, data))
+            except RuntimeError:  # its loop is closed: the server is gone
+                self.unsubscribe(subscriber)
+
+    def subscribe(self) -> _Subscriber:
+        """Register a subscriber of the running loop (call from inside the loop)."""
+        subscriber = _Subscriber(asyncio.get_running_loop(), self.queue_size)
+        with self._lock:
+            self._subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: _Subscriber) -> None:
+        """Forget a subscriber."""
+        with self._lock:
+            self._subscribers.discard(subscriber)
+
+    # -- sources -----------------------------------------------------------------------------
+
+    def on_alarm(self, action: str, alarm: dict[str, Any]) -> None:
+        """AlarmService listener: publish an alarm transition."""
+        self.publish("alarm", {
+            "id": alarm.get("id"), "device_id": alarm.get("device_id"),
+            "site": alarm.get("site"), "rule": alarm.get("rule"),
+            "severity": alarm.get("severity"), "state": alarm.get("state"), "action": action})
+
+    def on_reading(self, reading: Any) -> None:
+        """Pipeline reading hook: publish online/offline status readings."""
+        online = getattr(reading, "online", None)
+        if online is None:
+            return
+        self.publish("device", {"device_id": reading.device_id, "online": online,
+                                "reason": getattr(reading, "status_reason", None)})
+
+
+def install(app: FastAPI, hub: Any) -> EventHub:
+    """Create (once per hub) the event hub, hook it to the alarms and pipeline, add the route."""
+    extensions: dict[str, Any] = getattr(hub, "extensions", {})
+    events = extensions.get("events")
+    if not isinstance(events, EventHub):
+        events = EventHub()
+        extensions["events"] = events
+        alarms = getattr(hub, "alarms", None)
+        if alarms is not None and hasattr(alarms, "add_listener"):
+            alarms.add_listener(events.on_alarm)
+        pipeline = getattr(hub, "pipeline", None)
+        if pipeline is not None:
+            pipeline.add_reading_hook("events", events.on_reading)
+    app.state.events = events
+    app.include_router(router)
+    return events
+
+
+def user_from_request(request: Request, *, allow_query: bool = False) -> User:
+    """Resolve the caller from the bearer token (or ``access_token``); raise 401 when invalid.
+
+    With no tokens configured everyone reads as ``anonymous`` (role viewer).
+    """
+    table = getattr(request.app.state, "api_tokens", None)
+    if not isinstance(table, TokenTable) or table.empty:
+        return User(ANONYMOUS, "viewer")
+    token = None
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        token = value.strip()
+    elif allow_query:
+        token = request.query_params.get("access_token") or None
+    if token is None:
+        raise HTTPException(401, detail={"error": "unauthorized", "message":
+                                         "missing bearer token"},
+                            headers={"WWW-Authenticate": "Bearer"})
+    user = table.lookup(token)
+    if user is None:
+        raise HTTPException(401, detail={"error": "unauthorized", "message": "invalid token"},
+                            headers={"WWW-Authenticate": "Bearer"})
+    assert user.role in ROLE_RANK
+    return user
+
+
+def _group(items: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for event, data in items:
+        if event == "device":  # keep only the newest status per device
+            bucket = grouped.setdefault(event, [])
+            bucket[:] = [d for d in bucket if d["device_id"] != data["device_id"]]
+            bucket.append(data)
+        else:
+            grouped.setdefault(event, []).append(data)
+    return grouped
+
+
+async def _stream(events: EventHub, user: User) -> AsyncIterator[dict[str, str]]:
+    subscriber = events.subscribe()
+    try:
+        yield {"event": "hello", "data": orjson.dumps(
+            {"user": user.name, "role": user.role}).decode()}
+        while True:
+            first = await subscriber.queue.get()
+            await asyncio.sleep(COALESCE_S)
+            items = [first]
+            while not subscriber.queue.empty():
+                items.append(subscriber.queue.get_nowait())
+            if subscriber.overflowed:
+                subscriber.overflowed = False
+                yield {"event": "resync", "data": "{}"}
+                continue
+            for event, batch in _group(items).items():
+                yield {"event": event, "data": orjson.dumps(batch).decode()}
+    finally:
+        events.unsubscribe(subscriber)
+
+
+@router.get("/api/events")
+async def event_stream(request: Request) -> EventSourceResponse:
+    """Server-sent events: alarm transitions and device online/offline changes (viewer)."""
+    user = user_from_request(request, allow_query=True)
+    events: EventHub | None = getattr(request.app.state, "events", None)
+    if events is None:
+        raise HTTPException(503, detail={"error": "unavailable",
+                                         "message": "live events are not enabled"})
+    return EventSourceResponse(_stream(events, user), ping=PING_S,
+                               headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

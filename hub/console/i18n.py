@@ -1,0 +1,229 @@
+"""Labels of the duty console in English and Simplified Chinese (every label in both)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+LANGS: tuple[str, ...] = ("en", "zh-CN")
+DEFAULT_LANG = "zh-CN"
+COOKIE = "hub_lang"
+
+# key: (English, 简体中文)
+LABELS: dict[str, tuple[str, str]] = {
+    "title": ("Duty console", "值班台"),
+    "product": ("Safety hub", "安全监测中心"),
+    "switch_lang": ("中文", "English"),
+    "switch_lang_title": ("切换到中文", "Switch to English"),
+    "sign_in": ("Sign in", "登录"),
+    "sign_out": ("Sign out", "退出"),
+    "token": ("Access token", "访问令牌"),
+    "token_help": ("Paste the token your administrator gave you (HUB_API_TOKENS). It is kept "
+                   "in this browser only.",
+                   "请粘贴管理员提供的令牌（HUB_API_TOKENS），令牌只保存在本浏览器中。"),
+    "live": ("live", "实时"),
+    "offline_stream": ("reconnecting…", "正在重连…"),
+    "loading": ("Loading…", "加载中…"),
+    "nav_alarms": ("Alarms", "告警"),
+    "nav_status": ("Status", "状态"),
+    "nav_map": ("Map", "地图"),
+    "nav_patrol": ("Patrol", "巡查"),
+    "nav_stations": ("Fire stations", "微型消防站"),
+    "nav_hazards": ("Hazards", "隐患"),
+    "active_alarms": ("Active alarms", "当前告警"),
+    "no_alarms": ("No open alarms. All quiet.", "暂无未处理告警。"),
+    "status_glance": ("Status at a glance", "设备状态总览"),
+    "schematic_map": ("Schematic map", "示意图"),
+    "patrol_today": ("Patrol: today's rounds", "巡查：今日巡查轮次"),
+    "stations_readiness": ("Micro fire stations: readiness", "微型消防站：战备状态"),
+    "hazards_board": ("Hazards", "隐患闭环"),
+    "kpis": ("KPIs", "考核指标"),
+    "alarm": ("Alarm", "告警"),
+    "history": ("History", "处置记录"),
+    "back": ("Back to the console", "返回值班台"),
+    "grafana": ("Grafana", "Grafana 图表"),
+    "grafana_unset": ("Set HUB_GRAFANA_URL to link the dashboards.",
+                      "设置 HUB_GRAFANA_URL 后可链接到图表。"),
+    # actions
+    "ack": ("Acknowledge", "确认"),
+    "comment": ("Comment", "备注"),
+    "clear": ("Clear", "解除"),
+    "details": ("Details", "详情"),
+    "send": ("Send", "提交"),
+    "cancel": ("Cancel", "取消"),
+    "note": ("Note", "说明"),
+    "department": ("Department", "责任部门"),
+    "due_at": ("Due (optional, ISO time)", "整改期限（可选，ISO 时间）"),
+    "confirm_clear": ("Clear this alarm by hand? A new breach raises it again.",
+                      "确定手动解除该告警？若再次越限将重新告警。"),
+    "done": ("Done", "已完成"),
+    "acked": ("Acknowledged", "已确认"),
+    "commented": ("Comment added", "已添加备注"),
+    "cleared": ("Cleared", "已解除"),
+    "read_only": ("Read-only: your role cannot act on alarms.", "只读：您的角色不能处置告警。"),
+    # columns / facts
+    "site": ("Site", "乡镇/街道"),
+    "kind": ("Kind", "类型"),
+    "device": ("Device", "设备"),
+    "devices": ("Devices", "设备数"),
+    "total": ("Total", "总数"),
+    "online": ("Online", "在线"),
+    "offline": ("Offline", "离线"),
+    "never_seen": ("Not seen", "未上报"),
+    "in_alarm": ("In alarm", "告警中"),
+    "severity": ("Severity", "级别"),
+    "state": ("State", "状态"),
+    "message": ("Message", "内容"),
+    "raised": ("Raised", "发生时间"),
+    "last_seen": ("Last seen", "最近一次"),
+    "count": ("Count", "次数"),
+    "value": ("Value", "数值"),
+    "rule": ("Rule", "规则"),
+    "community": ("Community", "社区/片区"),
+    "acked_by": ("Acknowledged by", "确认人"),
+    "cleared_by": ("Cleared by", "解除人"),
+    "assignee": ("Assignee", "负责人"),
+    "time": ("Time", "时间"),
+    "action": ("Action", "操作"),
+    "actor": ("By", "操作人"),
+    "transition": ("State change", "状态变化"),
+    "model": ("Model", "型号"),
+    # map legend
+    "legend_online": ("online", "在线"),
+    "legend_offline": ("offline / not seen", "离线/未上报"),
+    "legend_alarm": ("in alarm", "告警中"),
+    "legend_checkpoint": ("checkpoint", "巡查点"),
+    # patrol
+    "route": ("Route", "路线"),
+    "window": ("Window", "时段"),
+    "progress": ("Checkpoints", "巡查点进度"),
+    "no_rounds": ("No rounds scheduled today.", "今日无巡查安排。"),
+    "on_time": ("on time", "按时"),
+    "late": ("late", "迟到"),
+    "round_scheduled": ("scheduled", "待开始"),
+    "round_in_progress": ("in progress", "进行中"),
+    "round_completed": ("completed", "已完成"),
+    "round_incomplete": ("incomplete", "未完成"),
+    "round_missed": ("missed", "漏巡"),
+    "cp_pending": ("pending", "待巡"),
+    "cp_scanned": ("scanned", "已巡"),
+    "cp_missed": ("missed", "漏巡"),
+    # fire stations
+    "readiness": ("Readiness", "战备"),
+    "ready": ("ready", "完好"),
+    "degraded": ("degraded", "需关注"),
+    "not_ready": ("not ready", "不可用"),
+    "extinguishers": ("Extinguishers", "灭火器"),
+    "hydrant": ("Hydrant", "消火栓水压"),
+    "mains": ("Mains", "市电"),
+    "door": ("Door", "柜门"),
+    "battery": ("Battery", "电池"),
+    "smoke": ("Smoke", "烟感"),
+    "ok": ("ok", "正常"),
+    "missing": ("missing", "缺失"),
+    "low_pressure": ("low pressure", "压力低"),
+    "power_lost": ("lost", "断电"),
+    "open": ("open", "打开"),
+    "closed": ("closed", "关闭"),
+    "no_stations": ("No micro fire stations registered.", "未登记微型消防站。"),
+    # hazards
+    "hz_reported": ("Reported", "已上报"),
+    "hz_dispatched": ("Dispatched", "已交办"),
+    "hz_rectified": ("Rectified", "已整改"),
+    "hz_verified": ("Verified", "已复核"),
+    "hz_reopened": ("Reopened", "已重新打开"),
+    "dispatch": ("Dispatch", "交办"),
+    "rectify": ("Rectified", "整改完成"),
+    "verify": ("Verify", "复核通过"),
+    "reopen": ("Reopen", "重新打开"),
+    "overdue": ("overdue", "已逾期"),
+    "due": ("due", "期限"),
+    "reported_by": ("reported by", "上报人"),
+    "more": ("more", "更多"),
+    "none": ("none", "无"),
+    "kpi_registration": ("Registered devices", "设备登记"),
+    "kpi_coverage": ("Patrol coverage", "巡查覆盖率"),
+    "kpi_on_time": ("On time", "按时率"),
+    "kpi_rectification": ("Rectification rate", "整改率"),
+    "kpi_verified": ("Verified", "复核率"),
+    "kpi_ttr": ("Median time to rectify", "整改用时中位数"),
+    "kpi_overdue": ("Overdue", "逾期"),
+    "kpi_found": ("Hazards found", "发现隐患"),
+    "hours": ("h", "小时"),
+    # errors / not available
+    "not_available": ("Not available on this hub", "本中心暂未提供"),
+    "not_available_detail": ("{path} answered 404: this part of the hub is not installed yet.",
+                             "{path} 返回 404：该功能尚未安装。"),
+    "err_401": ("Not signed in or the token is invalid: sign in again.",
+                "未登录或令牌无效，请重新登录。"),
+    "err_403": ("Not allowed", "无权限"),
+    "err_409": ("Conflict", "操作冲突"),
+    "err_network": ("The hub does not answer.", "无法连接到中心。"),
+    "err_other": ("Error", "错误"),
+    "sev_critical": ("critical", "紧急"),
+    "sev_major": ("major", "重要"),
+    "sev_minor": ("minor", "次要"),
+    "sev_warning": ("warning", "警告"),
+    "sev_info": ("info", "提示"),
+    "st_active_unack": ("active, unacknowledged", "未确认"),
+    "st_active_ack": ("active, acknowledged", "已确认"),
+    "st_cleared_unack": ("cleared, unacknowledged", "已恢复未确认"),
+    "st_cleared_ack": ("closed", "已关闭"),
+    "kind_flashing_light": ("Flashing lights", "爆闪灯"),
+    "kind_patrol_reader": ("Patrol readers", "巡查终端"),
+    "kind_fire_station": ("Micro fire stations", "微型消防站"),
+    "role_viewer": ("viewer", "查看"),
+    "role_officer": ("officer", "值班员"),
+    "role_admin": ("admin", "管理员"),
+}
+
+# Labels the page's script needs (toasts, errors, login).
+SCRIPT_KEYS: tuple[str, ...] = (
+    "acked", "commented", "cleared", "done", "err_401", "err_403", "err_409", "err_network",
+    "err_other", "live", "offline_stream", "confirm_clear", "sign_in",
+)
+
+HAZARD_CATEGORIES: dict[str, tuple[str, str]] = {
+    "fire_exit_blocked": ("Fire exit blocked", "安全出口堵塞"),
+    "extinguisher_expired": ("Extinguisher expired / low", "灭火器过期/压力不足"),
+    "gas_cylinder_unsafe": ("Gas cylinder unsafe", "液化气钢瓶隐患"),
+    "wiring_exposed": ("Exposed wiring", "电线私拉乱接"),
+    "ebike_indoor_charging": ("E-bike charging indoors", "电动车室内充电"),
+    "combustibles_stacked": ("Combustibles stacked", "可燃杂物堆放"),
+    "emergency_light_fault": ("Emergency light fault", "应急照明故障"),
+    "other": ("Other", "其他"),
+}
+
+
+def normalize_lang(value: str | None, accept_language: str | None = None) -> str:
+    """Pick ``en`` or ``zh-CN`` from a cookie value, else from Accept-Language."""
+    if value in LANGS:
+        return value
+    if accept_language:
+        first = accept_language.split(",")[0].strip().lower()
+        if first.startswith("en"):
+            return "en"
+        if first.startswith("zh"):
+            return "zh-CN"
+    return DEFAULT_LANG
+
+
+def translator(lang: str) -> Callable[..., str]:
+    """Return ``t(key, **fmt)`` for a language; unknown keys come back as the key."""
+    index = 1 if lang == "zh-CN" else 0
+
+    def t(key: str, **fmt: object) -> str:
+        pair = LABELS.get(key)
+        text = pair[index] if pair else key
+        return text.format(**fmt) if fmt else text
+
+    return t
+
+
+def category_label(category: str | None, lang: str) -> str:
+    """Human label of a hazard category (the raw name when unknown)."""
+    if not category:
+        return "?"
+    pair = HAZARD_CATEGORIES.get(category)
+    if pair is None:
+        return category.replace("_", " ")
+    return pair[1] if lang == "zh-CN" else pair[0]

@@ -1,0 +1,527 @@
+"""The duty console: server-rendered pages and htmx partials, and ``GET /api/me``.
+
+The pages (``/``, ``/alarms/{id}``) are shells that anyone may load; their panels are partials
+under ``/console/p/`` that the browser fetches with the user's bearer token. A partial reads
+the hub through its own public HTTP API, called in process with the caller's token, so the
+console sees exactly what the API promises (docs/patrol-api.md for rounds, hazards and KPIs)
+and the API's 401/403 answers reach the user unchanged. An API that answers 404 (a part of the
+hub not installed yet) is shown as "not available" instead of failing the panel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from hub.api.auth import ROLE_RANK, User
+from hub.api.events import user_from_request
+from hub.console import i18n
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+templates = Jinja2Templates(directory=HERE / "templates")
+
+router = APIRouter(include_in_schema=False)
+api_router = APIRouter(tags=["console"])
+
+SEVERITY_ORDER = ("critical", "major", "minor", "warning", "info")
+ACTIVE = ("active_unack", "active_ack")
+HAZARD_COLUMNS = ("reported", "dispatched", "rectified", "verified", "reopened")
+HAZARD_CARDS_PER_COLUMN = 8
+GRAFANA_DASHBOARDS = {
+    "flashing_light": "safety-hub-road",
+    "fire_station": "safety-hub-fire",
+    "patrol_reader": "safety-hub-patrol",
+}
+STATION_RULES_NOT_READY = frozenset({"smoke", "fire_heat", "extinguisher_missing", "offline"})
+
+
+class ApiError(Exception):
+    """The in-process API call answered with an error status."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+@dataclass(slots=True)
+class Ctx:
+    """What every partial template gets."""
+
+    request: Request
+    lang: str
+    user: User
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def can_act(self) -> bool:
+        """True when the user may acknowledge, clear, comment and move hazards."""
+        return ROLE_RANK[self.user.role] >= ROLE_RANK["officer"]
+
+
+class Api:
+    """The hub's HTTP API called in process with the caller's Authorization header."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        auth = request.headers.get("authorization")
+        self._headers = {"authorization": auth} if auth else {}
+
+    async def get(self, path: str, *, optional: bool = False,
+                  **params: Any) -> tuple[Any, httpx.Headers] | None:
+        """GET a path; None when ``optional`` and it answers 404; raise ApiError otherwise."""
+        clean = {k: v for k, v in params.items() if v is not None}
+        transport = httpx.ASGITransport(app=self._request.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+            response = await client.get(path, params=clean, headers=self._headers)
+        if response.status_code == 404 and optional:
+            return None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"detail": response.text}
+            raise ApiError(response.status_code, body)
+        return response.json(), response.headers
+
+
+def request_lang(request: Request) -> str:
+    """The console language of a request (cookie, else Accept-Language)."""
+    return i18n.normalize_lang(request.cookies.get(i18n.COOKIE),
+                               request.headers.get("accept-language"))
+
+
+def _sites(request: Request) -> Any:
+    return request.app.state.hub.sites
+
+
+def _site_name(request: Request, site_id: str | None, lang: str) -> str:
+    if not site_id:
+        return "?"
+    site = _sites(request).sites.get(site_id)
+    if site is None:
+        return site_id
+    return str(site.name if lang == "zh-CN" or not site.name_en else site.name_en)
+
+
+def _community_name(request: Request, site_id: str | None, community: str | None,
+                    lang: str) -> str:
+    if not community:
+        return ""
+    site = _sites(request).sites.get(site_id or "")
+    for item in getattr(site, "communities", []):
+        if item.id == community:
+            return str(item.name if lang == "zh-CN" or not item.name_en else item.name_en)
+    return community
+
+
+def _tz(request: Request, site_id: str | None) -> ZoneInfo:
+    site = _sites(request).sites.get(site_id or "")
+    try:
+        return ZoneInfo(site.timezone if site is not None else "Asia/Shanghai")
+    except (KeyError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _today(request: Request, site_id: str | None) -> str:
+    return datetime.now(_tz(request, site_id)).date().isoformat()
+
+
+def _filters(request: Request, lang: str) -> dict[str, Any]:
+    t = i18n.translator(lang)
+
+    def local_time(text: str | None, site_id: str | None = None, with_date: bool = True) -> str:
+        moment = _parse_time(text)
+        if moment is None:
+            return "—"
+        local = moment.astimezone(_tz(request, site_id))
+        return local.strftime("%m-%d %H:%M:%S" if with_date else "%H:%M")
+
+    def pct(value: Any) -> str:
+        if value is None:
+            return "—"
+        return f"{float(value) * 100:.0f}%"
+
+    def number(value: Any, digits: int = 2) -> str:
+        if value is None:
+            return "—"
+        if isinstance(value, bool):
+            return t("ok") if value else "✗"
+        if isinstance(value, float):
+            return f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
+        return str(value)
+
+    def alarm_message(alarm: dict[str, Any]) -> str:
+        if lang == "zh-CN" and alarm.get("message_zh"):
+            return str(alarm["message_zh"])
+        return str(alarm.get("message") or alarm.get("rule") or "")
+
+    return {
+        "t": t, "lang": lang, "local_time": local_time, "pct": pct, "number": number,
+        "alarm_message": alarm_message,
+        "site_name": lambda s: _site_name(request, s, lang),
+        "community_name": lambda s, c: _community_name(request, s, c, lang),
+        "category": lambda c: i18n.category_label(c, lang),
+    }
+
+
+def _page(request: Request, template: str, **values: Any) -> HTMLResponse:
+    lang = request_lang(request)
+    t = i18n.translator(lang)
+    script_labels = {key: t(key) for key in i18n.SCRIPT_KEYS}
+    context = {"request": request, **_filters(request, lang), "script_labels": script_labels,
+               **values}
+    response = templates.TemplateResponse(request, template, context)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _partial(request: Request, template: str, build: Any, *args: Any) -> Response:
+    lang = request_lang(request)
+    user = user_from_request(request)
+    ctx = Ctx(request, lang, user)
+    try:
+        await build(ctx, *args)
+    except ApiError as exc:
+        return JSONResponse(exc.body, status_code=exc.status)
+    context = {"request": request, **_filters(request, lang), "user": user,
+               "can_act": ctx.can_act, **ctx.values}
+    response = templates.TemplateResponse(request, f"partials/{template}", context)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- pages -------------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request) -> HTMLResponse:
+    """The duty console."""
+    return _page(request, "index.html", page="index")
+
+
+@router.get("/alarms/{alarm_id}", response_class=HTMLResponse)
+def alarm_page(request: Request, alarm_id: str) -> HTMLResponse:
+    """One alarm with its history (Grafana's alarm links point here)."""
+    return _page(request, "alarm.html", page="alarm", alarm_id=alarm_id)
+
+
+@api_router.get("/api/me")
+def me(request: Request) -> dict[str, str]:
+    """The caller: ``{name, role}`` (anonymous viewer when no tokens are configured)."""
+    user = user_from_request(request)
+    return {"name": user.name, "role": user.role}
+
+
+# -- partials ----------------------------------------------------------------------------------
+
+
+async def _active_alarms(api: Api, **params: Any) -> list[dict[str, Any]]:
+    got = await api.get("/api/alarms", state="active", limit=1000, **params)
+    assert got is not None
+    items: list[dict[str, Any]] = got[0]
+    return items
+
+
+def _worst_by_device(alarms: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    worst: dict[str, dict[str, Any]] = {}
+    for alarm in alarms:  # the API lists the most severe first
+        worst.setdefault(alarm["device_id"], alarm)
+    return worst
+
+
+async def _build_alarms(ctx: Ctx) -> None:
+    api = Api(ctx.request)
+    got = await api.get("/api/alarms", state="open", sort="severity", limit=50)
+    assert got is not None
+    items, headers = got
+    ctx.values.update(alarms=items, total=int(headers.get("x-total-count", len(items))),
+                      counts=Counter(a["severity"] for a in items if a["state"] in ACTIVE),
+                      severities=SEVERITY_ORDER)
+
+
+@router.get("/console/p/alarms")
+async def p_alarms(request: Request) -> Response:
+    """Open alarms, most severe then newest first, with the actions the role allows."""
+    return await _partial(request, "alarms.html", _build_alarms)
+
+
+async def _devices(api: Api, **params: Any) -> list[dict[str, Any]]:
+    got = await api.get("/api/devices", limit=100_000, **params)
+    assert got is not None
+    items: list[dict[str, Any]] = got[0]["items"]
+    return items
+
+
+async def _build_status(ctx: Ctx) -> None:
+    api = Api(ctx.request)
+    devices = await _devices(api)
+    alarmed = _worst_by_device(await _active_alarms(api))
+    rows: dict[tuple[str, str], dict[str, int]] = defaultdict(
+        lambda: {"total": 0, "online": 0, "offline": 0, "never": 0, "alarm": 0})
+    for device in devices:
+        key = (device.get("site") or "unassigned", device.get("kind") or "unknown")
+        row = rows[key]
+        row["total"] += 1
+        online = device.get("online")
+        row["online" if online else "offline" if online is False else "never"] += 1
+        if device["device_id"] in alarmed:
+            row["alarm"] += 1
+    sites: dict[str, list[tuple[str, dict[str, int]]]] = defaultdict(list)
+    for (site, kind), row in sorted(rows.items()):
+        sites[site].append((kind, row))
+    totals = {k: sum(r[k] for r in rows.values()) for k in ("total", "online", "offline",
+                                                             "never", "alarm")}
+    ctx.values.update(sites=dict(sites), totals=totals)
+
+
+@router.get("/console/p/status")
+async def p_status(request: Request) -> Response:
+    """Per site and device kind: online, offline, not seen, in alarm."""
+    return await _partial(request, "status.html", _build_status)
+
+
+@dataclass(slots=True)
+class _Projection:
+    lat0: float
+    lon0: float
+    scale: float
+    width: float
+    height: float
+    pad: float
+
+    def xy(self, lat: float, lon: float) -> tuple[float, float]:
+        x = self.pad + (lon - self.lon0) * math.cos(math.radians(self.lat0)) * self.scale
+        y = self.height - self.pad - (lat - self.lat0) * self.scale
+        return round(x, 1), round(y, 1)
+
+
+def _projection(points: list[tuple[float, float]], width: float = 320,
+                height: float = 240, pad: float = 16) -> _Projection:
+    lats = [p[0] for p in points]
+    lons = [p[1] for p in points]
+    lat0, lon0 = min(lats), min(lons)
+    coslat = math.cos(math.radians(lat0))
+    span_x = max((max(lons) - lon0) * coslat, 1e-6)
+    span_y = max(max(lats) - lat0, 1e-6)
+    scale = min((width - 2 * pad) / span_x, (height - 2 * pad) / span_y)
+    projection = _Projection(lat0, lon0, scale, width, height, pad)
+    # centre the drawing
+    used_w = span_x * scale
+    used_h = span_y * scale
+    projection.pad = pad
+    projection.lon0 = lon0 - ((width - 2 * pad - used_w) / 2) / scale / coslat
+    projection.lat0 = lat0 - ((height - 2 * pad - used_h) / 2) / scale
+    return projection
+
+
+async def _build_map(ctx: Ctx) -> None:
+    api = Api(ctx.request)
+    devices = await _devices(api)
+    alarmed = _worst_by_device(await _active_alarms(api))
+    registry = _sites(ctx.request)
+    maps = []
+    for site_id, site in registry.sites.items():
+        site_devices = [d for d in devices if d.get("site") == site_id
+                        and d.get("lat") is not None and d.get("lon") is not None]
+        checkpoints = [c for c in site.checkpoints if c.lat is not None and c.lon is not None]
+        communities = [c for c in site.communities if c.lat is not None and c.lon is not None]
+        coords = [(d["lat"], d["lon"]) for d in site_devices]
+        coords += [(c.lat, c.lon) for c in checkpoints]
+        if not coords:
+            continue
+        projection = _projection(coords)
+        dots = []
+        for device in site_devices:
+            x, y = projection.xy(device["lat"], device["lon"])
+            alarm = alarmed.get(device["device_id"])
+            state = ("alarm" if alarm else "online" if device.get("online") else "offline")
+            dots.append({"x": x, "y": y, "state": state, "device": device, "alarm": alarm})
+        dots.sort(key=lambda d: {"offline": 0, "online": 1, "alarm": 2}[d["state"]])
+        maps.append({
+            "site": site_id,
+            "dots": dots,
+            "checkpoints": [{"xy": projection.xy(c.lat, c.lon), "cp": c} for c in checkpoints],
+            "communities": [{"xy": projection.xy(c.lat, c.lon),
+                             "name": c.name if ctx.lang == "zh-CN" or not c.name_en
+                             else c.name_en.replace(" community", "").replace(" district", "")}
+                            for c in communities],
+            "counts": Counter(d["state"] for d in dots),
+        })
+    ctx.values.update(maps=maps)
+
+
+@router.get("/console/p/map")
+async def p_map(request: Request) -> Response:
+    """One schematic SVG per site drawn from the registry's lat/lon (no tiles)."""
+    return await _partial(request, "map.html", _build_map)
+
+
+def _station(device: dict[str, Any], alarms: list[dict[str, Any]]) -> dict[str, Any]:
+    values = device.get("values") or {}
+    rules = {a["rule"] for a in alarms}
+    hydrant = values.get("hydrant_pressure_mpa")
+    problems: list[str] = []
+    readiness = "ready"
+    if device.get("online") is not True or rules & STATION_RULES_NOT_READY:
+        readiness = "not_ready"
+    if isinstance(hydrant, int | float) and hydrant < 0.10:
+        readiness = "not_ready"
+    degraded = (
+        (isinstance(hydrant, int | float) and hydrant < 0.15)
+        or values.get("mains_power") is False
+        or values.get("door_open") is True
+        or bool(rules - STATION_RULES_NOT_READY)
+    )
+    if readiness == "ready" and degraded:
+        readiness = "degraded"
+    if "extinguisher_missing" in rules:
+        extinguishers = "missing"
+    elif "extinguisher_pressure" in rules:
+        extinguishers = "low_pressure"
+    else:
+        extinguishers = "ok"
+    problems = sorted(rules)
+    return {"device": device, "values": values, "readiness": readiness,
+            "extinguishers": extinguishers, "alarms": alarms, "problems": problems,
+            "hydrant": hydrant}
+
+
+async def _build_stations(ctx: Ctx) -> None:
+    api = Api(ctx.request)
+    devices = await _devices(api, kind="fire_station")
+    active = await _active_alarms(api, kind="fire_station")
+    by_device: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for alarm in active:
+        by_device[alarm["device_id"]].append(alarm)
+    stations = [_station(d, by_device.get(d["device_id"], [])) for d in devices]
+    order = {"not_ready": 0, "degraded": 1, "ready": 2}
+    stations.sort(key=lambda s: (order[s["readiness"]], s["device"]["device_id"]))
+    ctx.values.update(stations=stations,
+                      summary=Counter(s["readiness"] for s in stations))
+
+
+@router.get("/console/p/stations")
+async def p_stations(request: Request) -> Response:
+    """Micro fire stations: extinguishers, hydrant pressure, mains, door; ready or not."""
+    return await _partial(request, "stations.html", _build_stations)
+
+
+async def _build_patrol(ctx: Ctx) -> None:
+    api = Api(ctx.request)
+    registry = _sites(ctx.request)
+    rounds: list[dict[str, Any]] = []
+    patrol_sites = [s for s, site in registry.sites.items() if site.routes] or [None]
+    for site_id in patrol_sites:
+        got = await api.get("/api/patrol/rounds", optional=True, site=site_id,
+                            date=_today(ctx.request, site_id))
+        if got is None:
+            ctx.values.update(unavailable="/api/patrol/rounds")
+            return
+        rounds.extend(got[0])
+    rounds.sort(key=lambda r: (r.get("window_start") or "", r.get("route_id") or ""))
+    ctx.values.update(rounds=rounds)
+
+
+@router.get("/console/p/patrol")
+async def p_patrol(request: Request) -> Response:
+    """Today's patrol rounds with checkpoint progress (GET /api/patrol/rounds)."""
+    return await _partial(request, "patrol.html", _build_patrol)
+
+
+def _hazard_actions(status: str) -> list[str]:
+    return {
+        "reported": ["dispatch"],
+        "reopened": ["dispatch"],
+        "dispatched": ["rectify"],
+        "rectified": ["verify", "reopen"],
+        "verified": ["reopen"],
+    }.get(status, [])
+
+
+async def _build_hazards(ctx: Ctx) -> None:
+    api = Api(ctx.request)
+    got = await api.get("/api/hazards", optional=True)
+    if got is None:
+        ctx.values.update(unavailable="/api/hazards")
+        hazards: list[dict[str, Any]] = []
+    else:
+        hazards = got[0]
+    columns: dict[str, list[dict[str, Any]]] = {status: [] for status in HAZARD_COLUMNS}
+    for hazard in sorted(hazards, key=lambda h: h.get("reported_at") or "", reverse=True):
+        columns.setdefault(hazard.get("status") or "reported", []).append(hazard)
+    kpis: list[dict[str, Any]] = []
+    kpi_unavailable = None
+    for site_id in _sites(ctx.request).sites:
+        kpi = await api.get("/api/kpi", optional=True, site=site_id)
+        if kpi is None:
+            kpi_unavailable = "/api/kpi"
+            break
+        kpis.append(kpi[0])
+    ctx.values.update(columns=columns, kpis=kpis, kpi_unavailable=kpi_unavailable,
+                      actions=_hazard_actions, per_column=HAZARD_CARDS_PER_COLUMN)
+
+
+@router.get("/console/p/hazards")
+async def p_hazards(request: Request) -> Response:
+    """Hazards as a board by lifecycle state, with the KPIs (GET /api/hazards, /api/kpi)."""
+    return await _partial(request, "hazards.html", _build_hazards)
+
+
+def _grafana_links(request: Request, alarm: dict[str, Any]) -> list[tuple[str, str]]:
+    base = getattr(request.app.state.hub.settings, "grafana_url", None)
+    if not base:
+        return []
+    raised = _parse_time(alarm.get("raised_at")) or datetime.now(UTC)
+    ended = _parse_time(alarm.get("cleared_at")) or datetime.now(UTC)
+    window = {
+        "from": int((raised - timedelta(hours=1)).timestamp() * 1000),
+        "to": int((max(ended, raised) + timedelta(minutes=30)).timestamp() * 1000),
+        "var-site": alarm.get("site"),
+        "var-device": alarm.get("device_id"),
+    }
+    links = []
+    uid = GRAFANA_DASHBOARDS.get(alarm.get("kind") or "")
+    if uid:
+        links.append((uid, f"{base.rstrip('/')}/d/{uid}/?{urlencode(window)}"))
+    overview = {k: v for k, v in window.items() if k != "var-device"}
+    links.append(("safety-hub-overview",
+                  f"{base.rstrip('/')}/d/safety-hub-overview/?{urlencode(overview)}"))
+    return links
+
+
+async def _build_alarm(ctx: Ctx, alarm_id: str) -> None:
+    api = Api(ctx.request)
+    got = await api.get(f"/api/alarms/{alarm_id}")
+    assert got is not None
+    alarm = got[0]
+    ctx.values.update(alarm=alarm, history=alarm.get("history", []),
+                      grafana=_grafana_links(ctx.request, alarm))
+
+
+@router.get("/console/p/alarm/{alarm_id}")
+async def p_alarm(request: Request, alarm_id: str) -> Response:
+    """One alarm's facts, actions, history and Grafana links."""
+    return await _partial(request, "alarm.html", _build_alarm, alarm_id)

@@ -1,0 +1,128 @@
+"""State-store tables of patrol rounds, scans, patrol alarm items and hazards."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hub.db import Base
+
+
+class PatrolSiteRow(Base):
+    """Per site: since when the tracker watches it and its clock (device mode)."""
+
+    __tablename__ = "patrol_sites"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    watch_from_ns: Mapped[int] = mapped_column(BigInteger)
+    clock_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class RoundRow(Base):
+    """One scheduled round of a route on a local date."""
+
+    __tablename__ = "patrol_rounds"
+
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    route_id: Mapped[str] = mapped_column(String(64))
+    date: Mapped[str] = mapped_column(String(10))
+    start_ns: Mapped[int] = mapped_column(BigInteger)
+    end_ns: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), default="scheduled")
+    first_scan_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    concluded: Mapped[bool] = mapped_column(Boolean, default=False)
+    watched: Mapped[bool] = mapped_column(Boolean, default=True)
+    out_of_order: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_patrol_rounds_site_date", "site", "date"),)
+
+
+class ScanRow(Base):
+    """One accepted scan (duplicates by reader, device time and tag are refused)."""
+
+    __tablename__ = "patrol_scans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str] = mapped_column(String(128))
+    tag_uid: Mapped[str] = mapped_column(String(64))
+    checkpoint_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    route_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    round_id: Mapped[str | None] = mapped_column(String(160), nullable=True, index=True)
+    patroller_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    time_ns: Mapped[int] = mapped_column(BigInteger)
+    received_ns: Mapped[int] = mapped_column(BigInteger)
+    arrival_ns: Mapped[int] = mapped_column(BigInteger)
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    distance_m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    late_upload: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (UniqueConstraint("device_id", "time_ns", "tag_uid",
+                                       name="uq_patrol_scan"),)
+
+
+class AlarmItemRow(Base):
+    """What an open patrol alarm is about (one line of its message), open or resolved."""
+
+    __tablename__ = "patrol_alarm_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str] = mapped_column(String(128))
+    rule: Mapped[str] = mapped_column(String(64))
+    item_key: Mapped[str] = mapped_column(String(200))
+    text_en: Mapped[str] = mapped_column(Text)
+    text_zh: Mapped[str] = mapped_column(Text)
+    at_ns: Mapped[int] = mapped_column(BigInteger)
+    open: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (UniqueConstraint("device_id", "rule", "item_key",
+                                       name="uq_patrol_alarm_item"),)
+
+
+class HazardRow(Base):
+    """A hazard (隐患) and where it stands in its lifecycle."""
+
+    __tablename__ = "hazards"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), index=True)
+    category: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    photo_ref: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    checkpoint_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tag_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reported_by: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    reported_ns: Mapped[int] = mapped_column(BigInteger)
+    department: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    due_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    rectified_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    rectify_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    evidence_ref: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    verified_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    verified_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    dedupe_key: Mapped[str | None] = mapped_column(String(300), nullable=True, unique=True)
+    overdue_alarmed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class HazardHistoryRow(Base):
+    """One step of a hazard's history: who did what, when."""
+
+    __tablename__ = "hazard_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hazard_id: Mapped[str] = mapped_column(String(40), index=True)
+    at_ns: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+TABLES = [t.__table__ for t in (PatrolSiteRow, RoundRow, ScanRow, AlarmItemRow, HazardRow,
+                                HazardHistoryRow)]
