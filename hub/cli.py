@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     grafana_cli.register(sub, _add_settings_flags, _settings)
     broker_acl.register(sub, _add_settings_flags, _settings)
+    from hub.patrol import cli as patrol_cli
+
+    patrol_cli.register(sub, _add_settings_flags, _settings)  # hub report daily
     return parser
 
 

@@ -24,28 +24,47 @@ DEMO_SCENARIO = PACKAGE_ROOT / "simulators" / "scenarios" / "demo_incidents.yaml
 CATCH_UP = timedelta(hours=6)
 
 
-def _banner(settings: Settings, broker: EmbeddedBroker | None, speed: float) -> str:
+WATCH_FOR = {  # fault of the scenario -> what the console shows
+    "knock_over": "a flashing light knocked over: critical alarm, red on the map",
+    "smoke": "smoke at a micro fire station: critical alarm, the station turns not ready",
+    "skip_checkpoint": "a checkpoint skipped on a patrol round: it ends up missed",
+    "hazard_report": "a hazard reported by a patroller: dispatch, rectify, verify it",
+    "restore": "back to normal: the alarm clears; acknowledge it to close it",
+}
+ROLE_NOTE = {"admin": "everything", "officer": "acknowledge, clear, comment, move hazards",
+             "viewer": "read only"}
+
+
+def _banner(settings: Settings, broker: EmbeddedBroker | None, speed: float,
+            scenario: Any = None) -> str:
     base = f"http://{settings.api_host}:{settings.api_port}"
     tokens = "\n".join(
-        f"    {role:<8} {token}   ({name})"
+        f"    {token:<14} {role:<8} {name:<7} {ROLE_NOTE.get(role, '')}"
         for name, role, token in (t.split(":") for t in settings.api_tokens.split(",") if t)
     )
     broker_line = f"{broker.url} (embedded amqtt)" if broker else settings.mqtt_url
-    store_line = settings.influx_url or f"{settings.data_dir / 'telemetry.sqlite'} (embedded)"
+    data_dir = settings.data_dir.resolve()
+    store_line = settings.influx_url or f"{data_dir / 'telemetry.sqlite'} (embedded)"
+    steps = getattr(scenario, "timeline", [])
+    watch = "\n".join(
+        f"    {f'~{step.at / speed:.0f} s':<7} {step.device:<11} "
+        f"{WATCH_FOR.get(step.fault, step.fault)}"
+        for step in steps
+    ) or "    a light knocked over, a smoke alarm, a missed checkpoint, a hazard report"
     return f"""
   Safety hub demo: Guoyuan (flashing lights), Fuping (cloud patrol), Longtoupu (fire stations)
   ----------------------------------------------------------------------------------------
-  Duty console  {base}/
+  Duty console  {base}/   sign in with a token below (demo-officer can act)
   API           {base}/api/health   {base}/api/devices   {base}/api/alarms
-  Metrics       {base}/metrics
+  Live events   {base}/api/events   Metrics {base}/metrics
   MQTT broker   {broker_line}
   Telemetry     {store_line}
-  Tokens (Authorization: Bearer <token>):
+  Tokens (console sign-in, or Authorization: Bearer <token>):
 {tokens}
   Simulated time runs {speed:g}x from {CATCH_UP.total_seconds() / 3600:g} h ago until it meets
-  the clock. Watch for: a light knocked over in Guoyuan, a smoke alarm at a Longtoupu micro fire
-  station, a missed checkpoint in Fuping and a hazard reported and worked through.
-  Ctrl-C stops; data stays in {settings.data_dir}.
+  the clock. Watch for (live in the console, no reload):
+{watch}
+  Ctrl-C stops; data stays in {data_dir}.
 """
 
 
@@ -70,8 +89,8 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
     hub.start(wait_connected_s=15)
 
     start = datetime.now(UTC).replace(microsecond=0) - CATCH_UP
-    fleet = Fleet(Path(settings.sites_dir), seed=1, start=start,
-                  scenario=load_scenario(DEMO_SCENARIO))
+    scenario = load_scenario(DEMO_SCENARIO)
+    fleet = Fleet(Path(settings.sites_dir), seed=1, start=start, scenario=scenario)
     stop = threading.Event()
 
     def simulate() -> None:
@@ -85,12 +104,17 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
 
     simulator = threading.Thread(target=simulate, name="simulators", daemon=True)
     simulator.start()
-    print(_banner(settings, broker, speed), flush=True)
+    print(_banner(settings, broker, speed, scenario), flush=True)
+    timer = None
     if duration_s is not None:
-        threading.Timer(duration_s, _interrupt_main).start()
+        timer = threading.Timer(duration_s, _interrupt_main)
+        timer.daemon = True  # a Ctrl-C before the end must not wait for it
+        timer.start()
     try:
         _serve(settings, hub)  # blocks until Ctrl-C; stops the hub
     finally:
+        if timer is not None:
+            timer.cancel()
         stop.set()
         simulator.join(10)
         if broker is not None:

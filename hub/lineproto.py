@@ -13,9 +13,10 @@ Escaping policy (a public interface: golden files and the embedded store rely on
   unless the next character is one of ``, = " \\ n``, a space or a newline: then it is doubled
   (InfluxDB keeps such a backslash doubled; nothing else could be told apart).
 - ``ValueError`` for what InfluxDB cannot store at all: an empty measurement, tag key or field
-  key, a name or tag value ending in a backslash, a measurement starting with ``#`` (a comment),
-  a tab or a NUL (stripped by InfluxDB), duplicate tag keys, a point without fields, a
-  non-finite float, an integer outside int64. Empty tag values are omitted.
+  key, a name or tag value ending in a backslash, a measurement starting with ``#`` (a comment)
+  or a tab (stripped), a NUL in a measurement, tag key or field key (InfluxDB strips or renames
+  it), duplicate tag keys, a point without fields, a non-finite float, an integer outside
+  int64. Empty tag values are omitted; tag values and strings may hold any other character.
 - tags are sorted by key; fields keep their order; time is integer nanoseconds.
 """
 
@@ -72,10 +73,16 @@ def _escape_name(s: str, specials: str, what: str) -> str:
     return "".join(out)
 
 
+def _escape_key(s: str, specials: str, what: str) -> str:
+    if "\x00" in s:
+        raise ValueError(f"{what} {s!r} contains NUL, which InfluxQL cannot name")
+    return _escape_name(s, specials, what)
+
+
 def _escape_measurement(s: str) -> str:
-    if s and s[0] in "#\t\x00":
+    if s and s[0] in "#\t":
         raise ValueError(f"measurement {s!r} starts with a character InfluxDB drops")
-    return _escape_name(s, ", ", "measurement")
+    return _escape_key(s, ", ", "measurement")
 
 
 def _escape_string(s: str) -> str:
@@ -101,7 +108,7 @@ def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
         previous = key
         if value:
             parts.append(
-                f",{_escape_name(key, ',= ', 'tag key')}={_escape_name(value, ',= ', 'tag value')}"
+                f",{_escape_key(key, ',= ', 'tag key')}={_escape_name(value, ',= ', 'tag value')}"
             )
     prefix = "".join(parts)
     if len(_series_cache) >= _CACHE_MAX:
@@ -113,7 +120,7 @@ def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
 def _field_key(key: str) -> str:
     escaped = _field_key_cache.get(key)
     if escaped is None:
-        escaped = _escape_name(key, ",= ", "field key") + "="
+        escaped = _escape_key(key, ",= ", "field key") + "="
         if len(_field_key_cache) >= _CACHE_MAX:
             _field_key_cache.clear()
         _field_key_cache[key] = escaped

@@ -155,7 +155,7 @@ class Pipeline:
                 QUEUE_DEPTH.set(self._inbox.qsize())
             if now >= next_save:
                 next_save = now + self.save_interval_s
-                self._guard("state-save", self.states.save)
+                self._guard("state-save", self._save_states)
             if self._pending():
                 full = len(self._lines) >= self.batch_size or len(self._tokens) >= self.batch_size
                 due = now - self._batch_started >= self.batch_interval_s
@@ -209,6 +209,9 @@ class Pipeline:
             except Exception:
                 HOOK_ERRORS.labels(name).inc()
                 log.exception("tick hook %s failed", name)
+
+    def _save_states(self) -> None:
+        self.states.save(wait=False)
 
     def _guard(self, name: str, fn: Callable[[], None]) -> None:
         try:

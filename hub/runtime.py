@@ -11,6 +11,7 @@ from hub.alarms.service import AlarmService
 from hub.db import create_all, make_engine, make_sessionmaker
 from hub.mqtt import MqttClient
 from hub.normalize import Normalizer
+from hub.patrol.service import PatrolService
 from hub.pipeline import Pipeline
 from hub.profiles.loader import load_profiles
 from hub.refusals import DeadLetterLog, RefusalLog
@@ -85,6 +86,9 @@ class Hub:
         self.pipeline.add_reading_hook("rules", self.rules.on_reading)
         self.pipeline.add_tick_hook("rules", self.rules.on_tick)
         self.pipeline.add_stop_hook("rules", self._stop_rules)
+        self.patrol = PatrolService.from_settings(settings, self.engine, self.alarms, self.sites)
+        self.pipeline.add_reading_hook("patrol", self.patrol.on_reading)
+        self.pipeline.add_tick_hook("patrol", self.patrol.on_tick)
         self.mqtt.on_connected = self.alarms.republish_all
         self.started_ns: int | None = None
         self._stopped = False

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     console_url: str | None = Field(
         default=None, description="duty console base URL for Grafana's alarm links"
     )
+    patrol_clock: Literal["wall", "device"] = Field(
+        default="wall",
+        description="patrol round clock: wall, or device (newest device time; replays, demo)",
+    )
 
     def resolved_database_url(self) -> str:
         """Return the state-store URL, defaulting to a SQLite file in the data dir."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Boolean, String, Text, select
+from sqlalchemy import BigInteger, Boolean, String, Text, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from hub.db import Base
@@ -18,6 +22,9 @@ from hub.profiles.schema import Profile
 from hub.sites import SiteRegistry
 
 HEARTBEAT_FACTOR = 3
+SAVE_CHUNK = 2000
+
+log = logging.getLogger(__name__)
 
 
 class DeviceRow(Base):
@@ -74,6 +81,7 @@ class DeviceStates:
         self._devices: dict[str, DeviceState] = {}
         self._dirty: set[str] = set()
         self._lock = threading.Lock()
+        self._save_queue: queue.Queue[list[dict[str, Any]]] | None = None
         self._timeouts = {
             p.model: int(HEARTBEAT_FACTOR * p.report_interval_s * 1e9)
             for p in profiles if not p.last_will
@@ -140,24 +148,74 @@ class DeviceStates:
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self) -> None:
-        """Persist the states changed since the last save."""
-        if self._sessions is None or not self._dirty:
+    def save(self, wait: bool = True) -> None:
+        """Persist the states changed since the last save.
+
+        The rows are snapshotted on the calling thread (the pipeline's: cheap) and written by a
+        background thread with one bulk upsert; ``wait`` blocks until every queued save is in
+        the database (at stop).
+        """
+        if self._sessions is None:
             return
-        dirty, self._dirty = self._dirty, set()
-        with self._sessions.begin() as session:
+        if self._dirty:
+            with self._lock:
+                dirty, self._dirty = self._dirty, set()
+            rows = []
             for device_id in dirty:
                 s = self._devices.get(device_id)
                 if s is None:
                     continue
-                session.merge(
-                    DeviceRow(
-                        device_id=s.device_id, model=s.model, kind=s.kind, site=s.site,
-                        last_seen_ns=s.last_seen_ns, last_time_ns=s.last_time_ns,
-                        online=s.online, status_reason=s.status_reason,
-                        values_json=orjson.dumps(s.values).decode(),
+                rows.append({
+                    "device_id": s.device_id, "model": s.model, "kind": s.kind, "site": s.site,
+                    "last_seen_ns": s.last_seen_ns, "last_time_ns": s.last_time_ns,
+                    "online": s.online, "status_reason": s.status_reason,
+                    "values_json": orjson.dumps(s.values).decode(),
+                })
+            if rows:
+                self._saves().put(rows)
+        if wait and self._save_queue is not None:
+            self._save_queue.join()
+
+    def _saves(self) -> queue.Queue[list[dict[str, Any]]]:
+        if self._save_queue is None:
+            self._save_queue = queue.Queue()
+            threading.Thread(target=self._save_loop, name="device-state-writer",
+                             daemon=True).start()
+        return self._save_queue
+
+    def _save_loop(self) -> None:
+        assert self._save_queue is not None
+        while True:
+            rows = self._save_queue.get()
+            try:
+                self._write_rows(rows)
+            except Exception:
+                log.exception("saving %d device states failed; retrying on the next save",
+                              len(rows))
+                with self._lock:
+                    self._dirty.update(r["device_id"] for r in rows)
+            finally:
+                self._save_queue.task_done()
+
+    def _write_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert rows in chunks (SQLite / PostgreSQL), else delete + insert."""
+        assert self._sessions is not None
+        table = DeviceRow.__table__
+        with self._sessions.begin() as session:
+            dialect = session.get_bind().dialect.name
+            for start in range(0, len(rows), SAVE_CHUNK):
+                chunk = rows[start:start + SAVE_CHUNK]
+                if dialect in ("sqlite", "postgresql"):
+                    ins = (sqlite_insert if dialect == "sqlite" else pg_insert)(table)
+                    stmt = ins.on_conflict_do_update(
+                        index_elements=["device_id"],
+                        set_={c: ins.excluded[c] for c in chunk[0] if c != "device_id"},
                     )
-                )
+                    session.execute(stmt, chunk)
+                else:
+                    session.execute(delete(DeviceRow).where(
+                        DeviceRow.device_id.in_([r["device_id"] for r in chunk])))
+                    session.execute(table.insert(), chunk)  # type: ignore[attr-defined]
 
     def load(self) -> int:
         """Load persisted states (at start); return how many."""

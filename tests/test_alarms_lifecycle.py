@@ -29,9 +29,18 @@ from hub.sites import Site, SiteRegistry
 
 S = 1_000_000_000
 T0 = 1_795_000_000 * S
-SITES = SiteRegistry([Site.model_validate({
-    "site": "ltp", "name": "Town", "communities": [{"id": "c1", "name": "One"}],
-    "devices": [{"id": "L1", "model": "XS-FL200", "community": "c1"}]})])
+SITES = SiteRegistry(
+    [
+        Site.model_validate(
+            {
+                "site": "ltp",
+                "name": "Town",
+                "communities": [{"id": "c1", "name": "One"}],
+                "devices": [{"id": "L1", "model": "XS-FL200", "community": "c1"}],
+            }
+        )
+    ]
+)
 
 
 class Recorder:
@@ -44,14 +53,34 @@ class Recorder:
 
 
 def make_service(engine: Engine, rec: Recorder, **kwargs: Any) -> AlarmService:
-    return AlarmService(engine, emit_points=rec.points.extend, publish=rec.publish,
-                        sites=SITES, flush_interval_s=0, **kwargs)
+    return AlarmService(
+        engine,
+        emit_points=rec.points.extend,
+        publish=rec.publish,
+        sites=SITES,
+        flush_interval_s=0,
+        **kwargs,
+    )
 
 
-def raise_(svc: AlarmService, severity: str = "warning", value: Any = 11.3,
-           at: int = T0, rule: str = "battery_low") -> str:
-    return svc.raise_or_update("L1", "ltp", "flashing_light", rule, severity, value,
-                               f"Battery low: {value} V", f"电池电压低：{value} V", at)
+def raise_(
+    svc: AlarmService,
+    severity: str = "warning",
+    value: Any = 11.3,
+    at: int = T0,
+    rule: str = "battery_low",
+) -> str:
+    return svc.raise_or_update(
+        "L1",
+        "ltp",
+        "flashing_light",
+        rule,
+        severity,
+        value,
+        f"Battery low: {value} V",
+        f"电池电压低：{value} V",
+        at,
+    )
 
 
 @pytest.fixture
@@ -76,8 +105,7 @@ def test_full_lifecycle_with_history(sqlite: Engine) -> None:
         svc.ack(first, "li.wei")
     raise_(svc, "major", 10.5, T0 + 120 * S)  # escalation needs attention again
     alarm = svc.get(first)
-    assert (alarm["state"], alarm["severity"], alarm["acked_by"]) == (
-        "active_unack", "major", None)
+    assert (alarm["state"], alarm["severity"], alarm["acked_by"]) == ("active_unack", "major", None)
     svc.ack(first, "li.wei")
     raise_(svc, "warning", 11.2, T0 + 180 * S)  # de-escalation keeps the ack
     assert svc.get(first)["state"] == "active_ack"
@@ -138,9 +166,14 @@ def test_outputs_points_and_retained_payloads(sqlite: Engine) -> None:
     assert states == ["active_unack", "active_ack", "cleared_ack"]
     point = rec.points[0]
     assert point.measurement == "alarm"
-    assert dict(point.tags) == {"device_id": "L1", "site": "ltp", "model": "XS-FL200",
-                                "kind": "flashing_light", "rule": "battery_low",
-                                "community": "c1"}
+    assert dict(point.tags) == {
+        "device_id": "L1",
+        "site": "ltp",
+        "model": "XS-FL200",
+        "kind": "flashing_light",
+        "rule": "battery_low",
+        "community": "c1",
+    }
     assert point.field("alarm_id") == alarm_id and point.field("value") == 11.3
     assert point.field("severity") == "warning"
     topics = {t for t, _, _ in rec.published}
@@ -165,8 +198,9 @@ def test_open_alarms_survive_a_new_service(sqlite: Engine) -> None:
 
 def test_list_filters_order_and_paging(sqlite: Engine) -> None:
     svc = make_service(sqlite, Recorder())
-    for index, (rule, severity) in enumerate([("a", "warning"), ("b", "critical"),
-                                              ("c", "minor"), ("d", "critical")]):
+    for index, (rule, severity) in enumerate(
+        [("a", "warning"), ("b", "critical"), ("c", "minor"), ("d", "critical")]
+    ):
         raise_(svc, severity, at=T0 + index * S, rule=rule)
     items, total = svc.list()
     assert total == 4
@@ -183,6 +217,7 @@ def test_list_filters_order_and_paging(sqlite: Engine) -> None:
 
 
 # -- webhooks ------------------------------------------------------------------------------------
+
 
 class _Receiver(BaseHTTPRequestHandler):
     received: list[tuple[dict[str, str], bytes]]
@@ -239,8 +274,9 @@ def test_webhook_queue_drops_oldest_without_blocking() -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    sender = WebhookSender([f"http://127.0.0.1:{port}/"], "k", queue_size=3,
-                           max_attempts=3, backoff_s=5)
+    sender = WebhookSender(
+        [f"http://127.0.0.1:{port}/"], "k", queue_size=3, max_attempts=3, backoff_s=5
+    )
     started = time.monotonic()
     for index in range(20):
         sender.submit("alarm.raise", {"n": index})
@@ -260,8 +296,10 @@ def postgres(tmp_path: Path) -> Iterator[str]:
     initdb = PG_BIN / "initdb"
     if not initdb.exists():
         if os.environ.get("HUB_REQUIRE_SERVICES", "").strip().lower() in {"1", "true", "yes"}:
-            pytest.fail(f"real PostgreSQL required: {initdb} missing "
-                        "(apt-get install postgresql-15)", pytrace=False)
+            pytest.fail(
+                f"real PostgreSQL required: {initdb} missing (apt-get install postgresql-15)",
+                pytrace=False,
+            )
         pytest.skip("PostgreSQL 15 server not installed; HUB_REQUIRE_SERVICES=1 fails")
     base = Path(tempfile.mkdtemp(prefix="hub-pg-"))
     data = base / "pg"
@@ -271,15 +309,32 @@ def postgres(tmp_path: Path) -> Iterator[str]:
             pytest.skip("running as root without runuser")
         shutil.chown(base, "postgres")
         run_as = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*run_as, str(initdb), "-D", str(data), "-U", "hub", "-A", "trust",
-                    "--no-sync"], check=True, capture_output=True)
+    subprocess.run(
+        [*run_as, str(initdb), "-D", str(data), "-U", "hub", "-A", "trust", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [*run_as, str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-         "-k", str(base), "-c", "fsync=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            *run_as,
+            str(PG_BIN / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(base),
+            "-c",
+            "fsync=off",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -22,8 +22,9 @@ TOPIC = "hub/alarms/ltp/L1/knocked_over"
 
 
 def _connect(port: int) -> paho.Client:
-    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=f"test-{uuid.uuid4().hex[:8]}")
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}"
+    )
     connected = threading.Event()
     client.on_connect = lambda c, u, f, rc, p: connected.set()
     client.connect("127.0.0.1", port)
@@ -57,8 +58,17 @@ def test_retained_alarm_topic_on_real_broker(mosquitto: Any, tmp_path: Path) -> 
             info.wait_for_publish(5)
 
     svc = AlarmService(make_engine(f"sqlite:///{tmp_path / 'a.sqlite'}"), publish=publish)
-    alarm_id = svc.raise_or_update("L1", "ltp", "flashing_light", "knocked_over", "critical",
-                                   40.0, "Light knocked over", "爆闪灯倾倒", T0)
+    alarm_id = svc.raise_or_update(
+        "L1",
+        "ltp",
+        "flashing_light",
+        "knocked_over",
+        "critical",
+        40.0,
+        "Light knocked over",
+        "爆闪灯倾倒",
+        T0,
+    )
     settle()
     payloads = _retained(mosquitto.port, TOPIC)
     assert len(payloads) == 1

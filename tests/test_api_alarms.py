@@ -36,10 +36,28 @@ def make_app(tmp_path: Path, tokens: str = TOKENS) -> tuple[TestClient, AlarmSer
 
 
 def seed(service: AlarmService) -> tuple[str, str]:
-    a = service.raise_or_update("L1", "ltp", "flashing_light", "knocked_over", "critical", 40.0,
-                                "Light knocked over", "爆闪灯倾倒", T0)
-    b = service.raise_or_update("F1", "dfc", "fire_station", "battery_low", "warning", 18,
-                                "Backup battery low", "备用电池电量低", T0 + S)
+    a = service.raise_or_update(
+        "L1",
+        "ltp",
+        "flashing_light",
+        "knocked_over",
+        "critical",
+        40.0,
+        "Light knocked over",
+        "爆闪灯倾倒",
+        T0,
+    )
+    b = service.raise_or_update(
+        "F1",
+        "dfc",
+        "fire_station",
+        "battery_low",
+        "warning",
+        18,
+        "Backup battery low",
+        "备用电池电量低",
+        T0 + S,
+    )
     return a, b
 
 
@@ -66,37 +84,72 @@ def test_list_get_and_transitions(tmp_path: Path) -> None:
     response = client.get("/api/alarms", headers=VIEWER)
     assert response.headers["X-Total-Count"] == "2"
     assert [a["id"] for a in response.json()] == [alarm_id, other]
-    for key in ("id", "device_id", "site", "kind", "rule", "severity", "state", "message",
-                "value", "raised_at", "acked_at", "acked_by", "cleared_at", "count",
-                "message_zh", "assignee", "last_seen_at"):
+    for key in (
+        "id",
+        "device_id",
+        "site",
+        "kind",
+        "rule",
+        "severity",
+        "state",
+        "message",
+        "value",
+        "raised_at",
+        "acked_at",
+        "acked_by",
+        "cleared_at",
+        "count",
+        "message_zh",
+        "assignee",
+        "last_seen_at",
+    ):
         assert key in response.json()[0]
-    filtered = client.get("/api/alarms?site=dfc&severity=warning&state=active_unack",
-                          headers=VIEWER).json()
+    filtered = client.get(
+        "/api/alarms?site=dfc&severity=warning&state=active_unack", headers=VIEWER
+    ).json()
     assert [a["id"] for a in filtered] == [other]
     assert client.get("/api/alarms?device_id=L9", headers=VIEWER).json() == []
-    assert client.get("/api/alarms?from=2026-11-18T11:06:40.500Z", headers=VIEWER).json()[0][
-        "id"] == other
+    assert (
+        client.get("/api/alarms?from=2026-11-18T11:06:40.500Z", headers=VIEWER).json()[0]["id"]
+        == other
+    )
     assert client.get("/api/alarms?limit=1&offset=1", headers=VIEWER).json()[0]["id"] == other
     assert client.get("/api/alarms?state=bogus", headers=VIEWER).status_code == 422
 
-    acked = client.post(f"/api/alarms/{alarm_id}/ack", headers=OFFICER,
-                        json={"acked_by": "someone else"})
+    acked = client.post(
+        f"/api/alarms/{alarm_id}/ack", headers=OFFICER, json={"acked_by": "someone else"}
+    )
     assert acked.status_code == 200
     assert (acked.json()["state"], acked.json()["acked_by"]) == ("active_ack", "li")
     assert client.post(f"/api/alarms/{alarm_id}/ack", headers=OFFICER).status_code == 409
-    assigned = client.post(f"/api/alarms/{alarm_id}/assign", headers=OFFICER,
-                           json={"assignee": "zhang"})
+    assigned = client.post(
+        f"/api/alarms/{alarm_id}/assign", headers=OFFICER, json={"assignee": "zhang"}
+    )
     assert assigned.json()["assignee"] == "zhang"
-    assert client.post(f"/api/alarms/{alarm_id}/comment", headers=OFFICER,
-                       json={"text": "已派人处理"}).status_code == 200
-    assert client.post(f"/api/alarms/{alarm_id}/comment", headers=OFFICER,
-                       json={"text": ""}).status_code == 422
-    cleared = client.post(f"/api/alarms/{alarm_id}/clear", headers=OFFICER,
-                          json={"note": "set upright"})
+    assert (
+        client.post(
+            f"/api/alarms/{alarm_id}/comment", headers=OFFICER, json={"text": "已派人处理"}
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            f"/api/alarms/{alarm_id}/comment", headers=OFFICER, json={"text": ""}
+        ).status_code
+        == 422
+    )
+    cleared = client.post(
+        f"/api/alarms/{alarm_id}/clear", headers=OFFICER, json={"note": "set upright"}
+    )
     assert cleared.json()["state"] == "cleared_ack"
     detail = client.get(f"/api/alarms/{alarm_id}", headers=VIEWER).json()
     assert [(h["action"], h["actor"]) for h in detail["history"]] == [
-        ("raise", "system"), ("ack", "li"), ("assign", "li"), ("comment", "li"), ("clear", "li")]
+        ("raise", "system"),
+        ("ack", "li"),
+        ("assign", "li"),
+        ("comment", "li"),
+        ("clear", "li"),
+    ]
     assert detail["history"][3]["note"] == "已派人处理"
     assert client.get("/api/alarms/nope", headers=VIEWER).status_code == 404
     assert client.post("/api/alarms/nope/ack", headers=OFFICER).status_code == 404

@@ -99,6 +99,9 @@ def test_backslash_policy() -> None:
         pt("m", {}, {"f\\": 1}),
         pt("#m", {}, {"f": 1}),
         pt("\tm", {}, {"f": 1}),
+        pt("m\x00", {}, {"f": 1}),
+        pt("m", {"t\x00": "v"}, {"f": 1}),
+        pt("m", {}, {"\x00": 1}),
         pt("m", {}, {"f": None}),
         Point("m", (("t", "a"), ("t", "b")), (("f", 1),), T),
     ],
@@ -136,8 +139,8 @@ def test_encode_points() -> None:
 
 # -- property tests --------------------------------------------------------------------------
 
-names = st.text(min_size=1, max_size=12).filter(lambda s: not s.endswith("\\"))
-measurements = names.filter(lambda s: s[0] not in "#\t\x00")
+tag_values = st.text(min_size=1, max_size=12).filter(lambda s: not s.endswith("\\"))
+names = tag_values.filter(lambda s: "\x00" not in s)
 values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
@@ -147,14 +150,17 @@ values = st.one_of(
 
 
 @st.composite
-def points(draw: st.DrawFn, name: st.SearchStrategy[str] = names, window: bool = False) -> Point:
-    measurement = draw(
-        measurements if name is names else name.filter(lambda s: s[0] not in "#\t\x00")
-    )
-    tag_keys = draw(st.lists(name, max_size=4, unique=True))
-    tag_values = draw(st.lists(name, min_size=len(tag_keys), max_size=len(tag_keys)))
+def points(
+    draw: st.DrawFn,
+    key: st.SearchStrategy[str] = names,
+    tag_value: st.SearchStrategy[str] = tag_values,
+    window: bool = False,
+) -> Point:
+    measurement = draw(key.filter(lambda s: s[0] not in "#\t"))
+    tag_keys = draw(st.lists(key, max_size=4, unique=True))
+    values_of_tags = draw(st.lists(tag_value, min_size=len(tag_keys), max_size=len(tag_keys)))
     field_keys = draw(
-        st.lists(name.filter(lambda k: k not in tag_keys), min_size=1, max_size=4, unique=True)
+        st.lists(key.filter(lambda k: k not in tag_keys), min_size=1, max_size=4, unique=True)
     )
     field_values = draw(st.lists(values, min_size=len(field_keys), max_size=len(field_keys)))
     if window:
@@ -163,7 +169,7 @@ def points(draw: st.DrawFn, name: st.SearchStrategy[str] = names, window: bool =
         t = draw(st.integers(min_value=-(2**63) + 2, max_value=2**63 - 2))
     return Point(
         measurement,
-        tuple(sorted(zip(tag_keys, tag_values, strict=True))),
+        tuple(sorted(zip(tag_keys, values_of_tags, strict=True))),
         tuple(zip(field_keys, field_values, strict=True)),
         t,
     )
@@ -180,7 +186,8 @@ def test_roundtrip_property(p: Point) -> None:
 
 # Names without backslashes: InfluxDB cannot store every backslash faithfully (see the module
 # docstring and test_influx_backslash_forms); everything else in Unicode is fair game.
-influx_names = st.text(min_size=1, max_size=10).filter(lambda s: "\\" not in s and s != "time")
+influx_tag_values = st.text(min_size=1, max_size=10).filter(lambda s: "\\" not in s)
+influx_names = influx_tag_values.filter(lambda s: "\x00" not in s and s != "time")
 _db_counter = itertools.count()
 
 
@@ -193,7 +200,7 @@ def influx_view(s: str) -> str:
 def test_roundtrip_through_influxdb(influx_db: InfluxDatabase) -> None:
     server = influx_db.server
 
-    @given(st.lists(points(influx_names, window=True), min_size=1, max_size=3))
+    @given(st.lists(points(influx_names, influx_tag_values, window=True), min_size=1, max_size=3))
     @settings(
         max_examples=60,
         deadline=None,

@@ -20,20 +20,31 @@ from hub.sites import Site, SiteRegistry
 S = 1_000_000_000
 T0 = int(datetime(2026, 11, 28, 4, 0, tzinfo=ZoneInfo("UTC")).timestamp()) * S  # 12:00 +08
 
-SITE = Site.model_validate({
-    "site": "ltp",
-    "name": "Test town",
-    "communities": [{"id": "c1", "name": "One"}],
-    "devices": [
-        {"id": "L1", "model": "XS-FL200", "community": "c1",
-         "active_hours": {"start": "18:00", "end": "06:00"}},
-        {"id": "L2", "model": "XS-FL200", "rules": {"battery_low": {"enabled": False}}},
-        {"id": "L3", "model": "XS-FL200",
-         "rules": {"knocked_over": {"levels": {"critical": {"when": {"at": 30, "clear_at": 25}}}}}},
-        {"id": "F1", "model": "MFS-GW1"},
-        {"id": "R1", "model": "PT-NFC1"},
-    ],
-})
+SITE = Site.model_validate(
+    {
+        "site": "ltp",
+        "name": "Test town",
+        "communities": [{"id": "c1", "name": "One"}],
+        "devices": [
+            {
+                "id": "L1",
+                "model": "XS-FL200",
+                "community": "c1",
+                "active_hours": {"start": "18:00", "end": "06:00"},
+            },
+            {"id": "L2", "model": "XS-FL200", "rules": {"battery_low": {"enabled": False}}},
+            {
+                "id": "L3",
+                "model": "XS-FL200",
+                "rules": {
+                    "knocked_over": {"levels": {"critical": {"when": {"at": 30, "clear_at": 25}}}}
+                },
+            },
+            {"id": "F1", "model": "MFS-GW1"},
+            {"id": "R1", "model": "PT-NFC1"},
+        ],
+    }
+)
 INTERVALS = {"XS-FL200": 60, "MFS-GW1": 30, "PT-NFC1": 600}
 
 
@@ -48,17 +59,24 @@ class Clock:
 class Hub:
     """An engine and an alarm service on one SQLite file, with a controllable clock."""
 
-    def __init__(self, path: Path, clock: Clock, sites: SiteRegistry | None = None,
-                 **engine_args: Any) -> None:
+    def __init__(
+        self, path: Path, clock: Clock, sites: SiteRegistry | None = None, **engine_args: Any
+    ) -> None:
         self.db = make_engine(f"sqlite:///{path}")
         self.clock = clock
         self.points: list[Point] = []
-        self.service = AlarmService(self.db, emit_points=self.points.extend, clock=clock,
-                                    sites=sites, flush_interval_s=0)
+        self.service = AlarmService(
+            self.db, emit_points=self.points.extend, clock=clock, sites=sites, flush_interval_s=0
+        )
         self.engine = RuleEngine(
-            self.service, sites=sites or SiteRegistry([SITE]), report_intervals=INTERVALS,
-            state_store=RuleStateStore(self.db), clock=clock, background_save=False,
-            **engine_args)
+            self.service,
+            sites=sites or SiteRegistry([SITE]),
+            report_intervals=INTERVALS,
+            state_store=RuleStateStore(self.db),
+            clock=clock,
+            background_save=False,
+            **engine_args,
+        )
 
     def alarms(self, **filters: Any) -> list[dict[str, Any]]:
         return self.service.list(**filters)[0]
@@ -71,18 +89,43 @@ class Hub:
     def none(self, rule: str) -> None:
         assert self.alarms(rule=rule, state="active") == []
 
-    def feed(self, device: str, model: str, kind: str, t: int, message: str = "telemetry",
-             points: tuple[Point, ...] = (), online: bool | None = None,
-             **values: FieldValue) -> None:
+    def feed(
+        self,
+        device: str,
+        model: str,
+        kind: str,
+        t: int,
+        message: str = "telemetry",
+        points: tuple[Point, ...] = (),
+        online: bool | None = None,
+        **values: FieldValue,
+    ) -> None:
         self.clock.now = max(self.clock.now, t + S // 10)
-        self.engine.on_reading(Reading(device, model, kind, "ltp", message, t, t + S // 10,
-                                       points, dict(values), online=online))
+        self.engine.on_reading(
+            Reading(
+                device,
+                model,
+                kind,
+                "ltp",
+                message,
+                t,
+                t + S // 10,
+                points,
+                dict(values),
+                online=online,
+            )
+        )
 
     def light(self, t: int, device: str = "L1", **values: FieldValue) -> None:
         self.feed(device, "XS-FL200", "flashing_light", t, **values)
 
-    def station(self, t: int, message: str = "telemetry", points: tuple[Point, ...] = (),
-                **values: FieldValue) -> None:
+    def station(
+        self,
+        t: int,
+        message: str = "telemetry",
+        points: tuple[Point, ...] = (),
+        **values: FieldValue,
+    ) -> None:
         self.feed("F1", "MFS-GW1", "fire_station", t, message, points, **values)
 
     def tick(self, t: int) -> None:
@@ -106,6 +149,7 @@ def ext(slot: int, present: bool, pressure: float | None = None) -> Point:
 
 
 # -- flashing lights -------------------------------------------------------------------------
+
 
 def test_battery_low_duration_escalation_hysteresis(hub: Hub) -> None:
     for i in range(10):
@@ -145,7 +189,9 @@ def test_battery_major_is_immediate_and_interrupted_duration_restarts(hub: Hub) 
 def test_lamp_fault_levels(hub: Hub) -> None:
     hub.light(T0, lamp="degraded")
     assert (hub.one("lamp_fault")["severity"], hub.one("lamp_fault")["message"]) == (
-        "minor", "Lamp degraded")
+        "minor",
+        "Lamp degraded",
+    )
     hub.light(T0 + 60 * S, lamp="fail")
     assert hub.one("lamp_fault")["severity"] == "major"
     assert hub.one("lamp_fault")["message_zh"] == "灯具失效，不再闪烁"
@@ -205,6 +251,7 @@ def test_offline_by_last_will_and_by_staleness(hub: Hub) -> None:
 
 # -- fire stations ---------------------------------------------------------------------------
 
+
 def test_smoke_by_level_and_by_event(hub: Hub) -> None:
     hub.station(T0, smoke_pct_m=0.02)
     hub.none("smoke")
@@ -262,8 +309,9 @@ def test_extinguishers_one_alarm_listing_slots(hub: Hub) -> None:
     assert missing["message"] == "Extinguisher missing from slot(s) 2,3"
     pressure = hub.one("extinguisher_pressure")
     assert (pressure["severity"], pressure["value"]) == ("minor", "4")
-    hub.station(T0 + 30 * S, points=(ext(1, True, 1.2), ext(2, True, 1.1), ext(3, False),
-                                     ext(4, True, 1.2)))
+    hub.station(
+        T0 + 30 * S, points=(ext(1, True, 1.2), ext(2, True, 1.1), ext(3, False), ext(4, True, 1.2))
+    )
     assert hub.one("extinguisher_missing")["value"] == "3"
     assert hub.one("extinguisher_pressure")["state"] == "cleared_unack"
     hub.station(T0 + 60 * S, smoke_pct_m=0.02)  # no extinguisher points: unchanged
@@ -298,6 +346,7 @@ def test_mains_and_battery(hub: Hub) -> None:
 
 # -- patrol readers --------------------------------------------------------------------------
 
+
 def test_patrol_reader_rules(hub: Hub) -> None:
     hub.feed("R1", "PT-NFC1", "patrol_reader", T0, "scan", battery_pct=12)
     assert hub.one("battery_low", "R1")["severity"] == "warning"
@@ -310,6 +359,7 @@ def test_patrol_reader_rules(hub: Hub) -> None:
 
 
 # -- ordering ----------------------------------------------------------------------------------
+
 
 def test_old_and_duplicate_readings_never_flap(hub: Hub) -> None:
     hub.light(T0 + 120 * S, tilt_deg=40.0)
@@ -339,11 +389,16 @@ def test_late_reading_in_breach_does_not_reopen(hub: Hub) -> None:
 
 # -- overrides ---------------------------------------------------------------------------------
 
+
 def test_site_override_changes_threshold_and_rejects_unknown_rules(tmp_path: Path) -> None:
-    site = SITE.model_copy(update={"rules": {
-        "flashing_light": {"knocked_over": {"levels": {"critical": {"when": {"at": 45}}}}},
-        "battery_low": {"enabled": False},
-    }})
+    site = SITE.model_copy(
+        update={
+            "rules": {
+                "flashing_light": {"knocked_over": {"levels": {"critical": {"when": {"at": 45}}}}},
+                "battery_low": {"enabled": False},
+            }
+        }
+    )
     hub = Hub(tmp_path / "a.sqlite", Clock(), SiteRegistry([site]))
     hub.light(T0, tilt_deg=40.0, battery_v=9.0)
     hub.feed("F1", "MFS-GW1", "fire_station", T0, battery_pct=5)
@@ -351,18 +406,46 @@ def test_site_override_changes_threshold_and_rejects_unknown_rules(tmp_path: Pat
     bad = SITE.model_copy(update={"rules": {"batery_low": {"enabled": False}}})
     with pytest.raises(RuleError, match="batery_low"):
         Hub(tmp_path / "b.sqlite", Clock(), SiteRegistry([bad]))
-    wrong = SITE.model_copy(update={"rules": {
-        "knocked_over": {"levels": {"critical": {"when": {"op": "<", "at": 30, "clear_at": 40,
-                                                          "typo": 1}}}}}})
+    wrong = SITE.model_copy(
+        update={
+            "rules": {
+                "knocked_over": {
+                    "levels": {
+                        "critical": {"when": {"op": "<", "at": 30, "clear_at": 40, "typo": 1}}
+                    }
+                }
+            }
+        }
+    )
     with pytest.raises(RuleError, match=r"knocked_over.*typo"):
         Hub(tmp_path / "c.sqlite", Clock(), SiteRegistry([wrong]))
 
 
 def test_count_condition_in_a_custom_rule(tmp_path: Path) -> None:
-    site = SITE.model_copy(update={"rules": {"fire_station": {"door_flapping": {
-        "message": {"en": "Door opened {value} times", "zh": "门频繁开关 {value} 次"},
-        "levels": {"info": {"when": {"type": "count", "events": ["door_open"],
-                                     "at_least": 3, "window_s": 600}}}}}}})
+    site = SITE.model_copy(
+        update={
+            "rules": {
+                "fire_station": {
+                    "door_flapping": {
+                        "message": {
+                            "en": "Door opened {value} times",
+                            "zh": "门频繁开关 {value} 次",
+                        },
+                        "levels": {
+                            "info": {
+                                "when": {
+                                    "type": "count",
+                                    "events": ["door_open"],
+                                    "at_least": 3,
+                                    "window_s": 600,
+                                }
+                            }
+                        },
+                    }
+                }
+            }
+        }
+    )
     hub = Hub(tmp_path / "a.sqlite", Clock(), SiteRegistry([site]))
     for i in range(3):
         hub.station(T0 + i * 100 * S, "event", event="door_open", door_open=True)
@@ -374,6 +457,7 @@ def test_count_condition_in_a_custom_rule(tmp_path: Path) -> None:
 
 
 # -- restart -----------------------------------------------------------------------------------
+
 
 def test_restart_keeps_open_alarms_and_half_elapsed_durations(tmp_path: Path) -> None:
     clock = Clock()
@@ -411,14 +495,29 @@ def test_restart_without_saved_state_still_clears_open_alarms(tmp_path: Path) ->
 
 def test_default_rule_ids_are_fixed() -> None:
     engine = RuleEngine(_NullSink(), sites=SiteRegistry([]))
-    ids = {kind: {r.id for r in engine._program(kind, None, None).rules}  # type: ignore[union-attr]
-           for kind in ("flashing_light", "fire_station", "patrol_reader")}
+    ids = {
+        kind: {r.id for r in engine._program(kind, None, None).rules}  # type: ignore[union-attr]
+        for kind in ("flashing_light", "fire_station", "patrol_reader")
+    }
     assert ids == {
-        "flashing_light": {"lamp_fault", "battery_low", "knocked_over",
-                           "mode_off_active_hours", "offline"},
-        "fire_station": {"smoke", "fire_heat", "hydrant_pressure_low", "extinguisher_missing",
-                         "extinguisher_pressure", "door_open_long", "mains_lost",
-                         "battery_low", "offline"},
+        "flashing_light": {
+            "lamp_fault",
+            "battery_low",
+            "knocked_over",
+            "mode_off_active_hours",
+            "offline",
+        },
+        "fire_station": {
+            "smoke",
+            "fire_heat",
+            "hydrant_pressure_low",
+            "extinguisher_missing",
+            "extinguisher_pressure",
+            "door_open_long",
+            "mains_lost",
+            "battery_low",
+            "offline",
+        },
         "patrol_reader": {"offline", "battery_low"},
     }
 
@@ -436,8 +535,20 @@ def test_retained_status_first_does_not_hide_older_telemetry(hub: Hub) -> None:
     hours behind (a backfill, a late clock). The status must not set the device's clock."""
     now = T0 + 6 * 3600 * S
     hub.clock.now = now
-    hub.engine.on_reading(Reading("L1", "XS-FL200", "flashing_light", "ltp", "status", now, now,
-                                  (), {"online": True}, online=True))
+    hub.engine.on_reading(
+        Reading(
+            "L1",
+            "XS-FL200",
+            "flashing_light",
+            "ltp",
+            "status",
+            now,
+            now,
+            (),
+            {"online": True},
+            online=True,
+        )
+    )
     hub.light(T0, tilt_deg=80.0)
     assert hub.one("knocked_over")["state"] == "active_unack"
     hub.light(T0 + 60 * S, tilt_deg=1.0)

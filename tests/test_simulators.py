@@ -34,84 +34,144 @@ CST = timezone(timedelta(hours=8))
 MODELS = {"XS-FL200", "HN-BSD3", "PT-NFC1", "MFS-GW1", "YK-FS8"}
 
 # The examples of FIELD_DEVICES.md, each on one line (the datasheet wraps them).
-XS_EXAMPLE = ('{"ts": 1764316800123, "mode": "flash", "lamp": "ok", "battery_mv": 12450, '
-              '"solar_mv": 18020, "charging": true, "tilt_deg": 1.8, "flash_hz": 1.5, '
-              '"veh_count": 37, "temp_c": 21.5, "fw": "2.3.1"}')
+XS_EXAMPLE = (
+    '{"ts": 1764316800123, "mode": "flash", "lamp": "ok", "battery_mv": 12450, '
+    '"solar_mv": 18020, "charging": true, "tilt_deg": 1.8, "flash_hz": 1.5, '
+    '"veh_count": 37, "temp_c": 21.5, "fw": "2.3.1"}'
+)
 BSD3_EXAMPLE = "BSD3,861234567890123,20261128T080000,F,1,1245,1802,018,15,37"
-SCAN_EXAMPLE = ('{"reader": "FP-R03", "tag_uid": "04A1B2C3D4E5F6", "patroller": "FP-P017", '
-                '"ts": "2026-11-28T08:03:12+08:00", "lat": 29.0312, "lon": 111.6935, '
-                '"battery_pct": 81}')
-HAZARD_EXAMPLE = ('{"reader": "FP-R03", "patroller": "FP-P017", "tag_uid": "04A1B2C3D4E5F6", '
-                  '"ts": "2026-11-28T08:04:40+08:00", "category": "fire_exit_blocked", '
-                  '"note": "stairwell B blocked by goods", '
-                  '"photo_ref": "img/2026/11/28/0804-40.jpg"}')
+SCAN_EXAMPLE = (
+    '{"reader": "FP-R03", "tag_uid": "04A1B2C3D4E5F6", "patroller": "FP-P017", '
+    '"ts": "2026-11-28T08:03:12+08:00", "lat": 29.0312, "lon": 111.6935, '
+    '"battery_pct": 81}'
+)
+HAZARD_EXAMPLE = (
+    '{"reader": "FP-R03", "patroller": "FP-P017", "tag_uid": "04A1B2C3D4E5F6", '
+    '"ts": "2026-11-28T08:04:40+08:00", "category": "fire_exit_blocked", '
+    '"note": "stairwell B blocked by goods", '
+    '"photo_ref": "img/2026/11/28/0804-40.jpg"}'
+)
 EVENT_EXAMPLE = '{"ts": 1764316805, "event": "smoke_alarm", "zone": "store"}'
-MFS_EXAMPLE = ('{"station": "LTP-MFS-02", "ts": 1764316800, '
-               '"env": {"smoke": 0.02, "temp_c": 18.6, "humidity_pct": 64}, '
-               '"hydrant": {"pressure_mpa": 0.32}, '
-               '"extinguishers": [{"slot": 1, "present": true, "pressure_mpa": 1.18}, '
-               '{"slot": 2, "present": true, "pressure_mpa": 0.72}], '
-               '"door_open": false, "mains_power": true, "battery_pct": 97}')
-YK_EXAMPLE = ('{"sn": "YK8-000231", "time": "2026-11-28 08:00:00", "T": 186, "H": 64, "SMK": 2, '
-              '"WP": 320, "EXT1": 1180, "EXT2": 0, "DOOR": 0, "AC": 1, "BAT": 97}')
+MFS_EXAMPLE = (
+    '{"station": "LTP-MFS-02", "ts": 1764316800, '
+    '"env": {"smoke": 0.02, "temp_c": 18.6, "humidity_pct": 64}, '
+    '"hydrant": {"pressure_mpa": 0.32}, '
+    '"extinguishers": [{"slot": 1, "present": true, "pressure_mpa": 1.18}, '
+    '{"slot": 2, "present": true, "pressure_mpa": 0.72}], '
+    '"door_open": false, "mains_power": true, "battery_pct": 97}'
+)
+YK_EXAMPLE = (
+    '{"sn": "YK8-000231", "time": "2026-11-28 08:00:00", "T": 186, "H": 64, "SMK": 2, '
+    '"WP": 320, "EXT1": 1180, "EXT2": 0, "DOOR": 0, "AC": 1, "BAT": 97}'
+)
 
 
 # -- encoders ------------------------------------------------------------------------------------
 def test_xs_fl200_encoder_matches_datasheet() -> None:
-    reading = Fl200Telemetry(ts_ms=1764316800123, mode="flash", lamp="ok", battery_mv=12450,
-                             solar_mv=18020, charging=True, tilt_deg=1.8, flash_hz=1.5,
-                             veh_count=37, temp_c=21.5, fw="2.3.1")
+    reading = Fl200Telemetry(
+        ts_ms=1764316800123,
+        mode="flash",
+        lamp="ok",
+        battery_mv=12450,
+        solar_mv=18020,
+        charging=True,
+        tilt_deg=1.8,
+        flash_hz=1.5,
+        veh_count=37,
+        temp_c=21.5,
+        fw="2.3.1",
+    )
     assert reading.encode() == XS_EXAMPLE.encode()
     bare = Fl200Telemetry(1764316800123, "off", "fail", 11000, 200, 80.04, 0.0).encode()
-    assert json.loads(bare) == {"ts": 1764316800123, "mode": "off", "lamp": "fail",
-                                "battery_mv": 11000, "solar_mv": 200, "tilt_deg": 80.0,
-                                "flash_hz": 0.0}
+    assert json.loads(bare) == {
+        "ts": 1764316800123,
+        "mode": "off",
+        "lamp": "fail",
+        "battery_mv": 11000,
+        "solar_mv": 200,
+        "tilt_deg": 80.0,
+        "flash_hz": 0.0,
+    }
 
 
 def test_hn_bsd3_encoder_matches_datasheet() -> None:
-    report = Bsd3Report("861234567890123", datetime(2026, 11, 28, 8, 0, 0), "F", True, 1245,
-                        1802, 18, 15, 37)
+    report = Bsd3Report(
+        "861234567890123", datetime(2026, 11, 28, 8, 0, 0), "F", True, 1245, 1802, 18, 15, 37
+    )
     assert report.encode() == BSD3_EXAMPLE.encode()
-    tilted = Bsd3Report("861234567890123", datetime(2026, 11, 28, 8, 0, 0), "O", False, 1080,
-                        3, 800, 0, 0)
+    tilted = Bsd3Report(
+        "861234567890123", datetime(2026, 11, 28, 8, 0, 0), "O", False, 1080, 3, 800, 0, 0
+    )
     assert tilted.encode() == b"BSD3,861234567890123,20261128T080000,O,0,1080,3,800,0,0"
 
 
 def test_pt_nfc1_encoders_match_datasheet() -> None:
-    scan = NfcScan("FP-R03", "04A1B2C3D4E5F6", "FP-P017", datetime(2026, 11, 28, 8, 3, 12,
-                                                                   tzinfo=CST),
-                   29.0312, 111.6935, 81)
+    scan = NfcScan(
+        "FP-R03",
+        "04A1B2C3D4E5F6",
+        "FP-P017",
+        datetime(2026, 11, 28, 8, 3, 12, tzinfo=CST),
+        29.0312,
+        111.6935,
+        81,
+    )
     assert scan.encode() == SCAN_EXAMPLE.encode()
     at = datetime(2026, 11, 28, 8, 4, 40, tzinfo=CST)
-    hazard = NfcHazard("FP-R03", "FP-P017", "04A1B2C3D4E5F6", at, "fire_exit_blocked",
-                       "stairwell B blocked by goods", photo_ref(at))
+    hazard = NfcHazard(
+        "FP-R03",
+        "FP-P017",
+        "04A1B2C3D4E5F6",
+        at,
+        "fire_exit_blocked",
+        "stairwell B blocked by goods",
+        photo_ref(at),
+    )
     assert hazard.encode() == HAZARD_EXAMPLE.encode()
 
 
 def test_mfs_gw1_encoders_match_datasheet() -> None:
-    telemetry = MfsTelemetry("LTP-MFS-02", 1764316800, 0.02, 18.6, 64, 0.32,
-                             (Extinguisher(1, True, 1.18), Extinguisher(2, True, 0.72)),
-                             False, True, 97)
+    telemetry = MfsTelemetry(
+        "LTP-MFS-02",
+        1764316800,
+        0.02,
+        18.6,
+        64,
+        0.32,
+        (Extinguisher(1, True, 1.18), Extinguisher(2, True, 0.72)),
+        False,
+        True,
+        97,
+    )
     assert telemetry.encode() == MFS_EXAMPLE.encode()
     assert MfsEvent(1764316805, "smoke_alarm", "store").encode() == EVENT_EXAMPLE.encode()
-    missing = MfsTelemetry("LTP-MFS-02", 1, 0.0, 18.6, 64, 0.32, (Extinguisher(1, False),),
-                           False, True, 97)
+    missing = MfsTelemetry(
+        "LTP-MFS-02", 1, 0.0, 18.6, 64, 0.32, (Extinguisher(1, False),), False, True, 97
+    )
     assert json.loads(missing.encode())["extinguishers"] == [{"slot": 1, "present": False}]
 
 
 def test_yk_fs8_encoder_matches_datasheet() -> None:
-    data = Fs8Data("YK8-000231", datetime(2026, 11, 28, 8, 0, 0), 186, 64, 2, 320, (1180, 0),
-                   0, 1, 97)
+    data = Fs8Data(
+        "YK8-000231", datetime(2026, 11, 28, 8, 0, 0), 186, 64, 2, 320, (1180, 0), 0, 1, 97
+    )
     assert data.encode() == YK_EXAMPLE.encode()
 
 
 @pytest.mark.skipif(not DATASHEET.exists(), reason="datasheet not on this machine")
 def test_examples_are_the_datasheets() -> None:
     text = DATASHEET.read_text(encoding="utf-8")
-    blocks = [re.sub(r"\s*\n\s*", " ", b.strip())
-              for b in re.findall(r"```(?:json)?\n(.*?)```", text, re.S)]
-    for example in (XS_EXAMPLE, BSD3_EXAMPLE, SCAN_EXAMPLE, HAZARD_EXAMPLE, MFS_EXAMPLE,
-                    YK_EXAMPLE):
+    blocks = [
+        re.sub(r"\s*\n\s*", " ", b.strip())
+        for b in re.findall(r"```(?:json)?\n(.*?)```", text, re.S)
+    ]
+    for example in (
+        XS_EXAMPLE,
+        BSD3_EXAMPLE,
+        SCAN_EXAMPLE,
+        HAZARD_EXAMPLE,
+        MFS_EXAMPLE,
+        YK_EXAMPLE,
+    ):
         assert example in blocks
     assert EVENT_EXAMPLE in text
 
@@ -157,8 +217,7 @@ def test_every_model_reports_at_its_interval(day: list[SimMessage]) -> None:
     assert len(bsd) == 120 and all(287 <= n <= 289 for n in bsd.values())
 
 
-def test_lights_flash_in_active_hours_and_batteries_follow_the_sun(
-        day: list[SimMessage]) -> None:
+def test_lights_flash_in_active_hours_and_batteries_follow_the_sun(day: list[SimMessage]) -> None:
     site = load_sites(ROOT / "sites").sites["guoyuan"]
     hours = {d.id: d.active_hours for d in site.devices}
     volts: dict[int, list[float]] = {}
@@ -171,8 +230,11 @@ def test_lights_flash_in_active_hours_and_batteries_follow_the_sun(
         window = hours[m.device]
         assert window is not None
         t = local.time()
-        inside = (window.start <= t < window.end) if window.start < window.end else \
-            (t >= window.start or t < window.end)
+        inside = (
+            (window.start <= t < window.end)
+            if window.start < window.end
+            else (t >= window.start or t < window.end)
+        )
         assert (doc["mode"] == "flash") == inside, (m.device, local, doc["mode"])
         assert (doc["flash_hz"] > 0) == inside
         volts.setdefault(local.hour, []).append(doc["battery_mv"] / 1000)
@@ -226,7 +288,8 @@ def test_unknown_models_are_skipped(tmp_path: Path) -> None:
     (tmp_path / "x.yaml").write_text(
         "site: x\nname: X\ndevices:\n  - {id: A1, model: ACME-9}\n"
         "  - {id: GY-X, model: XS-FL200}\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     fleet = Fleet(tmp_path, seed=1, start=START)
     assert set(fleet.devices) == {"GY-X"} and fleet.skipped_models["ACME-9"] == 1
 
@@ -234,9 +297,16 @@ def test_unknown_models_are_skipped(tmp_path: Path) -> None:
 # -- scenarios -----------------------------------------------------------------------------------
 def test_builtin_scenarios_validate_against_the_sites() -> None:
     scenarios = {s.name: s for s in builtin_scenarios()}
-    assert {"light_knocked_over", "light_lamp_and_battery", "fire_smoke_then_fire",
-            "fire_station_readiness", "device_silent", "patrol_faults", "field_garbage",
-            "demo_incidents"} <= set(scenarios)
+    assert {
+        "light_knocked_over",
+        "light_lamp_and_battery",
+        "fire_smoke_then_fire",
+        "fire_station_readiness",
+        "device_silent",
+        "patrol_faults",
+        "field_garbage",
+        "demo_incidents",
+    } <= set(scenarios)
     for sc in scenarios.values():
         Fleet(ROOT / "sites", seed=1, start=START, scenario=sc)
         assert sc.description
@@ -252,15 +322,20 @@ def _run(name: str, seconds: float | None = None) -> tuple[Fleet, list[SimMessag
 
 def test_scenario_faults_show_in_payloads() -> None:
     fleet, msgs = _run("light_knocked_over")
-    assert any(m.device == "GY-FL-0006" and json.loads(m.payload)["tilt_deg"] > 70
-               for m in msgs if m.topic.endswith("/telemetry"))
-    assert any(m.payload.split(b",")[7] >= b"780" for m in msgs
-               if m.topic == "hnbsd/861234567800032/up")
+    assert any(
+        m.device == "GY-FL-0006" and json.loads(m.payload)["tilt_deg"] > 70
+        for m in msgs
+        if m.topic.endswith("/telemetry")
+    )
+    assert any(
+        m.payload.split(b",")[7] >= b"780" for m in msgs if m.topic == "hnbsd/861234567800032/up"
+    )
     assert [f.fault for f in fleet.injected] == ["knock_over", "knock_over"]
 
     _fleet, msgs = _run("fire_smoke_then_fire")
-    events = [json.loads(m.payload)["event"] for m in msgs
-              if m.topic == "firestation/LTP-MFS-02/event"]
+    events = [
+        json.loads(m.payload)["event"] for m in msgs if m.topic == "firestation/LTP-MFS-02/event"
+    ]
     assert events.index("smoke_alarm") < events.index("heat_alarm")
     hot = [json.loads(m.payload)["T"] for m in msgs if m.topic == "yk/YK8-000231/data"]
     assert max(hot) > 600 and hot[0] < 300
@@ -270,8 +345,11 @@ def test_scenario_faults_show_in_payloads() -> None:
     assert {m.device for m in wills} == {"GY-FL-0021", "LTP-MFS-03", "FP-R04", "GY-FL-0022"}
     assert all(m.payload == b"offline" and m.retain for m in wills)
     silent_after = START.replace(hour=20, minute=1) + timedelta(seconds=1)
-    assert not [m for m in msgs if m.device in {"GY-FL-0020", "YK8-000247"}
-                and m.at > silent_after.astimezone(m.at.tzinfo)]
+    assert not [
+        m
+        for m in msgs
+        if m.device in {"GY-FL-0020", "YK8-000247"} and m.at > silent_after.astimezone(m.at.tzinfo)
+    ]
 
 
 def test_patrol_scenario() -> None:
@@ -298,26 +376,34 @@ def test_garbage_scenario() -> None:
     dups = [m for m in msgs if m.fault == "duplicate"]
     assert len(dups) >= 7
     for dup in dups:
-        assert any(o.payload == dup.payload and o.fault is None for o in msgs
-                   if o.device == dup.device)
+        assert any(
+            o.payload == dup.payload and o.fault is None for o in msgs if o.device == dup.device
+        )
 
 
 def test_broken_scenario_gives_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "broken.yaml"
-    bad.write_text("description: x\ntimeline:\n  - {at: 5, device: GY-FL-0001, fault: explode}\n"
-                   "surprise: 1\n", encoding="utf-8")
+    bad.write_text(
+        "description: x\ntimeline:\n  - {at: 5, device: GY-FL-0001, fault: explode}\nsurprise: 1\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ScenarioError) as err:
         load_scenario(bad)
     text = str(err.value)
     assert "broken.yaml" in text and "explode" in text and "surprise" in text
     wrong = tmp_path / "wrong.yaml"
-    wrong.write_text("description: x\ntimeline:\n  - {at: 5, device: GY-FL-0001, "
-                     "fault: knock_over, params: {angle: 3}}\n", encoding="utf-8")
+    wrong.write_text(
+        "description: x\ntimeline:\n  - {at: 5, device: GY-FL-0001, "
+        "fault: knock_over, params: {angle: 3}}\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ScenarioError, match=r"wrong\.yaml.*angle"):
         load_scenario(wrong)
     smoke_on_light = tmp_path / "mismatch.yaml"
-    smoke_on_light.write_text("description: x\ntimeline:\n  - {at: 5, device: GY-FL-0001, "
-                              "fault: smoke}\n", encoding="utf-8")
+    smoke_on_light.write_text(
+        "description: x\ntimeline:\n  - {at: 5, device: GY-FL-0001, fault: smoke}\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ScenarioError, match=r"mismatch\.yaml.*XS-FL200.*smoke"):
         Fleet(ROOT / "sites", seed=1, start=START, scenario=load_scenario(smoke_on_light))
 
@@ -361,12 +447,30 @@ def test_hub_sim_run_publishes_all_five_models(mosquitto, tmp_path: Path) -> Non
     try:
         assert subscribed.wait(5)
         scenario = tmp_path / "drop.yaml"
-        scenario.write_text("description: drop one light\nduration_s: 360\ntimeline:\n"
-                            "  - {at: 30, device: GY-FL-0001, fault: last_will}\n",
-                            encoding="utf-8")
-        rc = cli.main(["run", "--sites", str(ROOT / "sites"), "--mqtt-url", mosquitto.url,
-                       "--speed", "60", "--duration", "6", "--seed", "3",
-                       "--start", "2026-11-28T07:55:00", "--scenario", str(scenario)])
+        scenario.write_text(
+            "description: drop one light\nduration_s: 360\ntimeline:\n"
+            "  - {at: 30, device: GY-FL-0001, fault: last_will}\n",
+            encoding="utf-8",
+        )
+        rc = cli.main(
+            [
+                "run",
+                "--sites",
+                str(ROOT / "sites"),
+                "--mqtt-url",
+                mosquitto.url,
+                "--speed",
+                "60",
+                "--duration",
+                "6",
+                "--seed",
+                "3",
+                "--start",
+                "2026-11-28T07:55:00",
+                "--scenario",
+                str(scenario),
+            ]
+        )
         assert rc == 0
         time.sleep(0.5)
     finally:
@@ -382,7 +486,8 @@ def test_hub_sim_run_publishes_all_five_models(mosquitto, tmp_path: Path) -> Non
 def test_load_mode_paces_to_the_rate(mosquitto) -> None:  # type: ignore[no-untyped-def]
     from simulators.load import run_load
 
-    result = run_load(devices=50, rate=400, duration=1.5, mqtt_url=mosquitto.url,
-                      processes=2, qos=1)
+    result = run_load(
+        devices=50, rate=400, duration=1.5, mqtt_url=mosquitto.url, processes=2, qos=1
+    )
     assert result.acked == result.sent
     assert 0.8 * 600 <= result.sent <= 1.05 * 600

@@ -44,8 +44,7 @@ def test_guoyuan_lights(registry: SiteRegistry) -> None:
             assert re.fullmatch(r"8612345678\d{5}", d.id)
         if d.place == "school_gate":
             assert d.active_hours.start.hour in (6, 7) and d.active_hours.end.hour == 18
-    assert {d.place for d in site.devices} == {"sharp_bend", "school_gate", "junction",
-                                               "work_zone"}
+    assert {d.place for d in site.devices} == {"sharp_bend", "school_gate", "junction", "work_zone"}
 
 
 def test_fuping_patrol(registry: SiteRegistry) -> None:
@@ -67,8 +66,7 @@ def test_fuping_patrol(registry: SiteRegistry) -> None:
     for route in site.routes:
         assert len(route.readers) == 1 and len(route.rounds) == 3
         assert all(60 <= rnd.window_min <= 120 for rnd in route.rounds)
-    assert all(abs(c.lat - 29.04) < 0.05 and abs(c.lon - 111.69) < 0.05
-               for c in site.checkpoints)
+    assert all(abs(c.lat - 29.04) < 0.05 and abs(c.lon - 111.69) < 0.05 for c in site.checkpoints)
 
 
 def test_longtoupu_stations(registry: SiteRegistry) -> None:
@@ -92,4 +90,5 @@ def test_generator_is_deterministic_and_matches_files() -> None:
         sys.path.pop(0)
     for name, doc in make_sites.build().items():
         assert make_sites.dump(doc) == (SITES / f"{name}.yaml").read_text(encoding="utf-8"), (
-            f"sites/{name}.yaml is stale: run uv run python tools/make_sites.py")
+            f"sites/{name}.yaml is stale: run uv run python tools/make_sites.py"
+        )

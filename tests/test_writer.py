@@ -77,16 +77,34 @@ def influx_store(influx_own: InfluxServer) -> Iterator[InfluxV1Store]:
     store.close()
 
 
+@pytest.fixture
+def new_writer() -> Iterator[Callable[..., DurableWriter]]:
+    """Build writers that are stopped at teardown even when a test fails half-way."""
+    started: list[DurableWriter] = []
+
+    def make(*args: object, **kwargs: object) -> DurableWriter:
+        writer = DurableWriter(*args, **kwargs)  # type: ignore[arg-type]
+        started.append(writer)
+        return writer
+
+    yield make
+    for writer in started:
+        writer.stop(2)
+
+
 def metric(name: str) -> float:
     return REGISTRY.get_sample_value(name) or 0.0
 
 
 def test_outage_spools_in_order_and_lands_exactly_once(
-    influx_own: InfluxServer, influx_store: InfluxV1Store, tmp_path: Path
+    influx_own: InfluxServer,
+    influx_store: InfluxV1Store,
+    tmp_path: Path,
+    new_writer: Callable[..., DurableWriter],
 ) -> None:
     rec = Recorder()
     spool = Spool(tmp_path / "spool", max_bytes=1 << 26)
-    writer = DurableWriter(influx_store, spool, rec.reject, retry_initial_s=0.05, retry_max_s=0.3)
+    writer = new_writer(influx_store, spool, rec.reject, retry_initial_s=0.05, retry_max_s=0.3)
     spooled_before = metric("hub_points_spooled_total")
     for i in range(10):
         writer.submit(lines_for(i), rec.ack(i))
@@ -116,14 +134,17 @@ def test_outage_spools_in_order_and_lands_exactly_once(
 
 
 def test_restart_of_influx_while_writing(
-    influx_own: InfluxServer, influx_store: InfluxV1Store, tmp_path: Path
+    influx_own: InfluxServer,
+    influx_store: InfluxV1Store,
+    tmp_path: Path,
+    new_writer: Callable[..., DurableWriter],
 ) -> None:
     rec = Recorder()
-    writer = DurableWriter(
+    writer = new_writer(
         influx_store, Spool(tmp_path / "spool", 1 << 26), rec.reject, retry_initial_s=0.05
     )
     feeder = threading.Thread(
-        target=lambda: [writer.submit(lines_for(i), rec.ack(i)) for i in range(60)]
+        target=lambda: [writer.submit(lines_for(i), rec.ack(i)) for i in range(60)], daemon=True
     )
     feeder.start()
     wait_for(lambda: len(rec.durable) >= 5)
@@ -136,10 +157,13 @@ def test_restart_of_influx_while_writing(
 
 
 def test_rejected_lines_reported_and_batch_acknowledged(
-    influx_own: InfluxServer, influx_store: InfluxV1Store, tmp_path: Path
+    influx_own: InfluxServer,
+    influx_store: InfluxV1Store,
+    tmp_path: Path,
+    new_writer: Callable[..., DurableWriter],
 ) -> None:
     rec = Recorder()
-    writer = DurableWriter(influx_store, Spool(tmp_path / "spool", 1 << 20), rec.reject)
+    writer = new_writer(influx_store, Spool(tmp_path / "spool", 1 << 20), rec.reject)
     bad = b'flashing_light,device_id=fl-0,site=x battery_v="twelve" %d' % (T + 5)
     writer.submit(lines_for(0), rec.ack(0))
     writer.submit([*lines_for(1, 3), bad, *lines_for(2, 3)], rec.ack(1))
@@ -151,7 +175,10 @@ def test_rejected_lines_reported_and_batch_acknowledged(
 
 
 def test_torn_spool_tail_replayed_without_garbage(
-    influx_own: InfluxServer, influx_store: InfluxV1Store, tmp_path: Path
+    influx_own: InfluxServer,
+    influx_store: InfluxV1Store,
+    tmp_path: Path,
+    new_writer: Callable[..., DurableWriter],
 ) -> None:
     directory = tmp_path / "spool"
     spool = Spool(directory, 1 << 20)
@@ -162,9 +189,7 @@ def test_torn_spool_tail_replayed_without_garbage(
     with segment.open("ab") as f:  # a crash in the middle of a third append
         f.write(b"HSB1\x40\x00\x00\x00\x01\x02\x03\x04flashing_light,device_id=fl-9 batt")
     rec = Recorder()
-    writer = DurableWriter(
-        influx_store, Spool(directory, 1 << 20), rec.reject, retry_initial_s=0.05
-    )
+    writer = new_writer(influx_store, Spool(directory, 1 << 20), rec.reject, retry_initial_s=0.05)
     wait_for(lambda: writer.health()["spool_batches"] == 0)
     writer.stop(10)
     assert rec.rejected == []
@@ -173,11 +198,14 @@ def test_torn_spool_tail_replayed_without_garbage(
 
 
 def test_spool_full_applies_back_pressure(
-    influx_own: InfluxServer, influx_store: InfluxV1Store, tmp_path: Path
+    influx_own: InfluxServer,
+    influx_store: InfluxV1Store,
+    tmp_path: Path,
+    new_writer: Callable[..., DurableWriter],
 ) -> None:
     rec = Recorder()
     spool = Spool(tmp_path / "spool", max_bytes=4000)  # room for a few batches only
-    writer = DurableWriter(
+    writer = new_writer(
         influx_store, spool, rec.reject, retry_initial_s=0.05, retry_max_s=0.2, queue_batches=1
     )
     influx_own.stop()
@@ -188,14 +216,14 @@ def test_spool_full_applies_back_pressure(
             writer.submit(lines_for(i), rec.ack(i))
             submitted.append(i)
 
-    feeder = threading.Thread(target=feed)
+    feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
     time.sleep(1.5)
     stalled = len(rec.durable)
     assert 0 < stalled < 12
     assert feeder.is_alive()  # submit blocks: back-pressure reaches the caller
     assert len(submitted) < 12
-    assert "spool" in (writer.health()["last_error"] or "")
+    assert writer.health()["spool_bytes"] > 0
     time.sleep(0.5)
     assert len(rec.durable) == stalled  # nothing acknowledged that is not durable
 
@@ -207,12 +235,14 @@ def test_spool_full_applies_back_pressure(
     assert count(influx_own) == 12 * 20
 
 
-def test_stop_flushes_queue_to_spool(influx_own: InfluxServer, tmp_path: Path) -> None:
+def test_stop_flushes_queue_to_spool(
+    influx_own: InfluxServer, tmp_path: Path, new_writer: Callable[..., DurableWriter]
+) -> None:
     store = InfluxV1Store(influx_own.url, DB, timeout_s=2.0)
     influx_own.stop()
     rec = Recorder()
     directory = tmp_path / "spool"
-    writer = DurableWriter(store, Spool(directory, 1 << 20), rec.reject, retry_initial_s=5)
+    writer = new_writer(store, Spool(directory, 1 << 20), rec.reject, retry_initial_s=5)
     for i in range(3):
         writer.submit(lines_for(i), rec.ack(i))
     assert writer.stop(10)
@@ -223,10 +253,12 @@ def test_stop_flushes_queue_to_spool(influx_own: InfluxServer, tmp_path: Path) -
     store.close()
 
 
-def test_embedded_store_behind_the_writer(tmp_path: Path) -> None:
+def test_embedded_store_behind_the_writer(
+    tmp_path: Path, new_writer: Callable[..., DurableWriter]
+) -> None:
     store = EmbeddedStore(tmp_path / "t.sqlite")
     rec = Recorder()
-    writer = DurableWriter(store, Spool(tmp_path / "spool", 1 << 20), rec.reject)
+    writer = new_writer(store, Spool(tmp_path / "spool", 1 << 20), rec.reject)
     for i in range(5):
         writer.submit(lines_for(i), rec.ack(i))
     assert writer.stop(10)

@@ -184,7 +184,7 @@ class AlarmService:
             return alarm.id
 
     def add_listener(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
-        """Call ``listener(action, alarm_json)`` after each transition (under the lock: be quick)."""
+        """Call ``listener(action, alarm_json)`` on every transition (holds the lock: be brief)."""
         self.listeners.append(listener)
 
     def open_alarms(self) -> list[tuple[str, str, str, str, str]]:

@@ -10,8 +10,10 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hub import console
 from hub.api import alarms as alarm_routes
-from hub.api import auth
+from hub.api import auth, events
+from hub.api import patrol as patrol_routes
 from hub.runtime import Hub
 
 
@@ -35,6 +37,9 @@ def create_app(hub: Hub, *, stop_hub_on_shutdown: bool = False) -> FastAPI:
     app.state.alarms = hub.alarms
     auth.install(app.state, hub.settings.api_tokens)
     app.include_router(alarm_routes.router)
+    app.include_router(patrol_routes.router)  # rounds, hazards, KPIs, reports (hub/patrol)
+    events.install(app, hub)  # GET /api/events: live alarm and device updates (SSE)
+    console.install(app)  # the duty console at /, /alarms/{id}; GET /api/me
     read = [Depends(auth.viewer)]
 
     @app.get("/api/health")

@@ -7,7 +7,9 @@ short window and sends one message per event type with the list of items:
 
 - ``alarm``: ``[{"id", "device_id", "site", "rule", "severity", "state", "action"}]`` for every
   alarm transition (raise, reopen, escalate, de-escalate, clear, ack, assign, comment);
-- ``device``: ``[{"device_id", "online", "reason"}]`` for online/offline status readings.
+- ``device``: ``[{"device_id", "online", "reason"}]`` for online/offline status readings;
+- ``patrol`` and ``hazard``: ``[{"device_id", "site"}]`` when a reader sends a scan or a hazard
+  report (the patrol service turns them into rounds and hazards; the page then reloads them).
 
 A subscriber that falls behind by more than its queue loses the oldest events and gets a
 ``resync`` event: the page then reloads every panel. The token comes from the Authorization
@@ -22,6 +24,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from sse_starlette import EventSourceResponse
@@ -35,6 +38,8 @@ router = APIRouter(tags=["events"])
 QUEUE_SIZE = 2000
 COALESCE_S = 0.25
 PING_S = 15.0
+SHUTDOWN_POLL_S = 0.5
+PATROL_MESSAGES = {"scan": "patrol", "hazard": "hazard"}
 
 
 class _Subscriber:
@@ -100,12 +105,16 @@ class EventHub:
             "severity": alarm.get("severity"), "state": alarm.get("state"), "action": action})
 
     def on_reading(self, reading: Any) -> None:
-        """Pipeline reading hook: publish online/offline status readings."""
+        """Pipeline reading hook: publish online/offline changes, patrol scans, hazard reports."""
         online = getattr(reading, "online", None)
-        if online is None:
+        if online is not None:
+            self.publish("device", {"device_id": reading.device_id, "online": online,
+                                    "reason": getattr(reading, "status_reason", None)})
             return
-        self.publish("device", {"device_id": reading.device_id, "online": online,
-                                "reason": getattr(reading, "status_reason", None)})
+        message = getattr(reading, "message", None)
+        if message in PATROL_MESSAGES:
+            self.publish(PATROL_MESSAGES[message], {"device_id": reading.device_id,
+                                                    "site": reading.site})
 
 
 def install(app: FastAPI, hub: Any) -> EventHub:
@@ -156,7 +165,7 @@ def user_from_request(request: Request, *, allow_query: bool = False) -> User:
 def _group(items: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
     grouped: dict[str, list[dict[str, Any]]] = {}
     for event, data in items:
-        if event == "device":  # keep only the newest status per device
+        if event in ("device", "patrol", "hazard"):  # only the newest per device
             bucket = grouped.setdefault(event, [])
             bucket[:] = [d for d in bucket if d["device_id"] != data["device_id"]]
             bucket.append(data)
@@ -165,13 +174,17 @@ def _group(items: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, 
     return grouped
 
 
-async def _stream(events: EventHub, user: User) -> AsyncIterator[dict[str, str]]:
+async def _stream(events: EventHub, user: User,
+                  shutdown: anyio.Event) -> AsyncIterator[dict[str, str]]:
     subscriber = events.subscribe()
     try:
         yield {"event": "hello", "data": orjson.dumps(
             {"user": user.name, "role": user.role}).decode()}
-        while True:
-            first = await subscriber.queue.get()
+        while not shutdown.is_set():  # the server stops: end the stream properly
+            try:
+                first = await asyncio.wait_for(subscriber.queue.get(), SHUTDOWN_POLL_S)
+            except TimeoutError:
+                continue
             await asyncio.sleep(COALESCE_S)
             items = [first]
             while not subscriber.queue.empty():
@@ -194,5 +207,8 @@ async def event_stream(request: Request) -> EventSourceResponse:
     if events is None:
         raise HTTPException(503, detail={"error": "unavailable",
                                          "message": "live events are not enabled"})
-    return EventSourceResponse(_stream(events, user), ping=PING_S,
-                               headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    shutdown = anyio.Event()
+    return EventSourceResponse(
+        _stream(events, user, shutdown), ping=PING_S, shutdown_event=shutdown,
+        shutdown_grace_period=2 * SHUTDOWN_POLL_S,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

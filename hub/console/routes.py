@@ -353,7 +353,7 @@ async def _build_map(ctx: Ctx) -> None:
         if not coords:
             continue
         projection = _projection(coords)
-        dots = []
+        dots: list[dict[str, Any]] = []
         for device in site_devices:
             x, y = projection.xy(device["lat"], device["lon"])
             alarm = alarmed.get(device["device_id"])

@@ -31,6 +31,7 @@ class RoundRow(Base):
     end_ns: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(String(16), default="scheduled")
     first_scan_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    checked_start: Mapped[bool] = mapped_column(Boolean, default=False)
     concluded: Mapped[bool] = mapped_column(Boolean, default=False)
     watched: Mapped[bool] = mapped_column(Boolean, default=True)
     out_of_order: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -124,5 +125,6 @@ class HazardHistoryRow(Base):
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-TABLES = [t.__table__ for t in (PatrolSiteRow, RoundRow, ScanRow, AlarmItemRow, HazardRow,
-                                HazardHistoryRow)]
+TABLES = [Base.metadata.tables[name] for name in (
+    "patrol_sites", "patrol_rounds", "patrol_scans", "patrol_alarm_items", "hazards",
+    "hazard_history")]

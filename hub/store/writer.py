@@ -164,6 +164,10 @@ class DurableWriter:
         except StoreUnavailable as exc:
             self._mark_down(str(exc))
             return False
+        except Exception as exc:  # a store bug must not kill the thread: spool instead
+            log.exception("store %s failed unexpectedly", self.store.name)
+            self._mark_down(f"{type(exc).__name__}: {exc}")
+            return False
         STORE_WRITE_SECONDS.observe(time.perf_counter() - started)
         self._accepted(lines, result)
         return True
@@ -202,8 +206,10 @@ class DurableWriter:
             started = time.perf_counter()
             try:
                 result = self.store.write_lines(lines)
-            except StoreUnavailable as exc:
-                self._mark_down(str(exc))
+            except Exception as exc:
+                if not isinstance(exc, StoreUnavailable):
+                    log.exception("store %s failed unexpectedly", self.store.name)
+                self._mark_down(str(exc) or type(exc).__name__)
                 self._sleep(self._jitter(delay))
                 delay = min(delay * 2, self.retry_max_s)
                 continue

@@ -1,0 +1,226 @@
+// Duty console glue: token login, htmx auth header, live events, actions, errors, language.
+// Panels are server-rendered partials loaded by htmx; this file only wires them together.
+(function () {
+  "use strict";
+  var L = JSON.parse(document.getElementById("i18n").textContent);
+  var KEY = "hub_token";
+  var token = localStorage.getItem(KEY) || "";
+  var me = null;
+  var source = null;
+  var connectedOnce = false;
+  var body = document.body;
+
+  function $(id) { return document.getElementById(id); }
+  function fire(name, detail) { if (window.htmx) htmx.trigger(body, name, detail || {}); }
+  function authHeaders() { return token ? { Authorization: "Bearer " + token } : {}; }
+
+  // -- errors and toasts ---------------------------------------------------------------------
+  function detailMessage(text) {
+    try {
+      var parsed = JSON.parse(text);
+      var d = parsed.detail !== undefined ? parsed.detail : parsed;
+      if (typeof d === "string") return d;
+      if (Array.isArray(d)) return d.map(function (x) { return x.msg || String(x); }).join("; ");
+      if (d && d.message) return d.message;
+    } catch (e) { /* not JSON */ }
+    return (text || "").slice(0, 200);
+  }
+
+  function toast(text, kind) {
+    var box = $("toasts");
+    var dup = Array.prototype.find.call(box.children, function (n) { return n.textContent === text; });
+    if (dup) return;
+    var node = document.createElement("div");
+    node.className = "toast " + (kind || "ok");
+    node.setAttribute("role", kind === "error" ? "alert" : "status");
+    node.textContent = text;
+    box.appendChild(node);
+    setTimeout(function () { node.remove(); }, kind === "error" ? 10000 : 4000);
+  }
+
+  function showError(status, text) {
+    var msg = detailMessage(text);
+    if (status === 401) {
+      toast("401 · " + L.err_401 + (msg ? " (" + msg + ")" : ""), "error");
+      signOut(false);
+      showLogin(L.err_401);
+      return;
+    }
+    var label = { 403: L.err_403, 409: L.err_409 }[status] || L.err_other;
+    toast(status + " · " + label + ": " + msg, "error");
+  }
+
+  // -- htmx: every partial request carries the token ----------------------------------------
+  body.addEventListener("htmx:configRequest", function (e) {
+    if (token) e.detail.headers.Authorization = "Bearer " + token;
+  });
+  body.addEventListener("htmx:responseError", function (e) {
+    showError(e.detail.xhr.status, e.detail.xhr.responseText);
+  });
+  body.addEventListener("htmx:sendError", function () { toast(L.err_network, "error"); });
+
+  // -- actions: POST JSON to the API with the officer's token ---------------------------------
+  function post(url, payload) {
+    return fetch(url, {
+      method: "POST",
+      headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
+      body: JSON.stringify(payload || {}),
+    }).then(function (r) {
+      return r.text().then(function (text) {
+        if (!r.ok) { showError(r.status, text); return null; }
+        fire("hub:refresh");
+        return text ? JSON.parse(text) : {};
+      });
+    }, function () { toast(L.err_network, "error"); return null; });
+  }
+
+  var dialogSpec = null;
+  function openDialog(spec) {
+    dialogSpec = spec;
+    $("action-title").textContent = spec.title;
+    var fields = $("action-fields");
+    fields.textContent = "";
+    if (spec.intro) {
+      var p = document.createElement("p");
+      p.textContent = spec.intro;
+      fields.appendChild(p);
+    }
+    (spec.fields || []).forEach(function (f, i) {
+      var label = document.createElement("label");
+      label.textContent = f.label;
+      label.htmlFor = "action-field-" + i;
+      var input = document.createElement(f.multiline ? "textarea" : "input");
+      input.id = "action-field-" + i;
+      input.name = f.name;
+      input.required = !!f.required;
+      fields.appendChild(label);
+      fields.appendChild(input);
+    });
+    $("action-dialog").showModal();
+    var first = fields.querySelector("input, textarea");
+    if (first) first.focus();
+  }
+
+  $("action-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    if (!dialogSpec) return;
+    var spec = dialogSpec;
+    var payload = {};
+    $("action-fields").querySelectorAll("input, textarea").forEach(function (el) {
+      if (el.value.trim() !== "") payload[el.name] = el.value.trim();
+    });
+    $("action-send").disabled = true;
+    post(spec.url, payload).then(function (ok) {
+      $("action-send").disabled = false;
+      if (ok) { $("action-dialog").close(); toast(spec.done || L.done); }
+    });
+  });
+  $("action-cancel").addEventListener("click", function () { $("action-dialog").close(); });
+
+  document.addEventListener("click", function (e) {
+    var button = e.target.closest("[data-post]");
+    if (button) {
+      e.preventDefault();
+      button.disabled = true;
+      post(button.dataset.post, {}).then(function (ok) {
+        button.disabled = false;
+        if (ok) toast(button.dataset.done || L.done);
+      });
+      return;
+    }
+    var opener = e.target.closest("[data-dialog]");
+    if (opener) { e.preventDefault(); openDialog(JSON.parse(opener.dataset.dialog)); }
+  });
+
+  // -- live events ----------------------------------------------------------------------------
+  function setLive(on) { $("live").classList.toggle("off", !on); }
+
+  function connect() {
+    if (source) source.close();
+    var url = "/api/events" + (token ? "?access_token=" + encodeURIComponent(token) : "");
+    source = new EventSource(url);
+    source.addEventListener("hello", function () {
+      setLive(true);
+      if (connectedOnce) fire("hub:refresh"); // we may have missed events while away
+      connectedOnce = true;
+    });
+    source.addEventListener("alarm", function (e) { fire("hub:alarm", { items: JSON.parse(e.data) }); });
+    source.addEventListener("device", function (e) { fire("hub:device", { items: JSON.parse(e.data) }); });
+    source.addEventListener("patrol", function (e) { fire("hub:patrol", { items: JSON.parse(e.data) }); });
+    source.addEventListener("hazard", function (e) { fire("hub:hazard", { items: JSON.parse(e.data) }); });
+    source.addEventListener("resync", function () { fire("hub:refresh"); });
+    source.onerror = function () {
+      setLive(false);
+      if (source.readyState === EventSource.CLOSED) setTimeout(start, 5000);
+    };
+  }
+
+  // -- sign in / out ------------------------------------------------------------------------
+  function showLogin(message) {
+    $("main").hidden = true;
+    $("login").hidden = false;
+    $("login-error").textContent = message || "";
+    $("login-token").focus();
+  }
+
+  function signOut(reload) {
+    localStorage.removeItem(KEY);
+    token = "";
+    me = null;
+    if (source) { source.close(); source = null; }
+    setLive(false);
+    $("who").hidden = true;
+    $("sign-out").hidden = true;
+    if (reload) location.reload();
+  }
+
+  function whoami(candidate) {
+    return fetch("/api/me", { headers: candidate ? { Authorization: "Bearer " + candidate } : {} });
+  }
+
+  function begin(user) {
+    me = user;
+    body.dataset.role = user.role;
+    $("who-name").textContent = user.name;
+    $("who-role").textContent = user.role;
+    $("who").hidden = false;
+    $("sign-out").hidden = !token;
+    $("login").hidden = true;
+    $("main").hidden = false;
+    connect();
+    fire("hub:ready");
+  }
+
+  function start() {
+    whoami(token).then(function (r) {
+      if (r.status === 401) { signOut(false); showLogin(""); return; }
+      if (!r.ok) { toast(L.err_other + " " + r.status, "error"); setTimeout(start, 5000); return; }
+      return r.json().then(begin);
+    }, function () { toast(L.err_network, "error"); setTimeout(start, 5000); });
+  }
+
+  $("login-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var candidate = $("login-token").value.trim();
+    whoami(candidate).then(function (r) {
+      if (!r.ok) {
+        r.text().then(function (text) { $("login-error").textContent = r.status + " · " + detailMessage(text); });
+        return;
+      }
+      token = candidate;
+      localStorage.setItem(KEY, token);
+      $("login-token").value = "";
+      return r.json().then(begin);
+    }, function () { $("login-error").textContent = L.err_network; });
+  });
+  $("sign-out").addEventListener("click", function () { signOut(true); });
+
+  $("lang-switch").addEventListener("click", function (e) {
+    var lang = e.currentTarget.dataset.lang;
+    document.cookie = "hub_lang=" + lang + "; path=/; max-age=31536000; samesite=lax";
+    location.reload();
+  });
+
+  setInterval(function () { if (me && !document.hidden) fire("hub:tick"); }, 30000);
+  start();
+})();

@@ -1,0 +1,178 @@
+"""The patrol service: clock, round tracker and hazards wired to the pipeline; JSON views."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from hub.db import Base, make_sessionmaker
+from hub.model import Reading
+from hub.patrol.alarms import AlarmApi, PatrolAlarms
+from hub.patrol.clock import ClockMode, PatrolClock
+from hub.patrol.config import load_config
+from hub.patrol.hazards import HazardService
+from hub.patrol.schedule import NS, iso_z, occurrences, occurrences_between, to_ns
+from hub.patrol.tables import TABLES, ScanRow
+from hub.patrol.tracker import RoundTracker, stored_rounds
+from hub.settings import Settings
+from hub.sites import Site, SiteRegistry
+
+PATROL_KIND = "patrol_reader"
+
+
+class UnknownSite(LookupError):
+    """No site with this name."""
+
+
+class PatrolService:
+    """Everything of cloud patrol: scans to rounds, hazards, KPIs; hooks for the pipeline."""
+
+    def __init__(self, sites: SiteRegistry, engine: Engine, alarms: AlarmApi, *,
+                 clock_mode: ClockMode = "wall", rules_file: Path | None = None) -> None:
+        Base.metadata.create_all(engine, tables=TABLES)
+        self.sites = sites
+        self.sessions = make_sessionmaker(engine)
+        self.config = load_config(rules_file)
+        self.clock = PatrolClock(clock_mode)
+        self.alarms = PatrolAlarms(alarms, self.sessions, self.config)
+        self.tracker = RoundTracker(sites, self.sessions, self.alarms, self.config)
+        for name in sites.sites:
+            self.clock.restore(name, self.tracker.saved_clock(name))
+        self.hazards = HazardService(sites, self.sessions, self.alarms, self.config, self.now)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Engine, alarms: AlarmApi,
+                      sites: SiteRegistry) -> PatrolService:
+        """Build the service with HUB_PATROL_CLOCK."""
+        mode: ClockMode = "device" if settings.patrol_clock == "device" else "wall"
+        return cls(sites, engine, alarms, clock_mode=mode)
+
+    # ------------------------------------------------------------------ pipeline hooks
+
+    def now(self, site: str) -> int:
+        """The site's patrol clock (wall time until device mode has seen a device time)."""
+        return self.clock.now(site) or time.time_ns()
+
+    def on_reading(self, reading: Reading) -> None:
+        """Reading hook: move the clock, run what is due, then take scans and hazards."""
+        if reading.site not in self.sites.sites:
+            return
+        patrol = reading.kind == PATROL_KIND and reading.message in ("scan", "hazard")
+        if not patrol and self.clock.mode == "wall":
+            return
+        self.clock.observe(reading)
+        now = self.clock.now(reading.site)
+        if now is None:
+            return
+        self._advance(reading.site, now)
+        if reading.kind != PATROL_KIND:
+            return
+        if reading.message == "scan":
+            self.tracker.on_scan(reading, now)
+        elif reading.message == "hazard":
+            self.hazards.on_reading(reading)
+
+    def on_tick(self, now_ns: int) -> None:
+        """Tick hook: in wall mode, open and close windows and check due hazards."""
+        if self.clock.mode != "wall":
+            return
+        self.clock.tick(now_ns)
+        for name in self.sites.sites:
+            self._advance(name, now_ns)
+
+    def _advance(self, site: str, now: int) -> None:
+        self.tracker.advance(site, now)
+        self.hazards.advance(site, now)
+
+    # ------------------------------------------------------------------ views
+
+    def site(self, name: str) -> Site:
+        """A site by name; raise UnknownSite."""
+        site = self.sites.sites.get(name)
+        if site is None:
+            raise UnknownSite(name)
+        return site
+
+    def rounds(self, site_name: str, day: date,
+               route_id: str | None = None) -> list[dict[str, Any]]:
+        """The rounds of a local date with per-checkpoint detail (docs/patrol-api.md)."""
+        site = self.site(site_name)
+        occs = occurrences(site, day, route_id)
+        return self._rounds_json(site, occs)
+
+    def _rounds_json(self, site: Site, occs: list[Any]) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            rows, scans = stored_rounds(session, [o.id for o in occs])
+        now = self.now(site.site)
+        names = {c.id: c.name for c in site.checkpoints}
+        grace = int(self.config.round_start_grace_min * 60 * NS)
+        out = []
+        for occ in occs:
+            row = rows.get(occ.id)
+            if row is not None:
+                state, concluded, first = row.state, row.concluded, row.first_scan_ns
+                watched = row.watched
+            else:
+                concluded = occ.end_ns <= now
+                state, first = ("missed" if concluded else "scheduled"), None
+                watch_from = self.tracker.watch_from(site.site)
+                watched = watch_from is not None and occ.end_ns >= watch_from
+            earliest: dict[str, ScanRow] = {}
+            for scan in scans.get(occ.id, []):
+                if scan.checkpoint_id is not None and scan.checkpoint_id not in earliest:
+                    earliest[scan.checkpoint_id] = scan
+            checkpoints = []
+            for cp in occ.route.checkpoints:
+                found = earliest.get(cp)
+                checkpoints.append({
+                    "checkpoint_id": cp, "name": names.get(cp, cp),
+                    "status": "scanned" if found else ("missed" if concluded else "pending"),
+                    "scanned_at": iso_z(found.time_ns) if found else None,
+                    "patroller_id": found.patroller_id if found else None,
+                    "late_s": max(0, (found.arrival_ns - found.time_ns) // NS) if found else None,
+                    "late_upload": bool(found.late_upload) if found else False,
+                })
+            done = sum(1 for c in checkpoints if c["status"] == "scanned")
+            on_time: bool | None = None
+            if state in ("completed", "incomplete", "missed"):
+                on_time = state == "completed" and first is not None and \
+                    first < occ.start_ns + grace
+            out.append({
+                "id": occ.id, "site": site.site, "route_id": occ.route.id,
+                "route_name": occ.route.name, "date": occ.date.isoformat(),
+                "start": f"{occ.start:%H:%M}",
+                "window_start": iso_z(occ.start_ns), "window_end": iso_z(occ.end_ns),
+                "state": state, "order": occ.route.order, "done": done,
+                "total": len(occ.route.checkpoints), "on_time": on_time,
+                "out_of_order": bool(row.out_of_order) if row is not None else False,
+                "watched": watched,
+                "readers": list(occ.route.readers),
+                "patrollers": sorted({s.patroller_id for s in scans.get(occ.id, [])
+                                      if s.patroller_id}),
+                "checkpoints": checkpoints,
+            })
+        return out
+
+    def day_bounds(self, site: Site, first: date, last: date) -> tuple[int, int]:
+        """[start, end) in ns of the local dates first..last."""
+        tz = ZoneInfo(site.timezone)
+        begin = datetime.combine(first, datetime.min.time(), tzinfo=tz)
+        end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+        return to_ns(begin), to_ns(end)
+
+    def kpi(self, site_name: str, first: date, last: date) -> dict[str, Any]:
+        """Patrol and hazard KPIs over local dates first..last (docs/patrol-api.md)."""
+        from hub.patrol.kpi import compute_kpi
+
+        site = self.site(site_name)
+        rounds = self._rounds_json(site, occurrences_between(site, first, last))
+        since, until = self.day_bounds(site, first, last)
+        hazards = [h for h in self.hazards.rows(site.site) if since <= h.reported_ns < until]
+        now = self.now(site.site)
+        result = compute_kpi(rounds, hazards, now)
+        return {"site": site.site, "from": first.isoformat(), "to": last.isoformat(), **result}

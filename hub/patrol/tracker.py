@@ -1,0 +1,429 @@
+"""Round tracking: scans attributed to rounds, windows opened and closed on the patrol clock.
+
+Fed by the pipeline thread only (scans and clock advances); the API reads the tables. A scan
+belongs to the round of a route that has its checkpoint and whose window (site timezone) holds
+the scan's device time; when several routes could take it, the one whose reader or inspectors
+match wins. At ``start + grace`` a round without a scan raises ``round_not_started``; at the end
+of its window a round is concluded (``completed``, ``incomplete`` or ``missed``) and the missed
+checkpoints raise ``checkpoint_missed``. A scan uploaded after that corrects the round and
+resolves what it explains (the alarm clears with the note ``late upload``). Duplicates (same
+reader, device time and tag) are dropped by a unique key, so nothing counts twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hub.model import Reading
+from hub.patrol.alarms import PatrolAlarms
+from hub.patrol.config import PatrolConfig
+from hub.patrol.schedule import (
+    NS,
+    Occurrence,
+    containing,
+    distance_m,
+    local_date,
+    occurrences,
+    occurrences_between,
+)
+from hub.patrol.tables import PatrolSiteRow, RoundRow, ScanRow
+from hub.sites import UNKNOWN_CHECKPOINT, Checkpoint, Route, Site, SiteRegistry
+
+log = logging.getLogger(__name__)
+
+STATES = ("scheduled", "in_progress", "completed", "incomplete", "missed")
+
+
+@dataclass(frozen=True, slots=True)
+class ScanInfo:
+    """A counted scan as the tracker needs it."""
+
+    checkpoint_id: str
+    time_ns: int
+
+
+def order_violations(route: Route, scans: list[ScanInfo]) -> list[tuple[str, str]]:
+    """(checkpoint, the one it should have followed) for a strict route walked out of order.
+
+    Greedy over the route order: each scanned checkpoint needs a scan later than the one
+    chosen for the checkpoint before it. Extra scans (a re-scan, a hazard report at another
+    checkpoint) never make a walk out of order; skipped checkpoints are misses, not disorder.
+    """
+    times: dict[str, list[int]] = {}
+    for scan in scans:
+        times.setdefault(scan.checkpoint_id, []).append(scan.time_ns)
+    previous_t, previous_cp = -1, ""
+    out = []
+    for cp in route.checkpoints:
+        found = sorted(times.get(cp, []))
+        if not found:
+            continue
+        later = [t for t in found if t > previous_t]
+        if not later:
+            out.append((cp, previous_cp))
+            continue
+        previous_t, previous_cp = later[0], cp
+    return out
+
+
+def round_state(route: Route, scans: list[ScanInfo], concluded: bool) -> str:
+    """The state of a round from its counted scans and whether its window has closed."""
+    done = {s.checkpoint_id for s in scans} & set(route.checkpoints)
+    if len(done) == len(set(route.checkpoints)):
+        return "completed"
+    if concluded:
+        return "incomplete" if done else "missed"
+    return "in_progress" if done else "scheduled"
+
+
+def round_device(route: Route) -> str:
+    """The device id round alarms are raised on: the route's first reader (else the route)."""
+    return route.readers[0] if route.readers else route.id
+
+
+class RoundTracker:
+    """Attributes scans to rounds and concludes rounds on the patrol clock."""
+
+    def __init__(self, sites: SiteRegistry, sessions: Callable[[], Session],
+                 alarms: PatrolAlarms, config: PatrolConfig) -> None:
+        self.sites = sites
+        self.sessions = sessions
+        self.alarms = alarms
+        self.config = config
+        self.grace_ns = int(config.round_start_grace_min * 60 * NS)
+        self._lock = threading.RLock()
+        self._site_rows: dict[str, PatrolSiteRow] = {}
+        self._rounds: dict[str, RoundRow] = {}
+        self._scans: dict[str, list[ScanInfo]] = {}
+        self._next_due: dict[str, int] = {}
+        self._checkpoints = {
+            (s.site, c.id): c for s in sites.sites.values() for c in s.checkpoints
+        }
+        self._routes = {(s.site, r.id): r for s in sites.sites.values() for r in s.routes}
+        self._load()
+
+    # ------------------------------------------------------------------ state
+
+    def _load(self) -> None:
+        with self.sessions() as session:
+            for row in session.scalars(select(PatrolSiteRow)):
+                self._site_rows[row.site] = row
+            horizon = {s: (r.clock_ns or 0) - 3 * 86400 * NS for s, r in self._site_rows.items()}
+            for rnd in session.scalars(select(RoundRow)):
+                if not rnd.concluded or rnd.end_ns >= horizon.get(rnd.site, 0):
+                    self._rounds[rnd.id] = rnd
+            ids = list(self._rounds)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                for scan in session.scalars(select(ScanRow).where(ScanRow.round_id.in_(chunk))):
+                    if scan.round_id is not None and scan.checkpoint_id is not None:
+                        self._scans.setdefault(scan.round_id, []).append(
+                            ScanInfo(scan.checkpoint_id, scan.time_ns))
+
+    def saved_clock(self, site: str) -> int | None:
+        """The clock value saved for a site (device mode restores it after a restart)."""
+        row = self._site_rows.get(site)
+        return row.clock_ns if row else None
+
+    def watch_from(self, site: str) -> int | None:
+        """Since when the tracker watches a site (rounds that ended before raise nothing)."""
+        row = self._site_rows.get(site)
+        return row.watch_from_ns if row else None
+
+    def _save(self, *rows: object) -> None:
+        with self.sessions() as session:
+            for row in rows:
+                session.merge(row)
+            session.commit()
+
+    def _round(self, occ: Occurrence) -> RoundRow:
+        row = self._rounds.get(occ.id)
+        if row is not None:
+            return row
+        with self.sessions() as session:
+            found = session.get(RoundRow, occ.id)
+            if found is not None:
+                scans = [ScanInfo(s.checkpoint_id, s.time_ns) for s in session.scalars(
+                    select(ScanRow).where(ScanRow.round_id == occ.id)) if s.checkpoint_id]
+                self._scans[occ.id] = scans
+                self._rounds[occ.id] = found
+                return found
+        row = RoundRow(id=occ.id, site=occ.site, route_id=occ.route.id, date=occ.date.isoformat(),
+                       start_ns=occ.start_ns, end_ns=occ.end_ns, state="scheduled",
+                       first_scan_ns=None, concluded=False, watched=True, out_of_order=False,
+                       checked_start=False)
+        self._rounds[occ.id] = row
+        self._save(row)
+        return row
+
+    def _forget_old(self, site: str, now: int) -> None:
+        horizon = now - 3 * 86400 * NS
+        for rid in [r.id for r in self._rounds.values()
+                    if r.site == site and r.concluded and r.end_ns < horizon]:
+            self._rounds.pop(rid, None)
+            self._scans.pop(rid, None)
+
+    # ------------------------------------------------------------------ the clock
+
+    def advance(self, site_id: str, now: int) -> None:
+        """Run what is due up to ``now``: start checks at start + grace, conclusions at end."""
+        site = self.sites.sites.get(site_id)
+        if site is None or not site.routes:
+            return
+        with self._lock:
+            state = self._site_rows.get(site_id)
+            if state is None:
+                state = PatrolSiteRow(site=site_id, watch_from_ns=now, clock_ns=now)
+                self._site_rows[site_id] = state
+                self._save(state)
+                last = now
+            else:
+                last = state.clock_ns or now
+                if now < self._next_due.get(site_id, 0):
+                    state.clock_ns = max(last, now)
+                    return
+            first_day = local_date(site, min(last, now)) - timedelta(days=1)
+            today = local_date(site, now)
+            events: list[tuple[int, int, Occurrence]] = []
+            for occ in occurrences_between(site, first_day, today):
+                if occ.start_ns + self.grace_ns <= now:
+                    events.append((occ.start_ns + self.grace_ns, 0, occ))
+                if occ.end_ns <= now:
+                    events.append((occ.end_ns, 1, occ))
+            events.sort(key=lambda e: (e[0], e[1], e[2].id))
+            for due, kind, occ in events:
+                cached = self._rounds.get(occ.id)
+                done = cached is not None and (
+                    cached.concluded or (kind == 0 and cached.checked_start))
+                if done:
+                    continue
+                if cached is None and occ.end_ns < state.watch_from_ns - 2 * 86400 * NS:
+                    continue
+                row = self._round(occ)
+                if kind == 0 and not row.checked_start:
+                    self._check_start(site, occ, row, state, due)
+                elif kind == 1 and not row.concluded:
+                    self._conclude(site, occ, row, state)
+            upcoming = [t for occ in occurrences_between(site, today, today + timedelta(days=1))
+                        for t in (occ.start_ns + self.grace_ns, occ.end_ns) if t > now]
+            self._next_due[site_id] = min(upcoming) if upcoming else now + 86400 * NS
+            state.clock_ns = max(last, now)
+            self._save(state)
+            self._forget_old(site_id, now)
+
+    def _check_start(self, site: Site, occ: Occurrence, row: RoundRow, state: PatrolSiteRow,
+                     due: int) -> None:
+        row.checked_start = True
+        if row.first_scan_ns is None and due >= state.watch_from_ns:
+            self.alarms.raise_item(
+                site.site, round_device(occ.route), "round_not_started", occ.id,
+                self._round_label(site, occ), self._round_label(site, occ, zh=True), due)
+        self._save(row)
+
+    def _conclude(self, site: Site, occ: Occurrence, row: RoundRow,
+                  state: PatrolSiteRow) -> None:
+        scans = self._scans.get(occ.id, [])
+        row.concluded = True
+        row.checked_start = True
+        row.watched = occ.end_ns >= state.watch_from_ns
+        row.state = round_state(occ.route, scans, True)
+        if row.watched:
+            missing = self._missing(occ.route, scans)
+            if missing:
+                en, zh = self._missed_text(site, occ, missing)
+                self.alarms.raise_item(site.site, round_device(occ.route), "checkpoint_missed",
+                                       occ.id, en, zh, occ.end_ns)
+            self._check_order(site, occ, row, occ.end_ns, late=False)
+        self._save(row)
+
+    # ------------------------------------------------------------------ scans
+
+    def on_scan(self, reading: Reading, arrival_ns: int) -> None:
+        """Attribute one scan reading (called after the clock moved to ``arrival_ns``)."""
+        site = self.sites.sites.get(reading.site)
+        if site is None or not reading.points:
+            return
+        point = reading.points[0]
+        cp_id = point.tag("checkpoint_id")
+        route_tag = point.tag("route_id")
+        patroller = point.tag("patroller_id")
+        tag_uid = str(reading.values.get("tag_uid", ""))
+        lat, lon = reading.values.get("lat"), reading.values.get("lon")
+        t = reading.time_ns
+        checkpoint = self._checkpoints.get((site.site, cp_id or ""))
+        with self._lock:
+            if checkpoint is None or cp_id == UNKNOWN_CHECKPOINT:
+                if self._insert(reading, site, None, None, None, arrival_ns, None, False):
+                    self.alarms.raise_item(
+                        site.site, reading.device_id, "unknown_tag", tag_uid,
+                        f"{tag_uid} ({self._hhmm(site, t)})",
+                        f"{tag_uid}（{self._hhmm(site, t)}）", arrival_ns, model=reading.model)
+                return
+            route, occ = self._attribute(site, checkpoint, reading.device_id, patroller,
+                                         route_tag, t)
+            distance = None
+            if (checkpoint.lat is not None and checkpoint.lon is not None
+                    and isinstance(lat, float) and isinstance(lon, float)):
+                distance = distance_m(checkpoint.lat, checkpoint.lon, lat, lon)
+            row = self._round(occ) if occ is not None else None
+            late = bool(row is not None and row.concluded)
+            if not self._insert(reading, site, checkpoint.id, route, row, arrival_ns, distance,
+                                late):
+                return  # duplicate: QoS 1 redelivery or a re-upload
+            if distance is not None and distance > self.config.tag_moved_m:
+                self.alarms.raise_item(
+                    site.site, reading.device_id, "tag_moved", checkpoint.id,
+                    f"{checkpoint.id} scanned {distance:.0f} m away ({self._hhmm(site, t)})",
+                    f"{checkpoint.id} 距点位 {distance:.0f} 米（{self._hhmm(site, t)}）",
+                    arrival_ns, model=reading.model)
+            if (route is not None and route.inspectors and patroller
+                    and patroller not in route.inspectors):
+                self.alarms.raise_item(
+                    site.site, reading.device_id, "unassigned_route", f"{patroller}:{route.id}",
+                    f"{patroller} on {route.id}", f"{patroller} 在 {route.name}", arrival_ns,
+                    model=reading.model)
+            if occ is not None and row is not None:
+                self._count(site, occ, row, ScanInfo(checkpoint.id, t), arrival_ns, late)
+
+    def _attribute(self, site: Site, checkpoint: Checkpoint, reader: str,
+                   patroller: str | None, route_tag: str | None,
+                   t: int) -> tuple[Route | None, Occurrence | None]:
+        routes = self.sites.routes_for_checkpoint(site.site, checkpoint.id)
+        if not routes:
+            return None, None
+
+        def rank(route: Route) -> tuple[bool, bool, bool]:
+            return (reader not in route.readers, patroller not in route.inspectors,
+                    route.id != route_tag)
+
+        windows = [(r, o) for r in routes if (o := containing(site, r, t)) is not None]
+        if windows:
+            route, occ = min(windows, key=lambda w: rank(w[0]))
+            return route, occ
+        return min(routes, key=rank), None
+
+    def _insert(self, reading: Reading, site: Site, cp_id: str | None, route: Route | None,
+                row: RoundRow | None, arrival_ns: int, distance: float | None,
+                late: bool) -> bool:
+        lat, lon = reading.values.get("lat"), reading.values.get("lon")
+        scan = ScanRow(
+            site=site.site, device_id=reading.device_id,
+            tag_uid=str(reading.values.get("tag_uid", "")), checkpoint_id=cp_id,
+            route_id=route.id if route else None, round_id=row.id if row else None,
+            patroller_id=reading.points[0].tag("patroller_id"), time_ns=reading.time_ns,
+            received_ns=reading.received_ns, arrival_ns=arrival_ns,
+            lat=lat if isinstance(lat, float) else None,
+            lon=lon if isinstance(lon, float) else None, distance_m=distance, late_upload=late)
+        try:
+            with self.sessions() as session:
+                session.add(scan)
+                session.commit()
+        except IntegrityError:
+            return False
+        return True
+
+    def _count(self, site: Site, occ: Occurrence, row: RoundRow, scan: ScanInfo,
+               arrival_ns: int, late: bool) -> None:
+        scans = self._scans.setdefault(occ.id, [])
+        scans.append(scan)
+        first = row.first_scan_ns
+        row.first_scan_ns = scan.time_ns if first is None else min(first, scan.time_ns)
+        before = row.state
+        row.state = round_state(occ.route, scans, row.concluded)
+        device = round_device(occ.route)
+        if first is None and row.checked_start:
+            on_time = scan.time_ns < occ.start_ns + self.grace_ns
+            self.alarms.resolve_item(device, "round_not_started", occ.id, arrival_ns,
+                                     "late upload" if on_time else "round started late")
+        if row.concluded and row.watched:
+            missing = self._missing(occ.route, scans)
+            if not missing:
+                self.alarms.resolve_item(device, "checkpoint_missed", occ.id, arrival_ns,
+                                         "late upload")
+            elif self.alarms.is_open(device, "checkpoint_missed", occ.id):
+                en, zh = self._missed_text(site, occ, missing)
+                self.alarms.update_item(device, "checkpoint_missed", occ.id, en, zh)
+            self._check_order(site, occ, row, arrival_ns, late=late)
+        elif row.state == "completed" and before != "completed":
+            self._check_order(site, occ, row, arrival_ns, late=False)
+        self._save(row)
+
+    def _check_order(self, site: Site, occ: Occurrence, row: RoundRow, at_ns: int,
+                     late: bool) -> None:
+        if occ.route.order != "strict":
+            return
+        wrong = order_violations(occ.route, self._scans.get(occ.id, []))
+        device = round_device(occ.route)
+        if wrong:
+            pairs = ", ".join(f"{cp} before {prev}" for cp, prev in wrong)
+            pairs_zh = "，".join(f"{cp} 先于 {prev}" for cp, prev in wrong)
+            row.out_of_order = True
+            self.alarms.raise_item(site.site, device, "out_of_order", occ.id,
+                                   f"{self._round_label(site, occ)}: {pairs}",
+                                   f"{self._round_label(site, occ, zh=True)}：{pairs_zh}", at_ns)
+        elif row.out_of_order:
+            row.out_of_order = False
+            self.alarms.resolve_item(device, "out_of_order", occ.id, at_ns,
+                                     "late upload" if late else "order restored")
+
+    # ------------------------------------------------------------------ text
+
+    @staticmethod
+    def _missing(route: Route, scans: list[ScanInfo]) -> list[str]:
+        done = {s.checkpoint_id for s in scans}
+        return [cp for cp in route.checkpoints if cp not in done]
+
+    @staticmethod
+    def _hhmm(site: Site, t_ns: int) -> str:
+        return datetime.fromtimestamp(t_ns / NS, ZoneInfo(site.timezone)).strftime("%H:%M")
+
+    @staticmethod
+    def _round_label(site: Site, occ: Occurrence, zh: bool = False) -> str:
+        if zh:
+            return f"{occ.route.name} {occ.date.isoformat()} {occ.start:%H:%M}"
+        return f"{occ.route.id} {occ.date.isoformat()} {occ.start:%H:%M}"
+
+    def _missed_text(self, site: Site, occ: Occurrence, missing: list[str]) -> tuple[str, str]:
+        if len(missing) == len(occ.route.checkpoints):
+            what, what_zh = f"all {len(missing)} checkpoints", f"全部 {len(missing)} 个点位"
+        else:
+            what = what_zh = ", ".join(missing)
+        return (f"{self._round_label(site, occ)}: {what}",
+                f"{self._round_label(site, occ, zh=True)}：{what_zh}")
+
+    # ------------------------------------------------------------------ views
+
+    def route(self, site: str, route_id: str) -> Route | None:
+        """A route by site and id."""
+        return self._routes.get((site, route_id))
+
+    def day_occurrences(self, site: Site, day_text: str,
+                        route_id: str | None = None) -> list[Occurrence]:
+        """The rounds of a local date (``YYYY-MM-DD``)."""
+        return occurrences(site, datetime.strptime(day_text, "%Y-%m-%d").date(), route_id)
+
+
+def stored_rounds(session: Session, ids: list[str]) -> tuple[dict[str, RoundRow],
+                                                             dict[str, list[ScanRow]]]:
+    """Round rows and their counted scans (oldest first) for a list of round ids."""
+    rows: dict[str, RoundRow] = {}
+    scans: dict[str, list[ScanRow]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for row in session.scalars(select(RoundRow).where(RoundRow.id.in_(chunk))):
+            rows[row.id] = row
+        query = select(ScanRow).where(or_(ScanRow.round_id.in_(chunk))).order_by(
+            ScanRow.time_ns, ScanRow.id)
+        for scan in session.scalars(query):
+            if scan.round_id is not None:
+                scans.setdefault(scan.round_id, []).append(scan)
+    return rows, scans

@@ -1,0 +1,260 @@
+"""The duty console in headless Debian Chromium against the real ``hub run`` and Mosquitto.
+
+One hub and one broker for the module; the tests run in order and share the alarm that the
+publish of a knocked-over light raises.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.browser import PHONE, chromium, screenshot, sign_in
+from tests.golden_cases import HAZARD, XS
+from tests.hubproc import HubProcess
+from tests.mqtt_util import publish_many
+from tests.services import MosquittoServer
+
+GOLDEN_SITES = Path(__file__).parent / "golden" / "_sites"
+TOKENS = "ops:officer:t-officer,wall:viewer:t-viewer"
+OFFICER = {"Authorization": "Bearer t-officer"}
+LIGHT = "GY-FL-0001"
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    """A real mosquitto for the module."""
+    from conftest import require_binary
+
+    server = MosquittoServer(
+        tmp_path_factory.mktemp("mosquitto"), binary=require_binary("mosquitto")
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, broker: MosquittoServer) -> Iterator[HubProcess]:
+    """``hub run`` with the golden site, the embedded store and two tokens."""
+    process = HubProcess(
+        tmp_path_factory.mktemp("hub"),
+        mqtt_url=broker.url,
+        sites_dir=GOLDEN_SITES,
+        api_tokens=TOKENS,
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium for the module (skips, or fails in CI, when missing)."""
+    with chromium() as context:
+        yield context
+
+
+def _alarms(hub: HubProcess, **params: Any) -> list[dict[str, Any]]:
+    response = httpx.get(f"{hub.api}/api/alarms", headers=OFFICER, params=params, timeout=10)
+    response.raise_for_status()
+    result: list[dict[str, Any]] = response.json()
+    return result
+
+
+def _wait(predicate: Any, timeout: float = 15.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _knock_over(broker: MosquittoServer, tilt: float = 80.0) -> None:
+    ts = int((datetime.now(UTC) - timedelta(seconds=5)).timestamp() * 1000)
+    payload = json.dumps({**XS, "ts": ts, "tilt_deg": tilt}).encode()
+    publish_many(broker.url, [(f"roadsafety/flashlight/{LIGHT}/telemetry", payload, 1, False)])
+
+
+def _row(page: Any) -> Any:
+    return page.locator(f'li.alarm[data-device-id="{LIGHT}"][data-rule="knocked_over"]')
+
+
+def test_page_loads_and_asks_for_a_token(hub: HubProcess, browser: Any) -> None:
+    page = browser.new_page()
+    page.goto(f"{hub.api}/")
+    page.locator("#login-form").wait_for(state="visible")
+    page.locator("#login-token").fill("not-a-token")
+    page.locator("#login-form button[type=submit]").click()
+    page.locator("#login-error").get_by_text("401").wait_for()
+    assert "invalid token" in page.locator("#login-error").inner_text()
+    sign_in(page, hub.api, "t-officer")
+    assert page.locator("#who-name").inner_text() == "ops"
+    page.locator("#status table.status tbody[data-site=goldtown]").wait_for()
+    page.locator("#alarms .summary").wait_for()
+    page.locator("#live:not(.off)").wait_for()  # the event stream is connected
+    page.close()
+
+
+def test_published_alarm_appears_live_and_ack_reaches_the_api(
+    hub: HubProcess, broker: MosquittoServer, browser: Any
+) -> None:
+    page = browser.new_page()
+    page.goto(f"{hub.api}/")  # the token is remembered from the previous test
+    page.locator("#live:not(.off)").wait_for()
+    page.locator("#alarms .summary").wait_for()
+    page.evaluate("window.__noReload = 'same page'")
+    _knock_over(broker)
+    row = _row(page)
+    row.wait_for(timeout=15_000)
+    assert page.evaluate("window.__noReload") == "same page"  # no reload happened
+    assert row.get_attribute("data-state") == "active_unack"
+    assert "knocked over" in row.inner_text().lower()
+    page.locator(f'#map circle.dev.alarm[data-device-id="{LIGHT}"]').wait_for()
+    screenshot(page, "console-test-hub")
+
+    row.locator("[data-action=ack]").click()
+    alarm = _wait(
+        lambda: next(
+            (
+                a
+                for a in _alarms(hub, device_id=LIGHT)
+                if a["rule"] == "knocked_over" and a["state"] == "active_ack"
+            ),
+            None,
+        ),
+        what="the acknowledgement in the API",
+    )
+    assert alarm["acked_by"] == "ops"
+    _row(page).and_(page.locator("[data-state=active_ack]")).wait_for()
+    assert _row(page).locator("[data-action=ack]").count() == 0
+
+    # A stale acknowledge (someone else was quicker) shows the API's 409 to the user.
+    page.evaluate(
+        """id => { const b = document.createElement('button');
+        b.dataset.post = '/api/alarms/' + id + '/ack'; b.id = 'stale-ack';
+        document.body.appendChild(b); b.click(); }""",
+        alarm["id"],
+    )
+    toast = page.locator("#toasts .toast.error")
+    toast.wait_for()
+    assert toast.inner_text().startswith("409")
+    assert "already acknowledged" in toast.inner_text()
+
+    # The alarm page: history with the officer's acknowledgement.
+    row.locator("a.msg").click()
+    page.wait_for_url(f"**/alarms/{alarm['id']}")
+    page.locator("table.history tr[data-action=ack]").wait_for()
+    assert "ops" in page.locator("table.history").inner_text()
+    page.close()
+
+
+def test_language_switch(hub: HubProcess, browser: Any) -> None:
+    page = browser.new_page()
+    page.goto(f"{hub.api}/")
+    page.locator("#alarms .summary").wait_for()
+    english = page.locator("#alarms h2").inner_text() == "Active alarms"
+    page.locator("#lang-switch").click()
+    page.locator("#alarms .summary").wait_for()
+    expected = "当前告警" if english else "Active alarms"
+    page.locator("#alarms h2", has_text=expected).wait_for()
+    assert page.locator("html").get_attribute("lang") == ("zh-CN" if english else "en")
+    row_text = _row(page).inner_text()
+    if english:  # the alarm message follows the language (message_zh)
+        assert "倾倒" in row_text and "确认" not in page.locator("#alarms h2").inner_text()
+        screenshot(page, "console-test-hub-zh")
+    page.locator("#lang-switch").click()
+    page.locator("#alarms h2", has_text="Active alarms" if english else "当前告警").wait_for()
+    page.close()
+
+
+def test_viewer_sees_no_acknowledge_button(
+    hub: HubProcess, broker: MosquittoServer, browser: Any
+) -> None:
+    page = browser.new_page()
+    page.goto(f"{hub.api}/")
+    page.locator("#sign-out").click()
+    page.locator("#login-form").wait_for(state="visible")
+    sign_in(page, hub.api, "t-viewer")
+    assert page.locator("#who-role").inner_text() == "viewer"
+    _knock_over(broker, tilt=85.0)  # a fresh unacknowledged alarm may or may not be there
+    _row(page).wait_for()
+    page.locator("#alarms .readonly").wait_for()
+    assert page.locator("#alarms [data-action]").count() == 0
+    assert page.locator("#alarms button").count() == 0
+    page.locator("#sign-out").click()
+    page.close()
+
+
+def test_phone_layout(hub: HubProcess, browser: Any) -> None:
+    page = browser.new_page()
+    page.set_viewport_size(PHONE)
+    sign_in(page, hub.api, "t-officer")
+    _row(page).wait_for()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"] + 1, f"page is {width}px wide on a {PHONE['width']}px phone"
+    page.close()
+
+
+def test_patrol_and_hazard_panels(hub: HubProcess, broker: MosquittoServer, browser: Any) -> None:
+    """Rounds, hazards and KPIs: 'not available' while the API answers 404, else live data."""
+    page = browser.new_page()
+    sign_in(page, hub.api, "t-officer")
+    rounds = httpx.get(f"{hub.api}/api/patrol/rounds", headers=OFFICER, timeout=10)
+    patrol = page.locator("#patrol .body")
+    if rounds.status_code == 404:
+        patrol.locator("[data-unavailable='/api/patrol/rounds']").wait_for()
+    else:
+        assert rounds.status_code == 200, rounds.text
+        patrol.locator("ul.rounds, p.empty").first.wait_for()
+    hazards = httpx.get(f"{hub.api}/api/hazards", headers=OFFICER, timeout=10)
+    board = page.locator("#hazards .body")
+    if hazards.status_code == 404:
+        board.locator("[data-unavailable='/api/hazards']").wait_for()
+        page.close()
+        return
+    assert hazards.status_code == 200, hazards.text
+    board.locator(".board .column[data-status=reported]").wait_for()
+    publish_many(
+        broker.url,
+        [
+            (
+                "patrol/FP-R03/hazard",
+                json.dumps({**HAZARD, "ts": datetime.now(UTC).isoformat()}).encode(),
+                1,
+                False,
+            )
+        ],
+    )
+    card = board.locator(".column[data-status=reported] article.hazard").first
+    page.locator("#hazards").evaluate("el => el.scrollIntoView()")
+    card.wait_for(timeout=20_000)  # the board polls; the page's tick is 30 s at most
+    hazard_id = card.get_attribute("data-hazard-id")
+    card.locator("[data-action=dispatch]").click()
+    page.locator("#action-dialog input[name=department]").fill("街道安监办")
+    page.locator("#action-send").click()
+    _wait(
+        lambda: (
+            httpx.get(f"{hub.api}/api/hazards/{hazard_id}", headers=OFFICER, timeout=10)
+            .json()
+            .get("status")
+            == "dispatched"
+        ),
+        what="the hazard to be dispatched",
+    )
+    page.close()

@@ -1,0 +1,154 @@
+"""``hub demo`` on a bare machine: no broker, no InfluxDB, no HUB_* settings, an empty directory.
+
+Within 60 s it must serve the console, know devices of all five models that have reported and
+have raised at least one alarm; Ctrl-C (SIGINT) must stop it cleanly, even with a live event
+stream open, and leave its data in ./data. With HUB_SCREENSHOTS=1 it also remakes the console
+screenshots in docs/screenshots from this living demo.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.browser import PHONE, chromium, screenshot, screenshots_enabled, sign_in
+from tests.services import free_port, log_tail
+
+MODELS = {"XS-FL200", "HN-BSD3", "PT-NFC1", "MFS-GW1", "YK-FS8"}
+VIEWER = {"Authorization": "Bearer demo-viewer"}
+
+
+def _get(url: str, **kwargs: Any) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=3, **kwargs)
+    except httpx.HTTPError:
+        return None
+
+
+def _take_screenshots(api: str, alarm_id: str) -> None:
+    with chromium() as context:
+        page = context.new_page()
+        page.context.add_cookies([{"name": "hub_lang", "value": "en", "url": api}])
+        sign_in(page, api, "demo-officer")
+        page.locator("#map figure.map").first.wait_for()
+        page.locator("#stations .station").first.wait_for()
+        page.wait_for_timeout(1500)  # let the first live updates land
+        screenshot(page, "console-en", full_page=True)
+        page.context.add_cookies([{"name": "hub_lang", "value": "zh-CN", "url": api}])
+        page.reload()
+        page.locator("#map figure.map").first.wait_for()
+        page.locator("#stations .station").first.wait_for()
+        page.wait_for_timeout(1000)
+        screenshot(page, "console-zh", full_page=True)
+        page.goto(f"{api}/alarms/{alarm_id}")
+        page.locator("table.history").wait_for()
+        screenshot(page, "alarm-page-zh")
+        phone = context.new_page()
+        phone.set_viewport_size(PHONE)
+        phone.goto(f"{api}/")
+        phone.locator("#alarms li.alarm").first.wait_for()
+        phone.wait_for_timeout(800)
+        screenshot(phone, "console-phone-zh")
+        page.context.add_cookies([{"name": "hub_lang", "value": "en", "url": api}])
+        sign_in(page, api, "demo-viewer")
+        page.locator("#alarms li.alarm").first.wait_for()
+        screenshot(page, "console-viewer-en")
+
+
+def test_demo_starts_bare_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    log_path = tmp_path / "demo.log"
+    started = time.monotonic()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "demo", "--api-port", str(port), "--duration", "120"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = started + 60
+        up_after = None
+        models: set[str] = set()
+        alarms: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"demo exited {proc.returncode}:\n{log_tail(log_path)}"
+            health = _get(f"{api}/api/health")
+            if health is not None and up_after is None:
+                up_after = time.monotonic() - started
+            if health is not None:
+                devices = _get(f"{api}/api/devices", headers=VIEWER)
+                if devices is not None and devices.status_code == 200:
+                    models = {d["model"] for d in devices.json()["items"] if d.get("online")}
+                got = _get(f"{api}/api/alarms", headers=VIEWER)
+                alarms = got.json() if got is not None and got.status_code == 200 else []
+                if models >= MODELS and alarms:
+                    break
+            time.sleep(0.5)
+        ready_after = time.monotonic() - started
+        assert up_after is not None, f"the API never answered:\n{log_tail(log_path)}"
+        assert models >= MODELS, f"models seen online: {sorted(models)}\n{log_tail(log_path)}"
+        assert alarms, f"no alarm within 60 s\n{log_tail(log_path)}"
+        print(
+            f"demo: API up after {up_after:.1f} s, five models and an alarm after "
+            f"{ready_after:.1f} s"
+        )
+        assert up_after < 20, f"demo took {up_after:.1f} s to start"
+
+        console = httpx.get(f"{api}/", timeout=5)
+        assert console.status_code == 200 and 'hx-get="/console/p/alarms"' in console.text
+        panel = httpx.get(f"{api}/console/p/alarms", headers=VIEWER, timeout=5)
+        assert panel.status_code == 200 and "data-alarm-id" in panel.text
+        banner = log_path.read_text(errors="replace")
+        assert f"{api}/" in banner
+        for token in ("demo-admin", "demo-officer", "demo-viewer"):
+            assert token in banner
+        assert "Watch for" in banner
+
+        if screenshots_enabled():
+            knocked = next((a for a in alarms if a["rule"] == "knocked_over"), alarms[0])
+            _take_screenshots(api, knocked["id"])
+
+        # Ctrl-C with a live event stream open: the demo still stops, cleanly and soon.
+        stream_open = threading.Event()
+
+        def listen() -> None:
+            try:
+                with httpx.stream(
+                    "GET", f"{api}/api/events", headers=VIEWER, timeout=httpx.Timeout(5, read=60)
+                ) as response:
+                    for _line in response.iter_lines():
+                        stream_open.set()
+            except httpx.HTTPError:
+                pass
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        assert stream_open.wait(10), "no event stream"
+        stop_at = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)
+        stopped_in = time.monotonic() - stop_at
+        print(f"demo: stopped {stopped_in:.1f} s after Ctrl-C, exit code {code}")
+        assert code == 0, log_tail(log_path)
+        assert stopped_in < 20
+        listener.join(5)
+        data = tmp_path / "data"
+        assert (data / "telemetry.sqlite").stat().st_size > 0
+        assert (data / "hub.sqlite").stat().st_size > 0
+        assert "Traceback" not in log_path.read_text(errors="replace"), log_tail(log_path)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
