@@ -107,7 +107,7 @@ def main() -> int:
                         ["py-spy", "record", "--pid", str(hub.proc.pid), "--format", "raw",
                          "--rate", "200", "--threads", "-o", f"{args.py_spy}.{r}"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                done, counts = wait_points(influx, expected, args.timeout)
+                done, _counts = wait_points(influx, expected, args.timeout)
                 if spy is not None:
                     spy.send_signal(2)
                     spy.wait(30)

@@ -87,7 +87,8 @@ def main() -> int:
                     stats.sort_stats("cumulative").print_stats(40)
         hub.states.save()
         hub.rules.stop()
-    result: dict[str, Any] = {"messages": args.messages, "mix": args.mix, "rates": [round(x) for x in rates],
+    result: dict[str, Any] = {"messages": args.messages, "mix": args.mix,
+                              "rates": [round(x) for x in rates],
                               "best_rate": round(max(rates)), "lines": stub.lines,
                               "machine": machine()}
     emit(result, args.json)

@@ -82,8 +82,12 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
         broker = EmbeddedBroker()
         broker.start()
         overrides.update(mqtt_url=broker.url, mqtt_protocol="3.1.1")
+    if "clock" not in settings.model_fields_set:
+        overrides["clock"] = "device"  # timers follow the simulated devices' time
     if not settings.api_tokens:
         overrides["api_tokens"] = DEMO_TOKENS
+    if "patrol_clock" not in settings.model_fields_set:
+        overrides["patrol_clock"] = "device"  # rounds follow the simulated time
     settings = settings.model_copy(update=overrides)
     hub = Hub(settings)
     hub.start(wait_connected_s=15)
@@ -112,6 +116,8 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
         timer.start()
     try:
         _serve(settings, hub)  # blocks until Ctrl-C; stops the hub
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: the normal way out
+        pass
     finally:
         if timer is not None:
             timer.cancel()
@@ -119,6 +125,7 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
         simulator.join(10)
         if broker is not None:
             broker.stop()
+    print(f"  demo stopped; data kept in {settings.data_dir.resolve()}", flush=True)
     return 0
 
 

@@ -143,6 +143,10 @@ def _compile_value(name: str, spec: ValueSpec, from_text: bool) -> ValueFn:
     low, high = spec.min, spec.max
     required = spec.required
 
+    plain = absent is None and mapping is None and converter is None
+    scaled = divisor is not None or scale is not None or offset is not None
+    key = spec.path if spec.group is None and spec.path and "." not in spec.path else None
+
     def value(item: Any, groups: dict[str, str], ctx: _Context) -> Any:
         raw = getter(item, groups)
         if raw is _ABSENT or raw is None:
@@ -185,6 +189,65 @@ def _compile_value(name: str, spec: ValueSpec, from_text: bool) -> ValueFn:
             raise Refused("out_of_range", f"{name}: {result!r} outside [{low}, {high}]")
         return result
 
+    if not plain or key is None or (allowed is not None and scaled):
+        return value
+    # The common case, compiled lean: a top-level key holding a value of the declared type
+    # (a JSON number for float/int, a string for str, a bool for bool). Anything else takes
+    # the general path above, which gives the same result or the same refusal.
+    lo = -float("inf") if low is None else low
+    hi = float("inf") if high is None else high
+    finite = (float("-inf"), float("inf"))
+
+    if kind == "float":
+
+        def fast_float(item: Any, groups: dict[str, str], ctx: _Context) -> Any:
+            if type(item) is dict:
+                raw: Any = item.get(key)
+                t = type(raw)
+                if t is float or t is int:
+                    number = float(raw)
+                    if number == number and number not in finite:
+                        if divisor is not None:
+                            number /= divisor
+                        elif scale is not None:
+                            number *= scale
+                        if offset is not None:
+                            number += offset
+                        if lo <= number <= hi and (allowed is None or number in allowed):
+                            return number
+            return value(item, groups, ctx)
+
+        return fast_float
+    if kind == "int" and not scaled:
+
+        def fast_int(item: Any, groups: dict[str, str], ctx: _Context) -> Any:
+            if type(item) is dict:
+                raw = item.get(key)
+                if type(raw) is int and lo <= raw <= hi and (allowed is None or raw in allowed):
+                    return raw
+            return value(item, groups, ctx)
+
+        return fast_int
+    if kind == "str" and not scaled:
+
+        def fast_str(item: Any, groups: dict[str, str], ctx: _Context) -> Any:
+            if type(item) is dict:
+                raw = item.get(key)
+                if type(raw) is str and (allowed is None or raw in allowed):
+                    return raw
+            return value(item, groups, ctx)
+
+        return fast_str
+    if kind == "bool" and not scaled:
+
+        def fast_bool(item: Any, groups: dict[str, str], ctx: _Context) -> Any:
+            if type(item) is dict:
+                raw = item.get(key)
+                if type(raw) is bool and lo <= raw <= hi and (allowed is None or raw in allowed):
+                    return raw
+            return value(item, groups, ctx)
+
+        return fast_bool
     return value
 
 

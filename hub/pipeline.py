@@ -7,15 +7,17 @@ it) and only then are the batch's messages acknowledged to the broker, in order.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge
 
+from hub.clock import HubClock
 from hub.lineproto import encode_point
 from hub.model import InboundMessage, Point, Reading, Refusal
 from hub.normalize import Normalizer
@@ -56,7 +58,7 @@ class Pipeline:
         batch_interval_s: float = 0.2,
         tick_interval_s: float = 1.0,
         save_interval_s: float = 2.0,
-        clock: Callable[[], int] = time.time_ns,
+        clock: HubClock | None = None,
         max_queue: int = 200_000,
     ) -> None:
         self.normalizer = normalizer
@@ -68,11 +70,19 @@ class Pipeline:
         self.batch_interval_s = batch_interval_s
         self.tick_interval_s = tick_interval_s
         self.save_interval_s = save_interval_s
-        self.clock = clock
+        self.clock = clock or HubClock()
+        self._device_clock = self.clock.mode == "device"
         self.reading_hooks: list[tuple[str, ReadingHook]] = []
         self.tick_hooks: list[tuple[str, TickHook]] = []
         self.stop_hooks: list[tuple[str, Callable[[], None]]] = []
-        self._inbox: queue.Queue[InboundMessage | None] = queue.Queue(max_queue)
+        # paho's thread appends, this thread pops: a deque needs no lock; the event wakes an
+        # idle pipeline (set only while it sleeps, so a busy stream costs no notify per message).
+        self._inbox: deque[InboundMessage | None] = deque()
+        self._max_queue = max_queue
+        self._wake = threading.Event()
+        self._idle = False
+        self._reading_counters: dict[str, Any] = {}
+        self._points_uncounted = 0
         self._side_points: list[Point] = []
         self._side_lock = threading.Lock()
         self._lines: list[bytes] = []
@@ -98,7 +108,12 @@ class Pipeline:
 
     def submit(self, message: InboundMessage) -> None:
         """Hand a message over (called from paho's thread; blocks when the queue is full)."""
-        self._inbox.put(message)
+        inbox = self._inbox
+        while len(inbox) >= self._max_queue and not self._stop.is_set():
+            time.sleep(0.005)  # back-pressure: paho stops reading, the broker keeps the rest
+        inbox.append(message)
+        if self._idle:
+            self._wake.set()
 
     def emit_points(self, points: list[Point]) -> None:
         """Add points the hub makes itself (alarms, ...) to the next batch; any thread."""
@@ -115,7 +130,8 @@ class Pipeline:
     def stop(self, timeout: float = 10.0) -> None:
         """Drain what is queued, flush the last batch, stop the thread."""
         self._stop.set()
-        self._inbox.put(None)
+        self._inbox.append(None)
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self.states.save()
@@ -123,36 +139,38 @@ class Pipeline:
     @property
     def queue_depth(self) -> int:
         """Messages waiting for the pipeline thread."""
-        return self._inbox.qsize()
+        return len(self._inbox)
 
     # ------------------------------------------------------------------ the loop
 
     def _run(self) -> None:
         next_tick = time.monotonic() + self.tick_interval_s
         next_save = time.monotonic() + self.save_interval_s
-        get = self._inbox.get
+        inbox = self._inbox
+        wake = self._wake
         while True:
-            timeout = self.batch_interval_s if self._pending() else 0.5
-            try:
-                message = get(timeout=timeout)
-            except queue.Empty:
-                message = None
-            if message is not None:
+            if not inbox:
+                if self._pending():
+                    timeout = self._batch_started + self.batch_interval_s - time.monotonic()
+                else:
+                    timeout = 0.5
+                if timeout > 0:
+                    wake.clear()
+                    self._idle = True
+                    if not inbox:
+                        wake.wait(min(timeout, 0.5))
+                    self._idle = False
+            # Take what is queued without waiting, up to a batch.
+            while inbox and len(self._tokens) < self.batch_size:
+                message = inbox.popleft()
+                if message is None:
+                    break
                 self._handle(message)
-                # Drain what is already queued without waiting, up to a batch.
-                while len(self._tokens) < self.batch_size:
-                    try:
-                        message = self._inbox.get_nowait()
-                    except queue.Empty:
-                        break
-                    if message is None:
-                        break
-                    self._handle(message)
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + self.tick_interval_s
                 self._tick()
-                QUEUE_DEPTH.set(self._inbox.qsize())
+                QUEUE_DEPTH.set(len(inbox))
             if now >= next_save:
                 next_save = now + self.save_interval_s
                 self._guard("state-save", self._save_states)
@@ -161,7 +179,7 @@ class Pipeline:
                 due = now - self._batch_started >= self.batch_interval_s
                 if full or due or self._stop.is_set():
                     self._flush()
-            if self._stop.is_set() and self._inbox.empty():
+            if self._stop.is_set() and not inbox:
                 for name, hook in self.stop_hooks:
                     self._guard(name, hook)
                 self._flush()
@@ -175,18 +193,22 @@ class Pipeline:
             self._batch_started = time.monotonic()
         self._tokens.append(message.ack_token)
         self.processed += 1
+        if self._device_clock:
+            message = dataclasses.replace(message, received_ns=self.clock())
         result = self.normalizer.process(message)
         if isinstance(result, Refusal):
             self.refusals.record(result)
             return
         READINGS.labels(result.model).inc()
+        if self._device_clock and result.time_ns != result.received_ns:
+            self.clock.observe(result.time_ns)
         self._accept(result)
 
     def _accept(self, reading: Reading) -> None:
         lines = self._lines
         for point in reading.points:
             lines.append(encode_point(point))
-        POINTS.inc(len(reading.points))
+        self._points_uncounted += len(reading.points)
         implied = self.states.observe(reading)
         for status in implied:
             self._accept(status)
@@ -221,6 +243,9 @@ class Pipeline:
             log.exception("%s failed", name)
 
     def _flush(self) -> None:
+        if self._points_uncounted:
+            POINTS.inc(self._points_uncounted)
+            self._points_uncounted = 0
         with self._side_lock:
             side, self._side_points = self._side_points, []
         lines = self._lines

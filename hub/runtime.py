@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from hub.alarms.service import AlarmService
+from hub.clock import HubClock
 from hub.db import create_all, make_engine, make_sessionmaker
 from hub.mqtt import MqttClient
 from hub.normalize import Normalizer
@@ -43,9 +43,9 @@ def make_store(settings: Settings) -> PointStore:
 class Hub:
     """One hub process: everything wired, nothing started until ``start``."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, settings: Settings, *, clock: HubClock | None = None) -> None:
         self.settings = settings
-        self.clock = clock
+        self.clock = clock or HubClock(settings.clock)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.profiles = load_profiles(settings.profiles_dir)
         self.sites = load_sites(settings.sites_dir)
@@ -74,19 +74,22 @@ class Hub:
         self.pipeline = Pipeline(
             self.normalizer, self.states, self.refusals, self.writer, self.mqtt.ack,
             batch_size=settings.batch_size, batch_interval_s=settings.batch_interval_s,
-            clock=clock, tick_interval_s=0.25,
+            clock=self.clock, tick_interval_s=0.25, save_interval_s=settings.state_save_s,
         )
         self.alarms = AlarmService.from_settings(
             settings, self.engine, emit_points=self.pipeline.emit_points,
             publish=self.mqtt.publish, sites=self.sites,
         )
         self.rules = RuleEngine.from_settings(
-            settings, self.alarms, self.engine, profiles=self.profiles, sites=self.sites
+            settings, self.alarms, self.engine, profiles=self.profiles, sites=self.sites,
+            clock=self.clock,
         )
+        self.pipeline.add_tick_hook("mqtt-count", self._count_received)
         self.pipeline.add_reading_hook("rules", self.rules.on_reading)
         self.pipeline.add_tick_hook("rules", self.rules.on_tick)
         self.pipeline.add_stop_hook("rules", self._stop_rules)
-        self.patrol = PatrolService.from_settings(settings, self.engine, self.alarms, self.sites)
+        self.patrol = PatrolService.from_settings(
+            settings, self.engine, self.alarms, self.sites, clock=self.clock)
         self.pipeline.add_reading_hook("patrol", self.patrol.on_reading)
         self.pipeline.add_tick_hook("patrol", self.patrol.on_tick)
         self.mqtt.on_connected = self.alarms.republish_all
@@ -97,6 +100,9 @@ class Hub:
     def _stop_rules(self) -> None:
         self.rules.stop()
         self.alarms.close()
+
+    def _count_received(self, _now: int) -> None:
+        self.mqtt.count_received()
 
     def _submit(self, message: Any) -> None:
         self.pipeline.submit(message)

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     mqtt_shared_group: str | None = Field(
         default=None, description="MQTT 5 shared-subscription group for scale-out"
     )
+    clock: Literal["wall", "device"] = Field(
+        default="wall",
+        description="timers follow the wall clock, or the newest device time (demos, replays)",
+    )
     influx_url: str | None = None
     influx_db: str = "hub"
     influx_username: str | None = None
@@ -48,6 +52,9 @@ class Settings(BaseSettings):
     webhook_queue_size: int = Field(default=1000, ge=1, description="per URL; drops oldest")
     webhook_max_attempts: int = Field(default=6, ge=1)
     rules_dir: Path = PACKAGE_ROOT / "device_profiles" / "rules"
+    state_save_s: float = Field(
+        default=10.0, gt=0, description="device-state (latest values) save period, seconds"
+    )
     rule_state_save_s: float = Field(default=10.0, gt=0, description="rule-state save period")
     grafana_url: str | None = Field(default=None, description="Grafana base URL (grafana push)")
     grafana_token: str | None = Field(default=None, description="Grafana service-account token")

@@ -11,8 +11,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import BigInteger, Boolean, String, Text, delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from hub.db import Base
@@ -25,6 +23,8 @@ HEARTBEAT_FACTOR = 3
 SAVE_CHUNK = 2000
 
 log = logging.getLogger(__name__)
+_COLUMNS = ("device_id", "model", "kind", "site", "last_seen_ns", "last_time_ns", "online",
+            "status_reason", "values_json")
 
 
 class DeviceRow(Base):
@@ -100,9 +100,10 @@ class DeviceStates:
         if reading.online is not None:
             state.online = reading.online
             state.status_reason = reading.status_reason
-            state.last_seen_ns = max(state.last_seen_ns or 0, reading.received_ns)
+            state.last_seen_ns = reading.received_ns
             return []
-        state.last_seen_ns = max(state.last_seen_ns or 0, reading.received_ns)
+        # The latest receipt (see hub.clock): in wall-clock mode receipts only grow anyway.
+        state.last_seen_ns = reading.received_ns
         if state.last_time_ns is None or reading.time_ns >= state.last_time_ns:
             state.last_time_ns = reading.time_ns
             if reading.message not in ("scan", "hazard"):
@@ -198,24 +199,31 @@ class DeviceStates:
                 self._save_queue.task_done()
 
     def _write_rows(self, rows: list[dict[str, Any]]) -> None:
-        """Upsert rows in chunks (SQLite / PostgreSQL), else delete + insert."""
+        """Upsert rows in chunks: one DBAPI executemany (SQLite / PostgreSQL), else ORM."""
         assert self._sessions is not None
-        table = DeviceRow.__table__
         with self._sessions.begin() as session:
-            dialect = session.get_bind().dialect.name
+            connection = session.connection()
+            dialect = connection.dialect
+            if dialect.name in ("sqlite", "postgresql"):
+                mark = "?" if dialect.paramstyle == "qmark" else "%s"
+                sql = (
+                    f"INSERT INTO devices ({', '.join(_COLUMNS)}) "
+                    f"VALUES ({', '.join([mark] * len(_COLUMNS))}) "
+                    "ON CONFLICT (device_id) DO UPDATE SET "
+                    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
+                )
+                cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                for start in range(0, len(rows), SAVE_CHUNK):
+                    cursor.executemany(
+                        sql, [tuple(r[c] for c in _COLUMNS) for r in rows[start:start + SAVE_CHUNK]]
+                    )
+                cursor.close()
+                return
             for start in range(0, len(rows), SAVE_CHUNK):
                 chunk = rows[start:start + SAVE_CHUNK]
-                if dialect in ("sqlite", "postgresql"):
-                    ins = (sqlite_insert if dialect == "sqlite" else pg_insert)(table)
-                    stmt = ins.on_conflict_do_update(
-                        index_elements=["device_id"],
-                        set_={c: ins.excluded[c] for c in chunk[0] if c != "device_id"},
-                    )
-                    session.execute(stmt, chunk)
-                else:
-                    session.execute(delete(DeviceRow).where(
-                        DeviceRow.device_id.in_([r["device_id"] for r in chunk])))
-                    session.execute(table.insert(), chunk)  # type: ignore[attr-defined]
+                session.execute(delete(DeviceRow).where(
+                    DeviceRow.device_id.in_([r["device_id"] for r in chunk])))
+                session.execute(DeviceRow.__table__.insert(), chunk)  # type: ignore[attr-defined]
 
     def load(self) -> int:
         """Load persisted states (at start); return how many."""

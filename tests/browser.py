@@ -4,7 +4,7 @@
 A missing chromium skips the test, or fails it under HUB_REQUIRE_SERVICES=1 (CI), like the real
 Mosquitto and InfluxDB. ``screenshot()`` writes ``docs/screenshots/<name>.png`` only when
 HUB_SCREENSHOTS=1, so the README's pictures can be remade with
-``HUB_SCREENSHOTS=1 uv run pytest tests/test_console_browser.py tests/test_demo.py``.
+``HUB_SCREENSHOTS=1 uv run pytest tests/test_demo.py`` (it photographs the living demo).
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ def screenshot(page: Any, name: str, *, full_page: bool = False) -> Path | None:
         return None
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
+    page.mouse.move(0, 0)  # no hover effects in the picture
     page.screenshot(path=str(path), full_page=full_page, animations="disabled")
     return path
 

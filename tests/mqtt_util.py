@@ -20,7 +20,7 @@ def _client(url: str, client_id: str | None = None) -> paho.Client:
         client_id=client_id or f"test-{uuid.uuid4().hex[:8]}",
         protocol=paho.MQTTv5,
     )
-    client.max_inflight_messages_set(1000)
+    client.max_inflight_messages_set(0)  # unlimited: QoS 0 must not overtake queued QoS 1
     client.max_queued_messages_set(0)
     connected = threading.Event()
     client.on_connect = lambda c, u, f, rc, p: connected.set()

@@ -33,7 +33,22 @@ def _get(url: str, **kwargs: Any) -> httpx.Response | None:
         return None
 
 
+def _prepare_screenshots(api: str, alarm_id: str) -> None:
+    """Give the pictures some history: an acknowledged, commented alarm and a hazard."""
+    officer = {"Authorization": "Bearer demo-officer"}
+    httpx.post(f"{api}/api/alarms/{alarm_id}/ack", headers=officer, timeout=5)
+    httpx.post(f"{api}/api/alarms/{alarm_id}/comment", headers=officer, timeout=5,
+               json={"text": "已通知养护队前往扶正 / road crew on the way"})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the scenario reports a hazard after ~15 s
+        hazards = _get(f"{api}/api/hazards", headers=officer)
+        if hazards is None or hazards.status_code != 200 or hazards.json():
+            break
+        time.sleep(1)
+
+
 def _take_screenshots(api: str, alarm_id: str) -> None:
+    _prepare_screenshots(api, alarm_id)
     with chromium() as context:
         page = context.new_page()
         page.context.add_cookies([{"name": "hub_lang", "value": "en", "url": api}])
@@ -49,7 +64,7 @@ def _take_screenshots(api: str, alarm_id: str) -> None:
         page.wait_for_timeout(1000)
         screenshot(page, "console-zh", full_page=True)
         page.goto(f"{api}/alarms/{alarm_id}")
-        page.locator("table.history").wait_for()
+        page.locator("table.history tr[data-action=comment]").wait_for()
         screenshot(page, "alarm-page-zh")
         phone = context.new_page()
         phone.set_viewport_size(PHONE)
@@ -60,6 +75,7 @@ def _take_screenshots(api: str, alarm_id: str) -> None:
         page.context.add_cookies([{"name": "hub_lang", "value": "en", "url": api}])
         sign_in(page, api, "demo-viewer")
         page.locator("#alarms li.alarm").first.wait_for()
+        page.wait_for_timeout(500)
         screenshot(page, "console-viewer-en")
 
 
@@ -147,7 +163,9 @@ def test_demo_starts_bare_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         data = tmp_path / "data"
         assert (data / "telemetry.sqlite").stat().st_size > 0
         assert (data / "hub.sqlite").stat().st_size > 0
-        assert "Traceback" not in log_path.read_text(errors="replace"), log_tail(log_path)
+        final = log_path.read_text(errors="replace")
+        assert "hub stopped" in final and "demo stopped" in final, log_tail(log_path)
+        assert "Traceback" not in final and "ERROR" not in final, log_tail(log_path)
     finally:
         if proc.poll() is None:
             proc.kill()

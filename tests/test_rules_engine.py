@@ -553,3 +553,20 @@ def test_retained_status_first_does_not_hide_older_telemetry(hub: Hub) -> None:
     assert hub.one("knocked_over")["state"] == "active_unack"
     hub.light(T0 + 60 * S, tilt_deg=1.0)
     assert hub.one("knocked_over")["state"] == "cleared_unack"
+
+
+def test_timers_run_when_the_clock_goes_back(hub: Hub) -> None:
+    """Device-clock mode starts on the wall clock, then follows devices' (earlier) time: the
+    staleness timer must still run."""
+    hub.tick(T0 + 24 * 3600 * S)  # a tick on the wall clock, a day ahead of the devices
+    hub.light(T0, tilt_deg=1.0)
+    hub.tick(T0 + 10 * 60 * S)  # ten minutes of silence for a 60 s model, in device time
+    assert hub.one("offline")["state"] == "active_unack"
+
+
+def test_unregistered_device_is_never_stale(tmp_path: Path) -> None:
+    hub = Hub(tmp_path / "u.sqlite", Clock())
+    hub.engine.on_reading(Reading("STRANGER", "XS-FL200", "flashing_light", "unassigned",
+                                  "telemetry", T0, T0 + S // 10, (), {"tilt_deg": 1.0}))
+    hub.tick(T0 + 3600 * S)
+    assert hub.alarms(device_id="STRANGER") == []

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from hub.console.routes import STATIC_DIR, api_router, router
+from hub.console.routes import INTERNAL_BASE, STATIC_DIR, api_router, router
+
+
+class _QuietInProcessCalls(logging.Filter):
+    """Drop httpx's INFO line for each in-process API call of a console partial."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record except those about the in-process base URL."""
+        return INTERNAL_BASE not in record.getMessage()
 
 
 def install(app: FastAPI) -> None:
@@ -13,3 +23,6 @@ def install(app: FastAPI) -> None:
     app.include_router(api_router)
     app.include_router(router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
+    httpx_log = logging.getLogger("httpx")
+    if not any(isinstance(f, _QuietInProcessCalls) for f in httpx_log.filters):
+        httpx_log.addFilter(_QuietInProcessCalls())

@@ -171,6 +171,14 @@ LABELS: dict[str, tuple[str, str]] = {
     "kind_flashing_light": ("Flashing lights", "爆闪灯"),
     "kind_patrol_reader": ("Patrol readers", "巡查终端"),
     "kind_fire_station": ("Micro fire stations", "微型消防站"),
+    "act_raise": ("raised", "产生"),
+    "act_reopen": ("reopened", "重新告警"),
+    "act_escalate": ("escalated", "升级"),
+    "act_deescalate": ("de-escalated", "降级"),
+    "act_clear": ("cleared", "解除"),
+    "act_ack": ("acknowledged", "确认"),
+    "act_assign": ("assigned", "指派"),
+    "act_comment": ("comment", "备注"),
     "role_viewer": ("viewer", "查看"),
     "role_officer": ("officer", "值班员"),
     "role_admin": ("admin", "管理员"),
@@ -179,7 +187,8 @@ LABELS: dict[str, tuple[str, str]] = {
 # Labels the page's script needs (toasts, errors, login).
 SCRIPT_KEYS: tuple[str, ...] = (
     "acked", "commented", "cleared", "done", "err_401", "err_403", "err_409", "err_network",
-    "err_other", "live", "offline_stream", "confirm_clear", "sign_in",
+    "err_other", "live", "offline_stream", "confirm_clear", "sign_in", "role_viewer",
+    "role_officer", "role_admin",
 )
 
 HAZARD_CATEGORIES: dict[str, tuple[str, str]] = {

@@ -44,6 +44,7 @@ GRAFANA_DASHBOARDS = {
     "fire_station": "safety-hub-fire",
     "patrol_reader": "safety-hub-patrol",
 }
+INTERNAL_BASE = "http://hub.internal"
 STATION_RULES_NOT_READY = frozenset({"smoke", "fire_heat", "extinguisher_missing", "offline"})
 
 
@@ -81,18 +82,23 @@ class Api:
 
     async def get(self, path: str, *, optional: bool = False,
                   **params: Any) -> tuple[Any, httpx.Headers] | None:
-        """GET a path; None when ``optional`` and it answers 404; raise ApiError otherwise."""
+        """GET a path; raise ApiError on an error status.
+
+        With ``optional``, None when that part of the hub is missing: no such route (FastAPI's
+        plain 404 "Not Found") or its service is not running (503).
+        """
         clean = {k: v for k, v in params.items() if v is not None}
         transport = httpx.ASGITransport(app=self._request.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+        async with httpx.AsyncClient(transport=transport, base_url=INTERNAL_BASE) as client:
             response = await client.get(path, params=clean, headers=self._headers)
-        if response.status_code == 404 and optional:
-            return None
         if response.status_code >= 400:
             try:
                 body = response.json()
             except ValueError:
                 body = {"detail": response.text}
+            missing = response.status_code == 404 and body == {"detail": "Not Found"}
+            if optional and (missing or response.status_code == 503):
+                return None
             raise ApiError(response.status_code, body)
         return response.json(), response.headers
 
@@ -429,20 +435,25 @@ async def p_stations(request: Request) -> Response:
     return await _partial(request, "stations.html", _build_stations)
 
 
+def _patrol_sites(request: Request) -> list[str]:
+    return [s for s, site in _sites(request).sites.items() if site.routes]
+
+
 async def _build_patrol(ctx: Ctx) -> None:
     api = Api(ctx.request)
-    registry = _sites(ctx.request)
     rounds: list[dict[str, Any]] = []
-    patrol_sites = [s for s, site in registry.sites.items() if site.routes] or [None]
-    for site_id in patrol_sites:
+    for site_id in _patrol_sites(ctx.request):
         got = await api.get("/api/patrol/rounds", optional=True, site=site_id,
                             date=_today(ctx.request, site_id))
         if got is None:
             ctx.values.update(unavailable="/api/patrol/rounds")
             return
         rounds.extend(got[0])
-    rounds.sort(key=lambda r: (r.get("window_start") or "", r.get("route_id") or ""))
-    ctx.values.update(rounds=rounds)
+    # what needs the duty officer first: rounds under way, then those that went wrong
+    order = {"in_progress": 0, "missed": 1, "incomplete": 1, "scheduled": 2, "completed": 3}
+    rounds.sort(key=lambda r: (order.get(r.get("state") or "", 4),
+                               r.get("window_start") or "", r.get("route_id") or ""))
+    ctx.values.update(rounds=rounds, round_counts=Counter(r.get("state") for r in rounds))
 
 
 @router.get("/console/p/patrol")
@@ -474,8 +485,15 @@ async def _build_hazards(ctx: Ctx) -> None:
         columns.setdefault(hazard.get("status") or "reported", []).append(hazard)
     kpis: list[dict[str, Any]] = []
     kpi_unavailable = None
-    for site_id in _sites(ctx.request).sites:
-        kpi = await api.get("/api/kpi", optional=True, site=site_id)
+    kpi_sites = dict.fromkeys([*_patrol_sites(ctx.request),
+                               *(h.get("site") for h in hazards if h.get("site"))])
+    for site_id in kpi_sites:
+        try:
+            kpi = await api.get("/api/kpi", optional=True, site=site_id)
+        except ApiError as exc:
+            if exc.status == 404:  # a site the patrol service does not know
+                continue
+            raise
         if kpi is None:
             kpi_unavailable = "/api/kpi"
             break

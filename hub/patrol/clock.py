@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Literal
 
 from hub.model import Reading
@@ -12,13 +14,17 @@ ClockMode = Literal["wall", "device"]
 class PatrolClock:
     """``wall``: the hub's clock. ``device``: per site, the newest plausible device time seen.
 
+    In wall mode ``wall`` is the hub's clock (``HUB_CLOCK``: the wall clock, or the hub-wide
+    device clock), so the patrol clock follows it.
+
     Device mode replays simulated days (``hub demo``, tests) where device time runs ahead of or
     behind the wall clock. Readings timed by their receive time (no plausible device time) do
     not move it. It never runs backwards: a late upload leaves it where it is.
     """
 
-    def __init__(self, mode: ClockMode = "wall") -> None:
+    def __init__(self, mode: ClockMode = "wall", wall: Callable[[], int] = time.time_ns) -> None:
         self.mode: ClockMode = mode
+        self.wall = wall
         self._device: dict[str, int] = {}
         self._wall = 0
 
@@ -30,7 +36,6 @@ class PatrolClock:
     def observe(self, reading: Reading) -> None:
         """Move the site's clock with a reading (device mode: by its plausible device time)."""
         if self.mode == "wall":
-            self._wall = max(self._wall, reading.received_ns)
             return
         if reading.time_ns == reading.received_ns or reading.online is not None:
             return  # receive-timed: says nothing about the device's clock
@@ -45,5 +50,6 @@ class PatrolClock:
     def now(self, site: str) -> int | None:
         """The site's current time, or None while device mode has seen nothing yet."""
         if self.mode == "wall":
-            return self._wall or None
+            self._wall = max(self._wall, self.wall())
+            return self._wall
         return self._device.get(site)

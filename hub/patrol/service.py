@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,13 @@ class PatrolService:
     """Everything of cloud patrol: scans to rounds, hazards, KPIs; hooks for the pipeline."""
 
     def __init__(self, sites: SiteRegistry, engine: Engine, alarms: AlarmApi, *,
-                 clock_mode: ClockMode = "wall", rules_file: Path | None = None) -> None:
+                 clock_mode: ClockMode = "wall", rules_file: Path | None = None,
+                 wall: Callable[[], int] = time.time_ns) -> None:
         Base.metadata.create_all(engine, tables=TABLES)
         self.sites = sites
         self.sessions = make_sessionmaker(engine)
         self.config = load_config(rules_file)
-        self.clock = PatrolClock(clock_mode)
+        self.clock = PatrolClock(clock_mode, wall)
         self.alarms = PatrolAlarms(alarms, self.sessions, self.config)
         self.tracker = RoundTracker(sites, self.sessions, self.alarms, self.config)
         for name in sites.sites:
@@ -47,10 +49,11 @@ class PatrolService:
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine, alarms: AlarmApi,
-                      sites: SiteRegistry) -> PatrolService:
-        """Build the service with HUB_PATROL_CLOCK."""
+                      sites: SiteRegistry, clock: Callable[[], int] | None = None,
+                      ) -> PatrolService:
+        """Build the service with HUB_PATROL_CLOCK; ``clock`` is the hub's (wall mode)."""
         mode: ClockMode = "device" if settings.patrol_clock == "device" else "wall"
-        return cls(sites, engine, alarms, clock_mode=mode)
+        return cls(sites, engine, alarms, clock_mode=mode, wall=clock or time.time_ns)
 
     # ------------------------------------------------------------------ pipeline hooks
 

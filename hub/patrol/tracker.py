@@ -223,7 +223,7 @@ class RoundTracker:
     def _check_start(self, site: Site, occ: Occurrence, row: RoundRow, state: PatrolSiteRow,
                      due: int) -> None:
         row.checked_start = True
-        if row.first_scan_ns is None and due >= state.watch_from_ns:
+        if row.first_scan_ns is None and due > state.watch_from_ns:
             self.alarms.raise_item(
                 site.site, round_device(occ.route), "round_not_started", occ.id,
                 self._round_label(site, occ), self._round_label(site, occ, zh=True), due)
@@ -234,7 +234,7 @@ class RoundTracker:
         scans = self._scans.get(occ.id, [])
         row.concluded = True
         row.checked_start = True
-        row.watched = occ.end_ns >= state.watch_from_ns
+        row.watched = occ.end_ns > state.watch_from_ns  # ended as we began: unwatched
         row.state = round_state(occ.route, scans, True)
         if row.watched:
             missing = self._missing(occ.route, scans)

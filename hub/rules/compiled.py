@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from hub.model import FieldValue, Reading
 from hub.rules import schema as s
+from hub.sites import UNASSIGNED_SITE
 
 NS = 1_000_000_000
 Test = Callable[[Any], bool]
@@ -304,7 +305,9 @@ class Stale(Cond):
 
     def _limit(self, ds: DeviceState, env: Env) -> int | None:
         interval = env.report_intervals.get(ds.model)
-        return None if interval is None else int(self.intervals * interval * NS)
+        if interval is None or ds.site == UNASSIGNED_SITE:
+            return None  # a device no site lists owes no reports: it cannot be overdue
+        return int(self.intervals * interval * NS)
 
     def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Reset on data; on a tick compare the engine clock with the last receive time."""

@@ -142,11 +142,13 @@ class RuleEngine:
     def from_settings(
         cls, settings: Settings, alarms: AlarmSink, db: Engine, *,
         profiles: Iterable[Any] = (), sites: SiteRegistry | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> RuleEngine:
         """Build the engine from settings and device profiles (model, kind, report interval)."""
         listed = list(profiles)
         return cls(
             alarms,
+            clock=clock,
             rules_dir=settings.rules_dir,
             sites=sites,
             report_intervals={p.model: p.report_interval_s for p in listed},
@@ -267,8 +269,9 @@ class RuleEngine:
         if not receive_timed:
             ds.offset = reading.received_ns - reading.time_ns
             ds.clock_known = True
-        if reading.received_ns > ds.last_rx:
-            ds.last_rx = reading.received_ns
+        # The latest receipt, not the largest: equal in wall-clock mode; in device-clock mode a
+        # message stamped before any device time was seen must not pin the device as fresh.
+        ds.last_rx = reading.received_ns
         values = ds.values
         rv = reading.values
         for name in ds.program.fields:
@@ -285,14 +288,17 @@ class RuleEngine:
     def on_tick(self, now_ns: int | None = None) -> None:
         """Run due timers (durations, staleness, event holds, schedules); save state at times."""
         now = self.clock() if now_ns is None else now_ns
-        if now - self._last_scan >= self.tick_ns:
+        # A clock that went back (device-clock mode starts from the wall clock) counts as due.
+        if now - self._last_scan >= self.tick_ns or now < self._last_scan:
             self._last_scan = now
             for ds in list(self.devices.values()):
                 deadline = ds.deadline
                 if deadline is not None and deadline + ds.offset <= now:
                     t = max(now - ds.offset, ds.last_t)
                     self._evaluate(ds, None, t, now)
-        if self.state_store is not None and now - self._last_save >= self.save_ns:
+        if self.state_store is not None and (
+            now - self._last_save >= self.save_ns or now < self._last_save
+        ):
             self._last_save = now
             self.save()
         flush = getattr(self.alarms, "flush", None)

@@ -179,7 +179,8 @@ class PtNfc1Sim(DeviceSim):
             self.pending_swap -= 1
             j = rng.randrange(1, len(order) - 1)
             order[j], order[j + 1] = order[j + 1], order[j]
-        walk_start = max(begin + timedelta(minutes=rng.uniform(0, 18)), now)
+        # inside the 15 minutes a round may take to start (round_not_started): normal runs are quiet
+        walk_start = max(begin + timedelta(minutes=rng.uniform(0, 12)), now)
         gaps = [rng.uniform(120, 480) for _ in order[1:]]
         room = (end - timedelta(minutes=4) - walk_start).total_seconds()
         if sum(gaps) > room:

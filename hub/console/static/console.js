@@ -182,7 +182,7 @@
     me = user;
     body.dataset.role = user.role;
     $("who-name").textContent = user.name;
-    $("who-role").textContent = user.role;
+    $("who-role").textContent = L["role_" + user.role] || user.role;
     $("who").hidden = false;
     $("sign-out").hidden = !token;
     $("login").hidden = true;

@@ -1,0 +1,82 @@
+"""Hub memory with 100,000 registered devices that have each reported once.
+
+    uv run python bench/memory.py --devices 100000 --json
+
+Writes a site file registering ``--devices`` load devices (all five models, fleet or uniform
+mix), starts the real ``hub run`` against Mosquitto and InfluxDB, reads its RSS, publishes one
+message per device (so every device has state, rule state and a series), waits until InfluxDB
+holds every point and the hub's state has been saved, then reads VmRSS and VmHWM (peak) from
+/proc. Goal: RSS <= 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    emit,
+    load_messages,
+    log,
+    machine,
+    make_hub,
+    mix_models,
+    publish_all,
+    rss_mb,
+    services,
+    wait_points,
+    write_site,
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--mix", choices=["fleet", "uniform"], default="uniform")
+    parser.add_argument("--settle", type=float, default=15.0, help="seconds after the drain")
+    parser.add_argument("--hub-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.hub_env)
+    result: dict[str, Any] = {"devices": args.devices, "mix": args.mix}
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        work = Path(tmp)
+        with services(work) as (broker, influx):
+            models = mix_models(args.mix)
+            sites = work / "sites"
+            write_site(sites, args.devices, models)
+            size = (sites / "load.yaml").stat().st_size
+            log(f"site file: {args.devices} devices, {size / 1e6:.1f} MB")
+            hub = make_hub(work / "hub", broker, influx, sites, **extra)
+            started = time.monotonic()
+            hub.start(timeout=600)
+            result["startup_s"] = round(time.monotonic() - started, 1)
+            assert hub.proc is not None
+            pid = hub.proc.pid
+            result["rss_idle_mb"] = round(rss_mb(pid)[0], 1)
+            log(f"hub up in {result['startup_s']} s, RSS {result['rss_idle_mb']} MB")
+            try:
+                batch = load_messages(args.devices, args.devices, models=models)
+                publish_all(broker.url, batch.messages)
+                wait_points(influx, batch.points, timeout=900)
+                time.sleep(args.settle)  # state saves, rule-state saves, alarms flushed
+                health = hub.health()
+                rss, peak = rss_mb(pid)
+                result.update(rss_mb=round(rss, 1), peak_rss_mb=round(peak, 1),
+                              devices_seen=health["devices"]["seen"],
+                              registered=health["devices"]["registered"],
+                              processed=health["pipeline"]["processed"])
+            finally:
+                hub.stop(timeout=120)
+    result["goal_mb"] = 300
+    result["machine"] = machine()
+    emit(result, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
