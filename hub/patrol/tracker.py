@@ -223,7 +223,7 @@ class RoundTracker:
     def _check_start(self, site: Site, occ: Occurrence, row: RoundRow, state: PatrolSiteRow,
                      due: int) -> None:
         row.checked_start = True
-        if row.first_scan_ns is None and due > state.watch_from_ns:
+        if row.first_scan_ns is None and occ.start_ns >= state.watch_from_ns:
             self.alarms.raise_item(
                 site.site, round_device(occ.route), "round_not_started", occ.id,
                 self._round_label(site, occ), self._round_label(site, occ, zh=True), due)
@@ -234,7 +234,10 @@ class RoundTracker:
         scans = self._scans.get(occ.id, [])
         row.concluded = True
         row.checked_start = True
-        row.watched = occ.end_ns > state.watch_from_ns  # ended as we began: unwatched
+        # Judge rounds whose window opened while we watched, or that we saw scans of: one
+        # already under way, unseen, when the hub first saw the site (first deployment, a demo
+        # started mid-window) is not judged.
+        row.watched = occ.start_ns >= state.watch_from_ns or bool(scans)
         row.state = round_state(occ.route, scans, True)
         if row.watched:
             missing = self._missing(occ.route, scans)
