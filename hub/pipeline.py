@@ -75,6 +75,7 @@ class Pipeline:
         self.reading_hooks: list[tuple[str, ReadingHook]] = []
         self.tick_hooks: list[tuple[str, TickHook]] = []
         self.stop_hooks: list[tuple[str, Callable[[], None]]] = []
+        self.flush_hooks: list[tuple[str, Callable[[], None]]] = []
         # paho's thread appends, this thread pops: a deque needs no lock; the event wakes an
         # idle pipeline (set only while it sleeps, so a busy stream costs no notify per message).
         self._inbox: deque[InboundMessage | None] = deque()
@@ -101,6 +102,11 @@ class Pipeline:
     def add_tick_hook(self, name: str, hook: TickHook) -> None:
         """Call ``hook(now_ns)`` about once per tick interval, in the pipeline thread."""
         self.tick_hooks.append((name, hook))
+
+    def add_flush_hook(self, name: str, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` before each batch goes to the writer (state that must be durable
+        before the batch's messages are acknowledged)."""
+        self.flush_hooks.append((name, hook))
 
     def add_stop_hook(self, name: str, hook: Callable[[], None]) -> None:
         """Call ``hook()`` in the pipeline thread before its last flush (save rule state, ...)."""
@@ -257,6 +263,8 @@ class Pipeline:
             return
         # Refusals are written before their messages are acked: nothing vanishes unrecorded.
         self._guard("refusal-log", self.refusals.flush)
+        for name, hook in self.flush_hooks:
+            self._guard(name, hook)
         ack = self.ack
 
         def on_durable() -> None:

@@ -92,6 +92,8 @@ class Hub:
             settings, self.engine, self.alarms, self.sites, clock=self.clock)
         self.pipeline.add_reading_hook("patrol", self.patrol.on_reading)
         self.pipeline.add_tick_hook("patrol", self.patrol.on_tick)
+        self.pipeline.add_flush_hook("patrol", self.patrol.tracker.flush)
+        self.pipeline.add_stop_hook("patrol", self.patrol.tracker.flush)
         self.mqtt.on_connected = self.alarms.republish_all
         self.started_ns: int | None = None
         self._stopped = False

@@ -191,7 +191,8 @@ class SiteRegistry:
 def load_site_file(path: Path) -> Site:
     """Load and validate one site file."""
     with path.open(encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+        # libyaml's loader: a county's site file can list 100,000 devices (4x faster, less RAM)
+        data = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return Site.model_validate(data)
 
 

@@ -87,6 +87,7 @@ class PatrolService:
         self.clock.tick(now_ns)
         for name in self.sites.sites:
             self._advance(name, now_ns)
+        self.tracker.flush()
 
     def _advance(self, site: str, now: int) -> None:
         self.tracker.advance(site, now)
@@ -109,6 +110,7 @@ class PatrolService:
         return self._rounds_json(site, occs)
 
     def _rounds_json(self, site: Site, occs: list[Any]) -> list[dict[str, Any]]:
+        self.tracker.flush()  # what the pipeline has not written yet is shown too
         with self.sessions() as session:
             rows, scans = stored_rounds(session, [o.id for o in occs])
         now = self.now(site.site)

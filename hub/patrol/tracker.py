@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.model import Reading
@@ -105,6 +104,12 @@ class RoundTracker:
         self._rounds: dict[str, RoundRow] = {}
         self._scans: dict[str, list[ScanInfo]] = {}
         self._next_due: dict[str, int] = {}
+        # Write-behind: rows and scans go to the database in one transaction per pipeline
+        # batch (flush), before that batch's messages are acknowledged to the broker.
+        self._pending_rows: dict[int, object] = {}
+        self._flush_lock = threading.Lock()
+        self._pending_scans: list[ScanRow] = []
+        self._scan_keys: set[tuple[str, int, str]] = set()
         self._checkpoints = {
             (s.site, c.id): c for s in sites.sites.values() for c in s.checkpoints
         }
@@ -121,6 +126,11 @@ class RoundTracker:
             for rnd in session.scalars(select(RoundRow)):
                 if not rnd.concluded or rnd.end_ns >= horizon.get(rnd.site, 0):
                     self._rounds[rnd.id] = rnd
+            since = min(horizon.values(), default=0)
+            for device_id, time_ns, tag_uid in session.execute(
+                    select(ScanRow.device_id, ScanRow.time_ns, ScanRow.tag_uid)
+                    .where(ScanRow.time_ns >= since)):
+                self._scan_keys.add((device_id, time_ns, tag_uid))
             ids = list(self._rounds)
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
@@ -140,16 +150,28 @@ class RoundTracker:
         return row.watch_from_ns if row else None
 
     def _save(self, *rows: object) -> None:
-        with self.sessions() as session:
-            for row in rows:
-                session.merge(row)
-            session.commit()
+        for row in rows:
+            self._pending_rows[id(row)] = row
+
+    def flush(self) -> None:
+        """Write the rows and scans changed since the last flush, in one transaction."""
+        with self._flush_lock:  # one flush at a time: an older snapshot never lands last
+            with self._lock:
+                rows, self._pending_rows = list(self._pending_rows.values()), {}
+                scans, self._pending_scans = self._pending_scans, []
+            if not rows and not scans:
+                return
+            with self.sessions() as session:
+                for row in rows:
+                    session.merge(row)
+                session.add_all(scans)
+                session.commit()
 
     def _round(self, occ: Occurrence) -> RoundRow:
         row = self._rounds.get(occ.id)
         if row is not None:
             return row
-        with self.sessions() as session:
+        with self.sessions() as session:  # not in memory: an old round, flushed long ago
             found = session.get(RoundRow, occ.id)
             if found is not None:
                 scans = [ScanInfo(s.checkpoint_id, s.time_ns) for s in session.scalars(
@@ -171,6 +193,8 @@ class RoundTracker:
                     if r.site == site and r.concluded and r.end_ns < horizon]:
             self._rounds.pop(rid, None)
             self._scans.pop(rid, None)
+        if len(self._scan_keys) > 200_000:  # keep the duplicate check to the last days
+            self._scan_keys = {k for k in self._scan_keys if k[1] >= horizon}
 
     # ------------------------------------------------------------------ the clock
 
@@ -326,12 +350,11 @@ class RoundTracker:
             received_ns=reading.received_ns, arrival_ns=arrival_ns,
             lat=lat if isinstance(lat, float) else None,
             lon=lon if isinstance(lon, float) else None, distance_m=distance, late_upload=late)
-        try:
-            with self.sessions() as session:
-                session.add(scan)
-                session.commit()
-        except IntegrityError:
+        key = (scan.device_id, scan.time_ns, scan.tag_uid)
+        if key in self._scan_keys:
             return False
+        self._scan_keys.add(key)
+        self._pending_scans.append(scan)
         return True
 
     def _count(self, site: Site, occ: Occurrence, row: RoundRow, scan: ScanInfo,
