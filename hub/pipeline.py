@@ -32,6 +32,7 @@ HOOK_ERRORS = Counter("hub_hook_errors_total", "exceptions raised by reading/tic
 QUEUE_DEPTH = Gauge("hub_pipeline_queue", "messages waiting for the pipeline thread")
 
 ReadingHook = Callable[[Reading], None]
+SAVE_CHUNK = 1000  # device states snapshotted per tick: bounds the pipeline's pause
 TickHook = Callable[[int], None]
 
 
@@ -228,6 +229,7 @@ class Pipeline:
     def _tick(self) -> None:
         if not self._pending():
             self._batch_started = time.monotonic()
+        self._guard("state-save", lambda: self.states.continue_save(SAVE_CHUNK))
         now = self.clock()
         for status in self.states.check_heartbeats(now):
             self._accept(status)
@@ -239,7 +241,7 @@ class Pipeline:
                 log.exception("tick hook %s failed", name)
 
     def _save_states(self) -> None:
-        self.states.save(wait=False)
+        self.states.begin_save()
 
     def _guard(self, name: str, fn: Callable[[], None]) -> None:
         try:

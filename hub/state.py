@@ -80,6 +80,8 @@ class DeviceStates:
         self._sessions = sessions
         self._devices: dict[str, DeviceState] = {}
         self._dirty: set[str] = set()
+        self._to_save: list[str] = []  # taken at the save period, snapshotted a chunk a tick
+        self._queued: set[str] = set()
         self._lock = threading.Lock()
         self._save_queue: queue.Queue[list[dict[str, Any]]] | None = None
         self._timeouts = {
@@ -158,9 +160,31 @@ class DeviceStates:
         """
         if self._sessions is None:
             return
-        if self._dirty:
-            with self._lock:
-                dirty, self._dirty = self._dirty, set()
+        self.begin_save()
+        self.continue_save(None)
+        if wait and self._save_queue is not None:
+            self._save_queue.join()
+
+    def begin_save(self) -> None:
+        """Take the devices changed since the last save into the list still to be saved."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+        self._to_save.extend(d for d in dirty if d not in self._queued)
+        self._queued.update(dirty)
+
+    def continue_save(self, limit: int | None) -> None:
+        """Snapshot up to ``limit`` devices (all with None) and hand them to the writer.
+
+        Spread over ticks, so that the pipeline thread never pauses long (alarm latency).
+        """
+        if self._sessions is None or not self._to_save:
+            return
+        if limit is None or limit >= len(self._to_save):
+            dirty, self._to_save = self._to_save, []
+        else:
+            dirty, self._to_save = self._to_save[:limit], self._to_save[limit:]
+        self._queued.difference_update(dirty)
+        if dirty:
             rows = []
             for device_id in dirty:
                 s = self._devices.get(device_id)
@@ -174,8 +198,6 @@ class DeviceStates:
                 })
             if rows:
                 self._saves().put(rows)
-        if wait and self._save_queue is not None:
-            self._save_queue.join()
 
     def _saves(self) -> queue.Queue[list[dict[str, Any]]]:
         if self._save_queue is None:

@@ -31,6 +31,7 @@ from hub.sites import UNASSIGNED_SITE, Device, Site, SiteRegistry
 log = logging.getLogger(__name__)
 
 DEFAULT_RULES_DIR = PACKAGE_ROOT / "device_profiles" / "rules"
+SAVE_CHUNK = 1000  # devices snapshotted per tick
 
 
 class AlarmSink(Protocol):
@@ -129,6 +130,7 @@ class RuleEngine:
         self._zones: dict[str, ZoneInfo] = {}
         self._last_scan = 0
         self._last_save = clock()
+        self._to_save: list[DeviceState] = []
         self._writer: _Writer | None = None
         if state_store is not None and background_save:
             self._writer = _Writer(state_store, clock)
@@ -300,7 +302,11 @@ class RuleEngine:
             now - self._last_save >= self.save_ns or now < self._last_save
         ):
             self._last_save = now
-            self.save()
+            self._to_save = [ds for ds in self.devices.values() if ds.dirty]
+        if self._to_save:
+            # a chunk a tick: the pipeline thread never pauses long for a save (alarm latency)
+            chunk, self._to_save = self._to_save[:SAVE_CHUNK], self._to_save[SAVE_CHUNK:]
+            self._save_batch(chunk)
         flush = getattr(self.alarms, "flush", None)
         if flush is not None:
             flush()
@@ -377,13 +383,19 @@ class RuleEngine:
         """Persist the state of changed devices (all with ``everything``); return the count."""
         if self.state_store is None:
             return 0
+        self._to_save = []
+        return self._save_batch(
+            [ds for ds in self.devices.values() if ds.dirty or everything], everything)
+
+    def _save_batch(self, devices: list[DeviceState], everything: bool = False) -> int:
         batch = []
-        for ds in self.devices.values():
+        for ds in devices:
             if ds.dirty or everything:
                 ds.dirty = False
                 batch.append(self._snapshot(ds))
         if not batch:
             return 0
+        assert self.state_store is not None
         if self._writer is not None:
             self._writer.batches.put(batch)
         else:
