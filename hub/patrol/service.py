@@ -52,7 +52,10 @@ class PatrolService:
                       sites: SiteRegistry, clock: Callable[[], int] | None = None,
                       ) -> PatrolService:
         """Build the service with HUB_PATROL_CLOCK; ``clock`` is the hub's (wall mode)."""
-        mode: ClockMode = "device" if settings.patrol_clock == "device" else "wall"
+        # HUB_PATROL_CLOCK when given, else the hub's HUB_CLOCK: one setting does both.
+        chosen = (settings.patrol_clock if "patrol_clock" in settings.model_fields_set
+                  else settings.clock)
+        mode: ClockMode = "device" if chosen == "device" else "wall"
         return cls(sites, engine, alarms, clock_mode=mode, wall=clock or time.time_ns)
 
     # ------------------------------------------------------------------ pipeline hooks
