@@ -86,8 +86,6 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
         overrides["clock"] = "device"  # timers follow the simulated devices' time
     if not settings.api_tokens:
         overrides["api_tokens"] = DEMO_TOKENS
-    if "patrol_clock" not in settings.model_fields_set:
-        overrides["patrol_clock"] = "device"  # rounds follow the simulated time
     settings = settings.model_copy(update=overrides)
     hub = Hub(settings)
     hub.start(wait_connected_s=15)

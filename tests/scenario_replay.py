@@ -68,7 +68,6 @@ def start_hub(tmp_path: Path, mqtt_url: str, influx: object | None = None) -> Hu
         "mqtt_url": mqtt_url,
         "sites_dir": SITES,
         "clock": "device",
-        "patrol_clock": "device",
         "api_tokens": TOKENS,
     }
     if influx is not None:
