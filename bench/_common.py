@@ -257,13 +257,76 @@ def make_hub(workdir: Path, broker: MosquittoServer, influx: InfluxServer | None
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of a process in MB."""
+    """(VmRSS, VmHWM) of one process in MB (0, 0 when it is gone)."""
     values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0, 0.0
+    for line in lines:
         if line.startswith(("VmRSS:", "VmHWM:")):
             key, rest = line.split(":", 1)
             values[key] = int(rest.split()[0]) / 1024
     return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of a process: /proc/<pid>/task/*/children, else a scan of /proc."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    readable = False
+    for task in tasks:
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+            readable = True
+        except OSError:
+            continue
+    if readable:
+        return found
+    for entry in Path("/proc").iterdir():  # kernels without CONFIG_PROC_CHILDREN
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (children, grandchildren, ...), the process first."""
+    tree, todo = [pid], [pid]
+    while todo:
+        for child in _children(todo.pop()):
+            if child not in tree:
+                tree.append(child)
+                todo.append(child)
+    return tree
+
+
+def tree_rss_mb(pid: int) -> dict[str, Any]:
+    """RSS of a process and all its descendants: the sum, the main process alone, per child.
+
+    ``rss_mb`` / ``peak_rss_mb`` are sums over the tree (VmRSS, VmHWM); pages shared between
+    processes (a fork's copy-on-write pages) count once per process, so the sum is an upper
+    bound. ``main_*`` is the process alone; ``children`` lists each descendant's VmRSS.
+    """
+    tree = process_tree(pid)
+    figures = [(p, *rss_mb(p)) for p in tree]
+    main = figures[0]
+    return {
+        "rss_mb": round(sum(f[1] for f in figures), 1),
+        "peak_rss_mb": round(sum(f[2] for f in figures), 1),
+        "main_rss_mb": round(main[1], 1),
+        "main_peak_rss_mb": round(main[2], 1),
+        "processes": len(figures),
+        "children": {str(p): round(rss, 1) for p, rss, _ in figures[1:]},
+    }
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -6,7 +6,13 @@ Writes a site file registering ``--devices`` load devices (all five models, flee
 mix), starts the real ``hub run`` against Mosquitto and InfluxDB, reads its RSS, publishes one
 message per device (so every device has state, rule state and a series), waits until InfluxDB
 holds every point and the hub's state has been saved, then reads VmRSS and VmHWM (peak) from
-/proc. Goal: RSS <= 300 MB.
+/proc for the hub process and all its descendants (the MQTT intake may run in a child process).
+Goal: the sum over the process tree <= 300 MB.
+
+Result keys: ``rss_idle_mb`` (registered, none reported) and ``rss_mb`` (every device reported
+once: the goal's figure) are sums over the hub's process tree; ``main_rss_idle_mb`` and
+``main_rss_mb`` are the ``hub run`` process alone; ``peak_rss_mb`` sums VmHWM over the tree;
+``processes`` counts the tree and ``children`` gives each descendant's VmRSS.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ from _common import (
     make_hub,
     mix_models,
     publish_all,
-    rss_mb,
     services,
+    tree_rss_mb,
     wait_points,
     write_site,
 )
@@ -57,17 +63,19 @@ def main() -> int:
             result["startup_s"] = round(time.monotonic() - started, 1)
             assert hub.proc is not None
             pid = hub.proc.pid
-            result["rss_idle_mb"] = round(rss_mb(pid)[0], 1)
-            log(f"hub up in {result['startup_s']} s, RSS {result['rss_idle_mb']} MB")
+            idle = tree_rss_mb(pid)
+            result.update(rss_idle_mb=idle["rss_mb"], main_rss_idle_mb=idle["main_rss_mb"],
+                          processes_idle=idle["processes"])
+            log(f"hub up in {result['startup_s']} s, RSS {idle['rss_mb']} MB "
+                f"(main {idle['main_rss_mb']} MB, {idle['processes']} process(es))")
             try:
                 batch = load_messages(args.devices, args.devices, models=models)
                 publish_all(broker.url, batch.messages)
                 wait_points(influx, batch.points, timeout=900)
                 time.sleep(args.settle)  # state saves, rule-state saves, alarms flushed
                 health = hub.health()
-                rss, peak = rss_mb(pid)
-                result.update(rss_mb=round(rss, 1), peak_rss_mb=round(peak, 1),
-                              devices_seen=health["devices"]["seen"],
+                result.update(tree_rss_mb(pid))
+                result.update(devices_seen=health["devices"]["seen"],
                               registered=health["devices"]["registered"],
                               processed=health["pipeline"]["processed"])
             finally:
