@@ -272,11 +272,20 @@ class MqttClient:
 
     def ack(self, token: Any) -> None:
         """Acknowledge a message, unless it came on a connection that is gone."""
-        if not isinstance(token, AckToken) or token.qos == 0:
-            return
-        if token.generation != self._generation or not self._connected.is_set():
-            return  # the broker redelivers it on the new connection
-        self._client.ack(token.mid, token.qos)
+        if isinstance(token, AckToken):
+            self.ack_mid(token.generation, token.mid, token.qos)
+
+    def ack_many(self, tokens: list[Any]) -> None:
+        """Acknowledge messages in order (see ``ack``)."""
+        for token in tokens:
+            if isinstance(token, AckToken):
+                self.ack_mid(token.generation, token.mid, token.qos)
+
+    def ack_mid(self, generation: int, mid: int, qos: int) -> None:
+        """Acknowledge packet ``mid`` of connection ``generation`` if that one is still up."""
+        if qos == 0 or generation != self._generation or not self._connected.is_set():
+            return  # QoS 0 has no ack; an older connection's message is redelivered anyway
+        self._client.ack(mid, qos)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> None:
         """Publish (paho queues it while disconnected)."""

@@ -53,7 +53,7 @@ class Pipeline:
         states: DeviceStates,
         refusals: RefusalLog,
         writer: BatchWriter,
-        ack: Callable[[Any], None],
+        ack: Callable[[list[Any]], None],
         *,
         batch_size: int = 5000,
         batch_interval_s: float = 0.2,
@@ -119,6 +119,16 @@ class Pipeline:
         while len(inbox) >= self._max_queue and not self._stop.is_set():
             time.sleep(0.005)  # back-pressure: paho stops reading, the broker keeps the rest
         inbox.append(message)
+        if self._idle:
+            self._wake.set()
+
+    def submit_many(self, messages: list[InboundMessage]) -> None:
+        """Hand over a batch in arrival order (the intake's reader; blocks when the queue is
+        full, so the intake stops reading and the broker keeps the rest)."""
+        inbox = self._inbox
+        while len(inbox) >= self._max_queue and not self._stop.is_set():
+            time.sleep(0.005)
+        inbox.extend(messages)
         if self._idle:
             self._wake.set()
 
@@ -270,8 +280,7 @@ class Pipeline:
         ack = self.ack
 
         def on_durable() -> None:
-            for token in tokens:
-                ack(token)
+            ack(tokens)
 
         # Even a batch of refusals only goes through the writer: acks leave in arrival order.
         self.writer.submit(lines, on_durable)

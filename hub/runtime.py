@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from hub.alarms.service import AlarmService
 from hub.clock import HubClock
 from hub.db import create_all, make_engine, make_sessionmaker
+from hub.intake import IntakeProcess
+from hub.model import InboundMessage
 from hub.mqtt import MqttClient
 from hub.normalize import Normalizer
 from hub.patrol.service import PatrolService
@@ -40,6 +43,22 @@ def make_store(settings: Settings) -> PointStore:
     return EmbeddedStore(settings.data_dir / "telemetry.sqlite")
 
 
+def make_mqtt(
+    settings: Settings, subscriptions: list[tuple[str, int]],
+    on_messages: Callable[[list[InboundMessage]], None],
+) -> MqttClient | IntakeProcess:
+    """The MQTT intake: paho in a child process (default) or in a thread of this one."""
+    s = settings
+    if s.mqtt_intake == "process":
+        return IntakeProcess(
+            s.mqtt_url, s.mqtt_client_id, subscriptions, on_messages, ca_file=s.mqtt_ca_file,
+            cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol)
+    return MqttClient(
+        s.mqtt_url, s.mqtt_client_id, subscriptions, lambda message: on_messages([message]),
+        ca_file=s.mqtt_ca_file, cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file,
+        protocol=s.mqtt_protocol)
+
+
 class Hub:
     """One hub process: everything wired, nothing started until ``start``."""
 
@@ -61,18 +80,10 @@ class Hub:
         self.writer = DurableWriter(
             self.store, self.spool, on_rejected=self.dead_letters.record, retry_max_s=5.0
         )
-        self.mqtt = MqttClient(
-            settings.mqtt_url,
-            settings.mqtt_client_id,
-            self.normalizer.router.subscriptions(settings.mqtt_shared_group),
-            self._submit,
-            ca_file=settings.mqtt_ca_file,
-            cert_file=settings.mqtt_cert_file,
-            key_file=settings.mqtt_key_file,
-            protocol=settings.mqtt_protocol,
-        )
+        self.mqtt = make_mqtt(settings, self.normalizer.router.subscriptions(
+            settings.mqtt_shared_group), self._submit_many)
         self.pipeline = Pipeline(
-            self.normalizer, self.states, self.refusals, self.writer, self.mqtt.ack,
+            self.normalizer, self.states, self.refusals, self.writer, self.mqtt.ack_many,
             batch_size=settings.batch_size, batch_interval_s=settings.batch_interval_s,
             clock=self.clock, tick_interval_s=0.25, save_interval_s=settings.state_save_s,
         )
@@ -106,8 +117,8 @@ class Hub:
     def _count_received(self, _now: int) -> None:
         self.mqtt.count_received()
 
-    def _submit(self, message: Any) -> None:
-        self.pipeline.submit(message)
+    def _submit_many(self, messages: list[InboundMessage]) -> None:
+        self.pipeline.submit_many(messages)
 
     def start(self, wait_connected_s: float = 0.0) -> None:
         """Load state, start the pipeline and connect to the broker."""
@@ -142,7 +153,9 @@ class Hub:
         return {
             "status": status,
             "broker": {"connected": broker_ok, "url": self._safe_mqtt_url(),
-                       "last_error": self.mqtt.last_error},
+                       "last_error": self.mqtt.last_error,
+                       "intake": self.settings.mqtt_intake,
+                       "intake_pid": getattr(self.mqtt, "pid", None)},
             "store": {
                 "kind": self.store.name, "ok": store_ok, "last_error": writer.get("last_error"),
             },

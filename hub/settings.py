@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     mqtt_ca_file: Path | None = None
     mqtt_cert_file: Path | None = None
     mqtt_key_file: Path | None = None
+    mqtt_intake: Literal["process", "thread"] = Field(
+        default="process",
+        description="paho in a child process (default: own CPU, own GIL) or in a thread",
+    )
     mqtt_shared_group: str | None = Field(
         default=None, description="MQTT 5 shared-subscription group for scale-out"
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -63,9 +65,14 @@ def start_hub(tmp_path: Path, mosquitto: Any, influx: Any, **extra: Any) -> HubP
     return hub
 
 
-def test_every_model_lands_exactly(tmp_path: Path, mosquitto: Any, influx_db: Any) -> None:
-    """Datasheet payloads plus 1,000 generated ones per model become exactly the expected points."""
-    hub = start_hub(tmp_path, mosquitto, influx_db)
+@pytest.mark.parametrize("intake", ["process", "thread"])
+def test_every_model_lands_exactly(
+    tmp_path: Path, mosquitto: Any, influx_db: Any, intake: str
+) -> None:
+    """Datasheet payloads plus 1,000 generated ones per model become exactly the expected points,
+    with paho in the intake process (default) and in a thread of the hub."""
+    hub = start_hub(tmp_path, mosquitto, influx_db, mqtt_intake=intake)
+    assert hub.health()["broker"]["intake"] == intake
     try:
         cases = [c for model in MODELS for c in generate(model, 1000, seed=7)]
         datasheet = [
@@ -281,10 +288,50 @@ def test_no_loss_when_hub_is_killed(
     try:
         half = len(load_cases) // 2
         _publish_and_expect(mosquitto, load_cases[:half], rate=2000)
+        intake_pid = hub.health()["broker"]["intake_pid"]
+        assert _alive(intake_pid)
         hub.kill()
+        # the orphaned intake must go at once: left alive it would fight the next hub's session
+        deadline = time.monotonic() + 5
+        while _alive(intake_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(intake_pid), "the intake process outlived the killed hub"
         _publish_and_expect(mosquitto, load_cases[half:])  # queued for the hub's session
         hub.start()
         _assert_exactly_once(influx_db, load_cases, hub)
+    finally:
+        hub.stop()
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_no_loss_when_intake_process_is_killed(
+    tmp_path: Path, mosquitto: Any, influx_db: Any, load_cases: list[Case]
+) -> None:
+    """SIGKILL of the MQTT intake child mid-stream: the hub starts a new one; exactly once."""
+    hub = start_hub(tmp_path, mosquitto, influx_db)
+    try:
+        half = len(load_cases) // 2
+        first = hub.health()["broker"]["intake_pid"]
+        _publish_and_expect(mosquitto, load_cases[:half], rate=2000)
+        os.kill(first, signal.SIGKILL)
+        _publish_and_expect(mosquitto, load_cases[half:])
+        deadline = time.monotonic() + 15
+        health = hub.health()
+        while not health["broker"]["connected"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            health = hub.health()
+        assert health["broker"]["connected"], health
+        assert health["broker"]["intake_pid"] != first
+        _assert_exactly_once(influx_db, load_cases, hub)
+        assert "MQTT intake process exited" in hub.log()
     finally:
         hub.stop()
 

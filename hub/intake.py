@@ -1,0 +1,368 @@
+"""MQTT intake in a child process: paho reads and acknowledges there, the pipeline runs here.
+
+Why a process: paho's reading costs about as much CPU per message as the whole pipeline, and
+under one GIL the two capped the drain rate and put each other's pauses into the alarm latency.
+The child runs the same ``MqttClient`` (TLS, MQTT 5 with the 3.1.1 fallback, connection
+generations); messages cross a pipe in marshalled batches, and acknowledgements and publishes
+come back through a second pipe, in order, so "ack only once durable" holds exactly as before.
+
+If the hub process dies the child sees the pipe close and exits without acknowledging anything
+more (the broker redelivers); if the child dies the hub starts a new one, and acknowledgements
+of the old child's messages are dropped (their packet ids belong to a connection that is gone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import marshal
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from hub.model import InboundMessage
+from hub.mqtt import (
+    CONNECTED,
+    CONNECTS,
+    MESSAGES_RECEIVED,
+    STATUS_TOPIC,
+    MqttClient,
+    parse_mqtt_url,
+)
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Frames, child -> hub:
+_MESSAGES = 1  # (1, [(topic, payload, qos, retain, received_ns, generation, mid), ...])
+_STATUS = 2  # (2, connected, last_error)
+_ON_CONNECT = 3  # (3,): a new connection is up; republish what must be retained
+# Frames, hub -> child:
+_ACK = 11  # (11, [(generation, mid, qos), ...])
+_PUBLISH = 12  # (12, topic, payload, qos, retain)
+_STOP = 13  # (13,)
+
+FORWARD_BATCH = 2000  # messages per frame at most
+CHILD_BACKLOG = 20_000  # messages the child holds before paho stops reading (back-pressure)
+RESTART_DELAY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeConfig:
+    """What the child needs to build its MqttClient (picklable for spawn)."""
+
+    url: str
+    client_id: str
+    subscriptions: list[tuple[str, int]]
+    ca_file: Path | None
+    cert_file: Path | None
+    key_file: Path | None
+    status_topic: str
+    protocol: str
+    log_level: int
+
+
+class IntakeProcess:
+    """The hub's side of the intake: same interface as ``MqttClient``, paho in a child."""
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        subscriptions: list[tuple[str, int]],
+        on_messages: Callable[[list[InboundMessage]], None],
+        *,
+        ca_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+        status_topic: str = STATUS_TOPIC,
+        protocol: str = "auto",
+    ) -> None:
+        self.url = parse_mqtt_url(url)
+        self.on_messages = on_messages
+        self.on_connected: Callable[[], object] | None = None
+        self.last_error: str | None = None
+        self.received = 0  # written by the reader thread only
+        self._counted = 0
+        self._config = IntakeConfig(
+            url, client_id, subscriptions, ca_file, cert_file, key_file, status_topic,
+            protocol, logging.getLogger().getEffectiveLevel(),
+        )
+        self._connected = threading.Event()
+        self._stopping = False
+        self._epoch = 0  # which child: tokens of an older child are never acknowledged
+        self._send_lock = threading.Lock()
+        self._proc: Any = None
+        self._down: Connection | None = None
+        self._reader: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, wait_s: float = 0.0) -> bool:
+        """Start the child (it connects and retries forever); optionally wait for a connect."""
+        self._spawn()
+        if wait_s > 0:
+            return self._connected.wait(wait_s)
+        return self._connected.is_set()
+
+    def stop(self) -> None:
+        """Let the child publish offline and disconnect (after every ack sent so far)."""
+        self._stopping = True
+        proc = self._proc
+        if proc is None:
+            return
+        self._send((_STOP,))
+        proc.join(15)
+        if proc.is_alive():
+            log.error("MQTT intake did not stop in 15 s; terminating it")
+            proc.terminate()
+            proc.join(5)
+        if self._reader is not None:
+            self._reader.join(5)
+        self._connected.clear()
+        CONNECTED.set(0)
+
+    @property
+    def connected(self) -> bool:
+        """True while the child is connected to the broker."""
+        return self._connected.is_set()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None before start)."""
+        return None if self._proc is None else int(self._proc.pid)
+
+    def _spawn(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        up_read, up_write = ctx.Pipe(duplex=False)
+        down_read, down_write = ctx.Pipe(duplex=False)
+        self._epoch += 1
+        proc = ctx.Process(
+            target=child_main, args=(self._config, up_write, down_read),
+            name="hub-mqtt-intake", daemon=True,
+        )
+        proc.start()
+        # Keep only our ends open: each side then sees EOF when the other goes away.
+        up_write.close()
+        down_read.close()
+        self._proc, self._down = proc, down_write
+        self._reader = threading.Thread(
+            target=self._read_loop, args=(up_read, self._epoch), name="hub-intake-reader",
+            daemon=True,
+        )
+        self._reader.start()
+        log.info("MQTT intake process %s started", proc.pid)
+
+    # ------------------------------------------------------------------ reader thread
+
+    def _read_loop(self, conn: Connection, epoch: int) -> None:
+        on_messages = self.on_messages
+        while True:
+            try:
+                frame = marshal.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                break
+            kind = frame[0]
+            if kind == _MESSAGES:
+                batch = [
+                    InboundMessage(topic, payload, qos, retain, received_ns,
+                                   (epoch, generation, mid, qos))
+                    for topic, payload, qos, retain, received_ns, generation, mid in frame[1]
+                ]
+                self.received += len(batch)
+                on_messages(batch)
+            elif kind == _STATUS:
+                self._status(bool(frame[1]), frame[2])
+            elif kind == _ON_CONNECT and self.on_connected is not None:
+                threading.Thread(target=self.on_connected, name="on-connected",
+                                 daemon=True).start()
+        conn.close()
+        self._connected.clear()
+        CONNECTED.set(0)
+        if self._stopping or epoch != self._epoch:
+            return
+        code = self._proc.exitcode if self._proc is not None else None
+        self.last_error = f"MQTT intake process exited (code {code}); restarting"
+        log.error("%s", self.last_error)
+        time.sleep(RESTART_DELAY_S)
+        if not self._stopping:
+            self._spawn()
+
+    def _status(self, connected: bool, last_error: str | None) -> None:
+        self.last_error = last_error
+        if connected and not self._connected.is_set():
+            CONNECTS.inc()
+        if connected:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        CONNECTED.set(1 if connected else 0)
+
+    # ------------------------------------------------------------------ any thread
+
+    def count_received(self) -> None:
+        """Bring the received-messages counter up to date (one caller thread: the pipeline)."""
+        received = self.received
+        if received > self._counted:
+            MESSAGES_RECEIVED.inc(received - self._counted)
+            self._counted = received
+
+    def ack_many(self, tokens: list[Any]) -> None:
+        """Acknowledge messages in order, except those of a child that is gone."""
+        epoch = self._epoch
+        acks = [
+            token[1:] for token in tokens
+            if type(token) is tuple and token[0] == epoch and token[3]
+        ]
+        if acks:
+            self._send((_ACK, acks))
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> None:
+        """Publish through the child (paho queues it while disconnected)."""
+        self._send((_PUBLISH, topic, bytes(payload), qos, retain))
+
+    def _send(self, frame: tuple[Any, ...]) -> None:
+        data = marshal.dumps(frame)
+        with self._send_lock:
+            down = self._down
+            if down is None:
+                return
+            try:
+                down.send_bytes(data)
+            except OSError:
+                # The child is gone: what it did not ack is redelivered to its successor.
+                log.warning("MQTT intake process not reachable; frame dropped")
+
+
+# ---------------------------------------------------------------------- the child process
+
+
+class _ForwardingClient(MqttClient):
+    """MqttClient whose messages go to the hub process as plain tuples, and status with them."""
+
+    def __init__(self, config: IntakeConfig, child: _Child) -> None:
+        super().__init__(
+            config.url, config.client_id, config.subscriptions, on_message=lambda _m: None,
+            ca_file=config.ca_file, cert_file=config.cert_file, key_file=config.key_file,
+            status_topic=config.status_topic, protocol=config.protocol,
+        )
+        self.child = child
+        self.on_connected = child.on_connect
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        self.child.take(
+            (msg.topic, msg.payload, msg.qos, bool(msg.retain), time.time_ns(),
+             self._generation, msg.mid)
+        )
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        super()._on_connect(client, userdata, flags, reason, properties)
+        self.child.send((_STATUS, self.connected, self.last_error))
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        super()._on_disconnect(client, userdata, flags, reason, properties)
+        self.child.send((_STATUS, False, self.last_error))
+
+
+class _Child:
+    """The child's three parts: paho's thread, a forwarder thread and the command loop."""
+
+    def __init__(self, config: IntakeConfig, up: Connection, down: Connection) -> None:
+        self.up = up
+        self.down = down
+        self.parent = os.getppid()
+        self.backlog: deque[tuple[Any, ...]] = deque()
+        self.wake = threading.Event()
+        self.idle = False
+        self.send_lock = threading.Lock()
+        self.client = _ForwardingClient(config, self)
+
+    def take(self, message: tuple[Any, ...]) -> None:
+        """Queue one message for the hub (paho's thread; waits while the backlog is full)."""
+        backlog = self.backlog
+        while len(backlog) >= CHILD_BACKLOG:
+            time.sleep(0.005)  # paho stops reading; the broker keeps the rest
+        backlog.append(message)
+        if self.idle:
+            self.wake.set()
+
+    def on_connect(self) -> None:
+        """Tell the hub a connection is up (it republishes retained alarms)."""
+        self.send((_ON_CONNECT,))
+
+    def send(self, frame: tuple[Any, ...]) -> None:
+        """Send one frame to the hub; exit if the hub is gone."""
+        data = marshal.dumps(frame)
+        try:
+            with self.send_lock:
+                self.up.send_bytes(data)
+        except OSError:
+            self.exit_orphaned()
+
+    def exit_orphaned(self) -> None:
+        """The hub process is gone: leave at once, acknowledging nothing more."""
+        log.error("hub process gone; MQTT intake exiting (unacknowledged messages stay queued)")
+        os._exit(1)
+
+    def forward_loop(self) -> None:
+        """Send queued messages to the hub in batches (as many as are waiting, up to a frame)."""
+        backlog = self.backlog
+        while True:
+            if not backlog:
+                self.wake.clear()
+                self.idle = True
+                if not backlog:
+                    self.wake.wait(0.5)
+                self.idle = False
+                if not backlog:
+                    if os.getppid() != self.parent:
+                        self.exit_orphaned()
+                    continue
+            count = min(len(backlog), FORWARD_BATCH)
+            self.send((_MESSAGES, [backlog.popleft() for _ in range(count)]))
+
+    def command_loop(self) -> None:
+        """Carry out the hub's acks, publishes and stop, in the order they were sent."""
+        client = self.client
+        while True:
+            try:
+                frame = marshal.loads(self.down.recv_bytes())
+            except (EOFError, OSError):
+                self.exit_orphaned()
+                return
+            kind = frame[0]
+            if kind == _ACK:
+                for generation, mid, qos in frame[1]:
+                    client.ack_mid(generation, mid, qos)
+            elif kind == _PUBLISH:
+                client.publish(frame[1], frame[2], retain=frame[4], qos=frame[3])
+            elif kind == _STOP:
+                client.stop()
+                return
+
+
+def child_main(config: IntakeConfig, up: Connection, down: Connection) -> None:
+    """Entry point of the intake process."""
+    # Ctrl-C reaches the whole process group: the hub decides when we stop, after its last acks.
+    # SIGTERM keeps its default (exit): what was not acked yet is redelivered, nothing is lost.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=config.log_level, format=LOG_FORMAT)
+    child = _Child(config, up, down)
+    threading.Thread(target=child.forward_loop, name="intake-forward", daemon=True).start()
+    child.client.start()
+    child.command_loop()
+    with contextlib.suppress(OSError):
+        up.close()
