@@ -10,6 +10,7 @@ from typing import Any
 from hub.alarms.service import AlarmService
 from hub.clock import HubClock
 from hub.db import create_all, make_engine, make_sessionmaker
+from hub.gcfreeze import GcFreezer
 from hub.intake import IntakeProcess
 from hub.model import InboundMessage
 from hub.mqtt import MqttClient
@@ -96,6 +97,8 @@ class Hub:
             clock=self.clock,
         )
         self.pipeline.add_tick_hook("mqtt-count", self._count_received)
+        self.gc_freezer = GcFreezer(settings.gc_freeze_s)
+        self.pipeline.add_tick_hook("gc-freeze", self.gc_freezer.on_tick)
         self.pipeline.add_reading_hook("rules", self.rules.on_reading)
         self.pipeline.add_tick_hook("rules", self.rules.on_tick)
         self.pipeline.add_stop_hook("rules", self._stop_rules)
@@ -127,6 +130,7 @@ class Hub:
             "hub: %d profiles, %d sites, %d registered devices, %d device states loaded",
             len(self.profiles), len(self.sites.sites), len(self.sites.devices), loaded,
         )
+        self.gc_freezer.freeze()  # profiles, sites and saved state: alive for good
         self.pipeline.start()
         self.mqtt.start(wait_s=wait_connected_s)
         self.started_ns = time.time_ns()
