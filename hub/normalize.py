@@ -24,6 +24,8 @@ from hub.sites import UNASSIGNED_SITE, UNKNOWN_CHECKPOINT, SiteRegistry
 EARLIEST_PLAUSIBLE_NS = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000_000
 MAX_AHEAD_NS = 300 * 1_000_000_000
 _ABSENT = object()
+# A device's own tags, cached per device: (device_id, model, site[, community]); site at index 2
+BaseTags = tuple[tuple[str, str], ...]
 
 
 class Refused(Exception):
@@ -398,7 +400,7 @@ class _CompiledPoint:
         return [(payload, {})]
 
     def build(
-        self, payload: Any, ctx: _Context, base_tags: list[tuple[str, str]], time_ns: int
+        self, payload: Any, ctx: _Context, base_tags: BaseTags, time_ns: int
     ) -> list[tuple[Point, dict[str, FieldValue]]]:
         """Build this spec's points from a payload."""
         built = []
@@ -492,7 +494,9 @@ class Normalizer:
             id(route): _CompiledMessage(route.profile, route.message_name, route.spec)
             for route in self.router.routes
         }
-        self._device_tags: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+        # per device: (device_id, model, site[, community]) tags; index 2 is the site tag
+        self._device_tags: dict[str, BaseTags] = {}
+        self._shared_tags: dict[tuple[str, str], tuple[str, str]] = {}
 
     def process(self, message: InboundMessage) -> Reading | Refusal:
         """Normalize one message; never raises for bad input."""
@@ -515,24 +519,33 @@ class Normalizer:
             model=matched[0].profile.model if matched else None,
         )
 
-    def _site_of(self, device_id: str, profile: Profile) -> tuple[str, list[tuple[str, str]]]:
+    def _site_of(self, device_id: str, profile: Profile) -> tuple[str, BaseTags]:
         cached = self._device_tags.get(device_id)
         if cached is not None:
-            return cached
+            return cached[2][1], cached
         entry = self.sites.device(device_id)
+        shared = self._shared_tag
+        tags: BaseTags
         if entry is None:
             site_name = UNASSIGNED_SITE
-            tags = [("device_id", device_id), ("model", profile.model), ("site", site_name)]
+            tags = (("device_id", device_id), shared("model", profile.model),
+                    shared("site", site_name))
         else:
             site, device = entry
             site_name = site.site
-            tags = [("device_id", device_id), ("model", profile.model), ("site", site_name)]
+            device_id = device.id  # the registry's string: one copy per device in the hub
+            tags = (("device_id", device_id), shared("model", profile.model),
+                    shared("site", site_name))
             if site.tag_community and device.community:
-                tags.append(("community", device.community))
-        result = (site_name, tags)
+                tags = (*tags, shared("community", device.community))
         if len(self._device_tags) < 1_000_000:
-            self._device_tags[device_id] = result
-        return result
+            self._device_tags[device_id] = tags
+        return site_name, tags
+
+    def _shared_tag(self, key: str, value: str) -> tuple[str, str]:
+        """One tuple per distinct (key, value) of model, site and community tags."""
+        tag = (key, value)
+        return self._shared_tags.setdefault(tag, tag)
 
     def _process(self, message: InboundMessage) -> Reading:
         matched = self.router.match(message.topic)
@@ -550,6 +563,7 @@ class Normalizer:
             raise Refused("bad_device_id", f"device id {device_id!r} does not fit {profile.model}")
         payload = compiled.decode(message.payload)
         site, base_tags = self._site_of(device_id, profile)
+        device_id = base_tags[0][1]  # the same id, one string object per device (memory)
         if route.spec.decoder == "status":
             return self._status(message, route, device_id, site, base_tags, payload)
         if compiled.device_id_getter is not None:
@@ -607,7 +621,7 @@ class Normalizer:
         route: Route,
         device_id: str,
         site: str,
-        base_tags: list[tuple[str, str]],
+        base_tags: BaseTags,
         text: str,
     ) -> Reading:
         spec = route.spec.status
@@ -635,13 +649,13 @@ class Normalizer:
             status_reason=reason,
         )
 
-    def base_tags(self, device_id: str, model: str) -> tuple[str, list[tuple[str, str]]]:
+    def base_tags(self, device_id: str, model: str) -> tuple[str, BaseTags]:
         """Return (site, base tags) of a device, for points the hub makes itself."""
         return self._site_of(device_id, self.profiles[model])
 
 
 def status_point(
-    base_tags: list[tuple[str, str]], kind: str, online: bool, reason: str, time_ns: int
+    base_tags: BaseTags, kind: str, online: bool, reason: str, time_ns: int
 ) -> Point:
     """Build a device_status point."""
     tags = tuple(sorted([*base_tags, ("kind", kind)]))

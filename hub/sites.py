@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from datetime import date, time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, model_validator
+from pydantic_core import core_schema
+from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
+from yaml.nodes import ScalarNode
 
 UNASSIGNED_SITE = "unassigned"
 UNKNOWN_CHECKPOINT = "unknown"
@@ -35,8 +48,10 @@ class ActiveHours(_Strict):
     end: time
 
 
-class Device(_Strict):
-    """One registered field device."""
+class _DeviceFields(_Strict):
+    """What a site file may say of one device: validated here, then kept as a ``Device``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Device")
 
     id: str
     model: str
@@ -47,6 +62,107 @@ class Device(_Strict):
     place: str | None = Field(default=None, description="e.g. sharp_bend, school_gate, junction")
     active_hours: ActiveHours | None = None
     rules: dict[str, Any] = Field(default_factory=dict, description="per-device rule overrides")
+
+
+_DEVICE_FIELDS = tuple(_DeviceFields.model_fields)
+_ActiveHoursKey = tuple[time, time]
+_HOURS: dict[_ActiveHoursKey, ActiveHours] = {}
+
+
+class Device:
+    """One registered field device (read-only).
+
+    Validated by pydantic (``_DeviceFields``: same fields, same errors) and then kept in slots
+    with shared strings: a county registers 100,000 devices, and a pydantic instance per device
+    cost ~750 bytes more than this.
+    """
+
+    __slots__ = ("_rules", "active_hours", "community", "id", "lat", "lon", "model", "name",
+                 "place")
+
+    id: str
+    model: str
+    community: str | None
+    name: str | None
+    lat: float | None
+    lon: float | None
+    place: str | None
+    active_hours: ActiveHours | None
+    _rules: dict[str, Any] | None
+
+    def __init__(self, **data: Any) -> None:
+        self._fill(_DeviceFields(**data))
+
+    @classmethod
+    def _from_fields(cls, fields: _DeviceFields) -> Device:
+        device = cls.__new__(cls)
+        device._fill(fields)
+        return device
+
+    def _fill(self, f: _DeviceFields) -> None:
+        intern = sys.intern
+        put = object.__setattr__
+        put(self, "id", f.id)
+        put(self, "model", intern(f.model))
+        put(self, "community", None if f.community is None else intern(f.community))
+        put(self, "name", f.name)
+        put(self, "lat", f.lat)
+        put(self, "lon", f.lon)
+        put(self, "place", None if f.place is None else intern(f.place))
+        hours = f.active_hours
+        if hours is not None:  # one object per distinct window
+            hours = _HOURS.setdefault((hours.start, hours.end), hours)
+        put(self, "active_hours", hours)
+        put(self, "_rules", f.rules or None)
+
+    @property
+    def rules(self) -> dict[str, Any]:
+        """Per-device rule overrides (empty when none)."""
+        return self._rules if self._rules is not None else {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Device is read-only: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Device is read-only: cannot delete {name!r}")
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _DEVICE_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Device):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.model))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in _DEVICE_FIELDS
+                          if n in ("id", "model") or getattr(self, n))
+        return f"Device({shown})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_device_from_dict, ({n: getattr(self, n) for n in _DEVICE_FIELDS},))
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """Validate as ``_DeviceFields`` (a ``Device`` passes as it is), keep a ``Device``."""
+
+        def validate(value: Any, inner: core_schema.ValidatorFunctionWrapHandler) -> Device:
+            if isinstance(value, Device):
+                return value
+            return cls._from_fields(inner(value))
+
+        return core_schema.no_info_wrap_validator_function(
+            validate, handler.generate_schema(_DeviceFields)
+        )
+
+
+def _device_from_dict(data: dict[str, Any]) -> Device:
+    return Device(**data)
 
 
 class Checkpoint(_Strict):
@@ -188,12 +304,110 @@ class SiteRegistry:
         return self.checkpoint_routes.get((site, checkpoint_id), [])
 
 
+class _NotPlain(Exception):
+    """The document needs PyYAML's full constructor (merge keys, tags on collections, ...)."""
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_NO_KEY = object()
+
+
+def _stream_yaml(handle: TextIO) -> Any:
+    """``yaml.safe_load`` built from parser events, without a node tree.
+
+    PyYAML composes the whole document into nodes (with two position marks per scalar) before
+    constructing it: for a site file of 100,000 devices that is ~250 MB of RSS that stays
+    fragmented afterwards. Here each scalar is resolved and constructed by the same resolver and
+    constructors as ``safe_load`` as its event arrives; merge keys, explicit tags on mappings or
+    sequences and anything else unusual raise ``_NotPlain`` (then ``safe_load`` does it).
+    """
+    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = loader_cls(handle)
+    try:
+        constructors = loader.yaml_constructors
+        resolve = loader.resolve
+        get_event = loader.get_event
+        stack: list[list[Any]] = []  # [container, pending mapping key]
+        anchors: dict[str, Any] = {}
+        get_event()  # stream start
+        if loader.check_event(StreamEndEvent):
+            return None
+        get_event()  # document start
+        root: Any = None
+        while True:
+            event = get_event()
+            kind = type(event)
+            obj: Any
+            if kind is ScalarEvent:
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = resolve(ScalarNode, event.value, event.implicit)
+                if tag == _STR_TAG:
+                    obj = event.value
+                else:
+                    construct = constructors.get(tag)
+                    if construct is None or tag == "tag:yaml.org,2002:merge":
+                        raise _NotPlain(tag)
+                    obj = construct(loader, ScalarNode(tag, event.value, event.start_mark,
+                                                       event.end_mark, style=event.style))
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                if not event.implicit:
+                    raise _NotPlain(event.tag)
+                obj = {} if kind is MappingStartEvent else []
+                if event.anchor is not None:
+                    anchors[event.anchor] = obj
+                stack.append([obj, _NO_KEY])
+                continue
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                top = stack.pop()
+                if top[1] is not _NO_KEY:
+                    raise _NotPlain("mapping key without value")
+                obj = top[0]
+            elif kind is AliasEvent:
+                obj = anchors[event.anchor]
+            elif kind is DocumentEndEvent:
+                break
+            else:
+                raise _NotPlain(kind.__name__)
+            if kind is ScalarEvent and event.anchor is not None:
+                anchors[event.anchor] = obj
+            if not stack:
+                root = obj
+                continue
+            top = stack[-1]
+            container = top[0]
+            if type(container) is list:
+                container.append(obj)
+            elif top[1] is _NO_KEY:
+                if not isinstance(obj, str | int | float | bool | date | None):
+                    raise _NotPlain("complex mapping key")
+                top[1] = obj
+            else:
+                container[top[1]] = obj
+                top[1] = _NO_KEY
+        if not loader.check_event(StreamEndEvent):
+            raise _NotPlain("more than one document")
+        return root
+    finally:
+        loader.dispose()
+
+
+def _load_yaml(path: Path) -> Any:
+    with path.open(encoding="utf-8") as handle:
+        try:
+            return _stream_yaml(handle)
+        except (_NotPlain, KeyError, TypeError):
+            pass
+    with path.open(encoding="utf-8") as handle:  # the general path, with PyYAML's own errors
+        return yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def load_site_file(path: Path) -> Site:
     """Load and validate one site file."""
-    with path.open(encoding="utf-8") as handle:
-        # libyaml's loader: a county's site file can list 100,000 devices (4x faster, less RAM)
-        data = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    return Site.model_validate(data)
+    data = _load_yaml(path)
+    site = Site.model_validate(data)
+    del data
+    return site
 
 
 def load_sites(directory: Path | None) -> SiteRegistry:

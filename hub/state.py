@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -43,12 +44,38 @@ class DeviceRow(Base):
     values_json: Mapped[str] = mapped_column(Text, default="{}")
 
 
+class _Layout:
+    """The keys of a device's latest values, in order, shared by every device with those keys."""
+
+    __slots__ = ("index", "keys")
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys = keys
+        self.index = {key: i for i, key in enumerate(keys)}
+
+
+_LAYOUTS: dict[tuple[str, ...], _Layout] = {}
+_NO_VALUES = _Layout(())
+_NO_VALS: tuple[FieldValue, ...] = ()
+
+
+def _layout(keys: tuple[str, ...]) -> _Layout:
+    layout = _LAYOUTS.get(keys)
+    if layout is None:
+        layout = _LAYOUTS[keys] = _Layout(tuple(sys.intern(k) for k in keys))
+    return layout
+
+
 class DeviceState:
-    """What the hub knows of one device now."""
+    """What the hub knows of one device now.
+
+    The latest values are kept as a tuple in the order of a shared key layout (one per set of
+    keys, not one dict per device: 100,000 devices); ``values`` gives them as a new dict.
+    """
 
     __slots__ = (
-        "device_id", "kind", "last_seen_ns", "last_time_ns", "model", "online", "site",
-        "status_reason", "values",
+        "_layout", "_vals", "device_id", "kind", "last_seen_ns", "last_time_ns", "model",
+        "online", "site", "status_reason",
     )
 
     def __init__(self, device_id: str, model: str, kind: str, site: str) -> None:
@@ -60,7 +87,33 @@ class DeviceState:
         self.last_time_ns: int | None = None
         self.online: bool | None = None
         self.status_reason: str | None = None
-        self.values: dict[str, FieldValue] = {}
+        self._layout = _NO_VALUES
+        self._vals = _NO_VALS
+
+    @property
+    def values(self) -> dict[str, FieldValue]:
+        """The latest value of every field (a new dict)."""
+        return dict(zip(self._layout.keys, self._vals, strict=True))
+
+    @values.setter
+    def values(self, values: dict[str, FieldValue]) -> None:
+        self._layout = _layout(tuple(values))
+        self._vals = tuple(values.values())
+
+    def update_values(self, new: dict[str, FieldValue]) -> None:
+        """``values.update(new)``: same keys, same order."""
+        if not new:
+            return
+        index = self._layout.index
+        if all(key in index for key in new):
+            vals = list(self._vals)
+            for key, value in new.items():
+                vals[index[key]] = value
+            self._vals = tuple(vals)
+            return
+        merged = self.values
+        merged.update(new)
+        self.values = merged
 
 
 def _iso(ns: int | None) -> str | None:
@@ -109,11 +162,10 @@ class DeviceStates:
         if state.last_time_ns is None or reading.time_ns >= state.last_time_ns:
             state.last_time_ns = reading.time_ns
             if reading.message not in ("scan", "hazard"):
-                state.values.update(reading.values)
+                state.update_values(reading.values)
             else:
-                for key in ("battery_pct", "lat", "lon"):
-                    if key in reading.values:
-                        state.values[key] = reading.values[key]
+                rv = reading.values
+                state.update_values({k: rv[k] for k in ("battery_pct", "lat", "lon") if k in rv})
         if state.online is not True:
             state.online = True
             state.status_reason = "message"
@@ -292,7 +344,7 @@ class DeviceStates:
                 model=state.model, kind=state.kind, site=result.get("site", state.site),
                 online=state.online, status_reason=state.status_reason,
                 last_seen=_iso(state.last_seen_ns), last_time=_iso(state.last_time_ns),
-                values=dict(state.values),
+                values=state.values,
             )
         else:
             result.update(online=None, status_reason=None, last_seen=None, last_time=None,

@@ -92,3 +92,69 @@ def test_generator_is_deterministic_and_matches_files() -> None:
         assert make_sites.dump(doc) == (SITES / f"{name}.yaml").read_text(encoding="utf-8"), (
             f"sites/{name}.yaml is stale: run uv run python tools/make_sites.py"
         )
+
+
+YAML_CASES = [
+    "",
+    "site: x\nname: X\n",
+    "site: x\nname: 'X'\ndevices:\n  - {id: '0123', model: XS-FL200, lat: 28.1, lon: 112}\n"
+    "  - id: 869000000000026\n    model: HN-BSD3\n    active_hours: {start: '18:00', end: 06:00}\n",
+    "a: &anchor {b: 1, c: [1, 2.5, true, null, 2026-10-01, 2026-10-01T08:00:00Z, 18:00]}\n"
+    "d: *anchor\n",
+    "base: &b {x: 1}\nmerged:\n  <<: *b\n  y: 2\n",  # merge key: the general path
+    "tagged: !!set {a, b}\n",  # explicit collection tag: the general path
+    "k: !!str 12\nempty:\nlist: []\nmap: {}\nmulti: |\n  two\n  lines\n",
+    "1: one\n2.5: two\ntrue: three\nnull: four\n",
+    "dup: 1\ndup: 2\n",
+]
+
+
+@pytest.mark.parametrize("text", YAML_CASES)
+def test_site_yaml_loader_matches_safe_load(text: str, tmp_path: Path) -> None:
+    import yaml
+
+    from hub.sites import _load_yaml
+
+    path = tmp_path / "x.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert _load_yaml(path) == yaml.safe_load(text)
+
+
+def test_site_yaml_loader_errors_like_safe_load(tmp_path: Path) -> None:
+    import yaml
+
+    from hub.sites import _load_yaml
+
+    for text in ("a: [1, 2\n", "a: *nowhere\n", "---\na: 1\n---\nb: 2\n"):
+        path = tmp_path / "x.yaml"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(yaml.YAMLError) as ours:
+            _load_yaml(path)
+        with pytest.raises(yaml.YAMLError) as theirs, path.open(encoding="utf-8") as handle:
+            yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        assert str(ours.value) == str(theirs.value)
+
+
+def test_device_is_compact_read_only_and_validated_like_a_model() -> None:
+    from pydantic import ValidationError
+
+    from hub.sites import Device, Site
+
+    site = Site.model_validate({"site": "x", "name": "X", "devices": [
+        {"id": "L1", "model": "XS-FL200", "active_hours": {"start": "18:00", "end": "06:00"}},
+        {"id": "L2", "model": "XS-FL200", "rules": {"battery_low": {"enabled": False}}},
+    ]})
+    one, two = site.devices
+    assert isinstance(one, Device) and one.rules == {} and one.active_hours is not None
+    assert two.rules == {"battery_low": {"enabled": False}} and two.community is None
+    assert one.model is two.model  # shared strings
+    assert Site(site="y", name="Y", devices=[one]).devices[0] is one
+    assert Device(id="L1", model="XS-FL200", active_hours={"start": "18:00", "end": "06:00"}) == one
+    with pytest.raises(AttributeError):
+        one.model = "other"  # type: ignore[misc]
+    with pytest.raises(ValidationError) as bad:
+        Site.model_validate({"site": "x", "name": "X", "devices": [
+            {"id": "L1", "model": "XS-FL200"}, {"id": "L2", "modle": "XS-FL200"}]})
+    text = str(bad.value)
+    assert "devices.1.model\n  Field required" in text
+    assert "devices.1.modle\n  Extra inputs are not permitted" in text

@@ -9,16 +9,16 @@ from __future__ import annotations
 import io
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
 
 from hub.patrol.schedule import NS
 from hub.patrol.service import PatrolService
+
+if TYPE_CHECKING:  # openpyxl is imported when a report is rendered (~15 MB the hub need not hold)
+    from openpyxl import Workbook
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FORMATS = ("html", "xlsx")
@@ -110,6 +110,9 @@ def render_html(data: dict[str, Any]) -> str:
 
 
 def _sheet(book: Workbook, title: str, header: list[str], rows: list[list[Any]]) -> None:
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
     sheet = book.create_sheet(title)
     sheet.append(header)
     for cell in sheet[1]:
@@ -126,6 +129,9 @@ def _sheet(book: Workbook, title: str, header: list[str], rows: list[list[Any]])
 
 def render_xlsx(data: dict[str, Any]) -> bytes:
     """The report as an XLSX workbook: summary, rounds, misses, hazards opened and closed."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
     book = Workbook()
     summary = book.active
     assert summary is not None

@@ -69,9 +69,18 @@ class DeviceState:
         self.clock_known = False  # True once a device-timed reading gave the offset
         self.values: dict[str, FieldValue] = {}
         self.slots: list[Any] = [None] * program.n_slots
-        self.active: list[int] = [-1] * len(program.rules)
+        # the active level per rule (-1 none): the program's shared tuple until one changes
+        self.active: list[int] | tuple[int, ...] = program.no_active
         self.deadline: int | None = None
         self.dirty = False
+
+
+    def set_active(self, index: int, level: int) -> None:
+        """Set the active level of the rule at ``index`` (-1: none)."""
+        active = self.active
+        if isinstance(active, tuple):
+            self.active = active = list(active)
+        active[index] = level
 
 
 class Env:
@@ -616,7 +625,7 @@ class CompiledRule:
 class Program:
     """All enabled rules of one (kind, site, device overrides) combination, compiled once."""
 
-    __slots__ = ("fields", "n_slots", "rules", "signature")
+    __slots__ = ("fields", "n_slots", "no_active", "rules", "signature")
 
     def __init__(self, rules: Mapping[str, s.Rule]) -> None:
         counter = [0]
@@ -628,6 +637,7 @@ class Program:
         self.rules = [CompiledRule(rid, rule, alloc) for rid, rule in rules.items()
                       if rule.enabled]
         self.n_slots = counter[0]
+        self.no_active: tuple[int, ...] = (-1,) * len(self.rules)
         tracked: set[str] = set()
         for rule in self.rules:
             tracked |= rule.fields

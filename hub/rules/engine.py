@@ -345,11 +345,11 @@ class RuleEngine:
                 previous = ds.active[index]
                 if best_level is not None:
                     if previous != best or (r is not None and rule.touched_by(r)):
-                        ds.active[index] = best
+                        ds.set_active(index, best)
                         ds.dirty = True
                         self._raise(ds, rule, best_level, t)
                 elif previous >= 0:
-                    ds.active[index] = -1
+                    ds.set_active(index, -1)
                     ds.dirty = True
                     self.alarms.auto_clear(ds.device_id, rule.id, t)
             except Exception:
@@ -439,7 +439,7 @@ class RuleEngine:
             if severity is None:
                 continue
             levels = [lv.severity for lv in rule.levels]
-            ds.active[index] = levels.index(severity) if severity in levels else 0
+            ds.set_active(index, levels.index(severity) if severity in levels else 0)
 
     def _reconcile_open_alarms(self) -> None:
         open_alarms: Callable[[], Iterable[tuple[str, str, str, str, str]]] | None = getattr(
