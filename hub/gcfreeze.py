@@ -8,7 +8,7 @@ collections skip, so a full collection only walks what was promoted since the la
 
 The trade-off: a reference cycle among frozen objects that later becomes garbage is not
 reclaimed. The hub's long-lived state makes almost none (a full collection found 0-34
-unreachable objects per run under load), so freezing once a minute costs next to nothing.
+unreachable objects per run under load), so freezing every ten seconds costs next to nothing.
 """
 
 from __future__ import annotations

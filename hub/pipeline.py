@@ -249,6 +249,10 @@ class Pipeline:
             except Exception:
                 HOOK_ERRORS.labels(name).inc()
                 log.exception("tick hook %s failed", name)
+        if self.flush_hooks and not self._pending():
+            # What the tick hooks changed (patrol rounds, ...) is written by the writer's thread
+            # too, even while no message comes in.
+            self._flush(force=True)
 
     def _save_states(self) -> None:
         self.states.begin_save()
@@ -260,7 +264,7 @@ class Pipeline:
             HOOK_ERRORS.labels(name).inc()
             log.exception("%s failed", name)
 
-    def _flush(self) -> None:
+    def _flush(self, force: bool = False) -> None:
         if self._points_uncounted:
             POINTS.inc(self._points_uncounted)
             self._points_uncounted = 0
@@ -271,16 +275,22 @@ class Pipeline:
             lines.append(encode_point(point))
         tokens = self._tokens
         self._lines, self._tokens = [], []
-        if not lines and not tokens:
+        if not lines and not tokens and not force:
             return
-        # Refusals are written before their messages are acked: nothing vanishes unrecorded.
-        self._guard("refusal-log", self.refusals.flush)
-        for name, hook in self.flush_hooks:
-            self._guard(name, hook)
         ack = self.ack
+        guard = self._guard
+        refusals = self.refusals
+        hooks = self.flush_hooks
 
         def on_durable() -> None:
-            ack(tokens)
+            # In the writer's thread, so the pipeline never waits on these commits. Refusals and
+            # hook state (patrol scans) are written before the messages are acked: nothing
+            # vanishes unrecorded.
+            guard("refusal-log", refusals.flush)
+            for name, hook in hooks:
+                guard(name, hook)
+            if tokens:
+                ack(tokens)
 
         # Even a batch of refusals only goes through the writer: acks leave in arrival order.
         self.writer.submit(lines, on_durable)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -38,28 +39,36 @@ class RefusalLog:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
         self._pending: list[Refusal] = []
+        self._lock = threading.Lock()  # the pipeline records, the writer thread flushes
         self._written = 0
 
     def record(self, refusal: Refusal) -> None:
         """Count a refusal and queue it for the next flush."""
         REFUSED.labels(refusal.reason).inc()
-        self._pending.append(refusal)
+        with self._lock:
+            self._pending.append(refusal)
 
     def flush(self) -> None:
         """Write queued refusals (called before the messages are acknowledged)."""
         if not self._pending:
             return
+        with self._lock:
+            pending, self._pending = self._pending, []
         rows = [
             RefusalRow(
                 received_ns=r.received_ns, topic=r.topic[:512], reason=r.reason,
                 detail=r.detail[:2000], head=r.head, device_id=r.device_id, model=r.model,
             )
-            for r in self._pending
+            for r in pending
         ]
-        with self._sessions.begin() as session:
-            session.add_all(rows)
+        try:
+            with self._sessions.begin() as session:
+                session.add_all(rows)
+        except Exception:
+            with self._lock:
+                self._pending[:0] = pending
+            raise
         self._written += len(rows)
-        self._pending.clear()
         if self._written > KEEP_ROWS // 10:
             self._written = 0
             self._prune()

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="device-state (latest values) save period, seconds"
     )
     gc_freeze_s: float = Field(
-        default=60.0, ge=0,
+        default=10.0, ge=0,
         description="freeze long-lived objects this often so full GCs stay short (0: off)",
     )
     rule_state_save_s: float = Field(default=10.0, gt=0, description="rule-state save period")

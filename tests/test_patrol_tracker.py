@@ -56,6 +56,7 @@ class Rig:
                                     wall=lambda: self.now)
 
     def restart(self) -> None:
+        self.patrol.tracker.flush()  # what the hub's pipeline stop hook does
         self.alarms.close()
         self.engine.dispose()
         self.open()

@@ -90,7 +90,7 @@ class PatrolService:
         self.clock.tick(now_ns)
         for name in self.sites.sites:
             self._advance(name, now_ns)
-        self.tracker.flush()
+        # no flush here: the pipeline's flush hook writes the tracker from the writer's thread
 
     def _advance(self, site: str, now: int) -> None:
         self.tracker.advance(site, now)

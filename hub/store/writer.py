@@ -135,6 +135,8 @@ class DurableWriter:
 
     def _make_durable(self, lines: list[bytes]) -> bool:
         """Return True once the batch is in the store or the spool; False if stop gave up."""
+        if not lines:
+            return True  # nothing to store: only the batch's on_durable (acks, hooks) is due
         delay = self.retry_initial_s
         while not self._abandon.is_set():
             if self._store_ok and self._write_store(lines):
