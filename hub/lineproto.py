@@ -158,8 +158,19 @@ def encode_point(p: Point) -> bytes:
         raise ValueError(f"point of {p.measurement!r} has no fields")
     if type(p.time_ns) is not int:
         raise ValueError(f"time_ns must be an int, not {type(p.time_ns).__name__}")
-    fields = ",".join([_field_key(k) + _field_value(v) for k, v in p.fields])
-    return f"{_series(p.measurement, p.tags)} {fields} {p.time_ns}".encode()
+    # The common cases inline (a cached key, a finite float or an int64): this runs per field
+    # of every reading; everything else takes the general path with its checks.
+    keys = _field_key_cache
+    parts = []
+    for key, value in p.fields:
+        escaped = keys.get(key) or _field_key(key)
+        if type(value) is float and math.isfinite(value):
+            parts.append(escaped + repr(value))
+        elif type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+            parts.append(f"{escaped}{value}i")
+        else:
+            parts.append(escaped + _field_value(value))
+    return f"{_series(p.measurement, p.tags)} {','.join(parts)} {p.time_ns}".encode()
 
 
 def encode_points(points: Iterable[Point]) -> list[bytes]:
