@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,55 @@ from _common import (
     make_hub,
     mix_models,
     publish_all,
+    rss_mb,
     services,
     tree_rss_mb,
     wait_points,
     write_site,
 )
+
+
+def largest_mappings(pid: int, count: int = 12) -> list[str]:
+    """The process's mappings with the most RSS (from /proc/<pid>/smaps), as "MB name" lines."""
+    found: list[tuple[float, str]] = []
+    name, rss = "", 0.0
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and not head[0].endswith(":"):
+            if rss:
+                found.append((rss, name))
+            name, rss = (head[5] if len(head) > 5 else f"[anon {head[0]}]"), 0.0
+        elif line.startswith("Rss:"):
+            rss = int(head[1]) / 1024
+    if rss:
+        found.append((rss, name))
+    found.sort(reverse=True)
+    return [f"{mb:.1f} {where}" for mb, where in found[:count]]
+
+
+class _Sampler(threading.Thread):
+    """Samples the main process's RSS and the pipeline's queue depth during the drain."""
+
+    def __init__(self, hub: Any, pid: int) -> None:
+        super().__init__(name="memory-sampler", daemon=True)
+        self.hub, self.pid = hub, pid
+        self.done = threading.Event()
+        self.max_main_rss = 0.0
+        self.max_queued = 0
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            self.max_main_rss = max(self.max_main_rss, round(rss_mb(self.pid)[0], 1))
+            try:
+                queued = int(self.hub.health()["pipeline"]["queued"])
+            except Exception:  # the API is busy or restarting: skip this sample
+                continue
+            self.max_queued = max(self.max_queued, queued)
+
+    def stop(self) -> None:
+        """Stop sampling and wait for the thread."""
+        self.done.set()
+        self.join(timeout=10)
 
 
 def main() -> int:
@@ -45,6 +90,8 @@ def main() -> int:
     parser.add_argument("--mix", choices=["fleet", "uniform"], default="uniform")
     parser.add_argument("--settle", type=float, default=15.0, help="seconds after the drain")
     parser.add_argument("--hub-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--smaps", action="store_true",
+                        help="also report the main process's largest mappings (RSS by mapping)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.hub_env)
@@ -68,13 +115,20 @@ def main() -> int:
                           processes_idle=idle["processes"])
             log(f"hub up in {result['startup_s']} s, RSS {idle['rss_mb']} MB "
                 f"(main {idle['main_rss_mb']} MB, {idle['processes']} process(es))")
+            sampler = _Sampler(hub, pid)
             try:
                 batch = load_messages(args.devices, args.devices, models=models)
+                sampler.start()
                 publish_all(broker.url, batch.messages)
                 wait_points(influx, batch.points, timeout=900)
+                sampler.stop()
+                result.update(drain_max_main_rss_mb=sampler.max_main_rss,
+                              drain_max_pipeline_queued=sampler.max_queued)
                 time.sleep(args.settle)  # state saves, rule-state saves, alarms flushed
                 health = hub.health()
                 result.update(tree_rss_mb(pid))
+                if args.smaps:
+                    result["main_mappings"] = largest_mappings(pid)
                 result.update(devices_seen=health["devices"]["seen"],
                               registered=health["devices"]["registered"],
                               processed=health["pipeline"]["processed"])

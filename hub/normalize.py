@@ -494,8 +494,10 @@ class Normalizer:
             id(route): _CompiledMessage(route.profile, route.message_name, route.spec)
             for route in self.router.routes
         }
-        # per device: (device_id, model, site[, community]) tags; index 2 is the site tag
+        # unregistered devices' (device_id, model, site) tags; registered devices' model, site
+        # and community tags per (model, site, community)
         self._device_tags: dict[str, BaseTags] = {}
+        self._group_tags: dict[tuple[str, str, str | None], BaseTags] = {}
         self._shared_tags: dict[tuple[str, str], tuple[str, str]] = {}
 
     def process(self, message: InboundMessage) -> Reading | Refusal:
@@ -520,27 +522,29 @@ class Normalizer:
         )
 
     def _site_of(self, device_id: str, profile: Profile) -> tuple[str, BaseTags]:
+        entry = self.sites.device(device_id)
+        if entry is not None:
+            # registered: built per message from the registry (no per-device cache: 100,000
+            # devices), the model, site and community tags shared
+            site, device = entry
+            group = (profile.model, site.site, device.community if site.tag_community else None)
+            shared = self._group_tags.get(group)
+            if shared is None:
+                shared = self._group_tags[group] = self._base_group(*group)
+            return site.site, (("device_id", device.id), *shared)
         cached = self._device_tags.get(device_id)
         if cached is not None:
-            return cached[2][1], cached
-        entry = self.sites.device(device_id)
-        shared = self._shared_tag
-        tags: BaseTags
-        if entry is None:
-            site_name = UNASSIGNED_SITE
-            tags = (("device_id", device_id), shared("model", profile.model),
-                    shared("site", site_name))
-        else:
-            site, device = entry
-            site_name = site.site
-            device_id = device.id  # the registry's string: one copy per device in the hub
-            tags = (("device_id", device_id), shared("model", profile.model),
-                    shared("site", site_name))
-            if site.tag_community and device.community:
-                tags = (*tags, shared("community", device.community))
+            return UNASSIGNED_SITE, cached
+        tags = (("device_id", device_id), *self._base_group(profile.model, UNASSIGNED_SITE, None))
         if len(self._device_tags) < 1_000_000:
             self._device_tags[device_id] = tags
-        return site_name, tags
+        return UNASSIGNED_SITE, tags
+
+    def _base_group(self, model: str, site: str, community: str | None) -> BaseTags:
+        tags: BaseTags = (self._shared_tag("model", model), self._shared_tag("site", site))
+        if community:
+            tags = (*tags, self._shared_tag("community", community))
+        return tags
 
     def _shared_tag(self, key: str, value: str) -> tuple[str, str]:
         """One tuple per distinct (key, value) of model, site and community tags."""

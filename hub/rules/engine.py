@@ -259,15 +259,18 @@ class RuleEngine:
             return
         fp = _fingerprint(reading)
         if t == ds.last_t:
-            if fp in ds.last_fps:
+            # fingerprints of the readings at last_t: one int (the usual case), or a tuple
+            fps = ds.last_fps
+            seen = (fps,) if isinstance(fps, int) else fps
+            if fp in seen:
                 metrics.RULE_READINGS_IGNORED.labels("duplicate").inc()
                 return
-            ds.last_fps = (*ds.last_fps[-7:], fp)
+            ds.last_fps = (*seen[-7:], fp)
         elif not receive_timed or ds.clock_known:
             # A receive-timed reading before any device-timed one (a retained "online" at
             # connect) must not set the device's clock: its telemetry may be hours behind.
             ds.last_t = t
-            ds.last_fps = (fp,)
+            ds.last_fps = fp
         if not receive_timed:
             ds.offset = reading.received_ns - reading.time_ns
             ds.clock_known = True
