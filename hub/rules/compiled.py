@@ -39,6 +39,7 @@ class DeviceState:
         "model",
         "offset",
         "program",
+        "scheduled",
         "site",
         "slots",
         "tz",
@@ -68,12 +69,21 @@ class DeviceState:
         self.offset = 0
         self.clock_known = False  # True once a device-timed reading gave the offset
         self.values: dict[str, FieldValue] = {}
-        self.slots: list[Any] = [None] * program.n_slots
+        # condition slots: the program's shared all-None tuple until a condition writes one
+        self.slots: list[Any] | tuple[Any, ...] = program.no_slots
         # the active level per rule (-1 none): the program's shared tuple until one changes
         self.active: list[int] | tuple[int, ...] = program.no_active
         self.deadline: int | None = None
+        self.scheduled: int | None = None  # when the engine's timer heap next looks at it
         self.dirty = False
 
+
+    def writable_slots(self) -> list[Any]:
+        """The slots as a list of this device's own (copied from the shared tuple once)."""
+        slots = self.slots
+        if isinstance(slots, tuple):
+            self.slots = slots = list(slots)
+        return slots
 
     def set_active(self, index: int, level: int) -> None:
         """Set the active level of the rule at ``index`` (-1: none)."""
@@ -182,7 +192,7 @@ class Threshold(Cond):
             return latched
         new = not self.cleared(v) if latched else bool(self.breach(v))
         if new != latched:
-            ds.slots[self.slot] = new
+            ds.writable_slots()[self.slot] = new
             ds.dirty = True
         return new
 
@@ -225,16 +235,16 @@ class Event(Cond):
         if r is not None:
             ev = r.values.get("event")
             if ev in self.names:
-                ds.slots[self.slot] = [t + self.hold, ev]
+                ds.writable_slots()[self.slot] = [t + self.hold, ev]
                 ds.dirty = True
             elif ev in self.clear_names and ds.slots[self.slot] is not None:
-                ds.slots[self.slot] = None
+                ds.writable_slots()[self.slot] = None
                 ds.dirty = True
         held = ds.slots[self.slot]
         if held is None:
             return False
         if t > held[0]:
-            ds.slots[self.slot] = None
+            ds.writable_slots()[self.slot] = None
             ds.dirty = True
             return False
         return True
@@ -277,7 +287,7 @@ class Rate(Cond):
             return latched
         samples: list[list[float]] | None = ds.slots[self.samples]
         if samples is None:
-            samples = ds.slots[self.samples] = []
+            samples = ds.writable_slots()[self.samples] = []
         samples.append([t, v])  # type: ignore[list-item]
         horizon = t - self.window
         while samples and samples[0][0] < horizon:
@@ -287,16 +297,16 @@ class Rate(Cond):
         ds.dirty = True
         span = samples[-1][0] - samples[0][0]
         if len(samples) < 2 or span < self.min_span:
-            ds.slots[self.last] = None
+            ds.writable_slots()[self.last] = None
             new = False
         else:
             rate = (samples[-1][1] - samples[0][1]) * 60 * NS / span
-            ds.slots[self.last] = rate
+            ds.writable_slots()[self.last] = rate
             if self.rising:
                 new = rate >= self.clear if latched else rate >= self.at
             else:
                 new = rate <= self.clear if latched else rate <= self.at
-        ds.slots[self.latch] = new
+        ds.writable_slots()[self.latch] = new
         return new
 
     def value(self, ds: DeviceState) -> Any:
@@ -327,7 +337,7 @@ class Stale(Cond):
             limit = self._limit(ds, env)
             new = latched or (limit is not None and now - ds.last_rx > limit)
         if new != latched:
-            ds.slots[self.slot] = new
+            ds.writable_slots()[self.slot] = new
             ds.dirty = True
         return new
 
@@ -404,7 +414,7 @@ class Count(Cond):
         times: list[int] | None = ds.slots[self.slot]
         if r is not None and self._matches(r):
             if times is None:
-                times = ds.slots[self.slot] = []
+                times = ds.writable_slots()[self.slot] = []
             times.append(t)
             if len(times) > self.at_least:
                 del times[0]
@@ -457,7 +467,7 @@ class Points(Cond):
             if found is not None:
                 found.sort(key=lambda x: (len(x), x))
                 if found != (ds.slots[self.slot] or []):
-                    ds.slots[self.slot] = found or None
+                    ds.writable_slots()[self.slot] = found or None
                     ds.dirty = True
         return bool(ds.slots[self.slot])
 
@@ -506,7 +516,7 @@ class AnyOf(Cond):
         for index, child in enumerate(self.children):
             if child.eval(ds, r, t, now, env) and first is None:
                 first = index
-        ds.slots[self.slot] = first
+        ds.writable_slots()[self.slot] = first
         return first is not None
 
     def value(self, ds: DeviceState) -> Any:
@@ -625,7 +635,7 @@ class CompiledRule:
 class Program:
     """All enabled rules of one (kind, site, device overrides) combination, compiled once."""
 
-    __slots__ = ("fields", "n_slots", "no_active", "rules", "signature")
+    __slots__ = ("fields", "n_slots", "no_active", "no_slots", "rules", "signature")
 
     def __init__(self, rules: Mapping[str, s.Rule]) -> None:
         counter = [0]
@@ -638,6 +648,7 @@ class Program:
                       if rule.enabled]
         self.n_slots = counter[0]
         self.no_active: tuple[int, ...] = (-1,) * len(self.rules)
+        self.no_slots: tuple[Any, ...] = (None,) * self.n_slots
         tracked: set[str] = set()
         for rule in self.rules:
             tracked |= rule.fields
