@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,17 @@ def largest_mappings(pid: int, count: int = 12) -> list[str]:
     return [f"{mb:.1f} {where}" for mb, where in found[:count]]
 
 
+def _paced(messages: list[tuple[str, bytes]], rate: float) -> Iterator[tuple[str, bytes]]:
+    """The messages at no more than ``rate`` per second (checked every 100)."""
+    started = time.monotonic()
+    for i, message in enumerate(messages):
+        if i % 100 == 0:
+            ahead = started + i / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        yield message
+
+
 class _Sampler(threading.Thread):
     """Samples the main process's RSS and the pipeline's queue depth during the drain."""
 
@@ -92,6 +104,8 @@ def main() -> int:
     parser.add_argument("--hub-env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--smaps", action="store_true",
                         help="also report the main process's largest mappings (RSS by mapping)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="publish at most this many msg/s (0: as fast as the broker takes)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.hub_env)
@@ -119,7 +133,11 @@ def main() -> int:
             try:
                 batch = load_messages(args.devices, args.devices, models=models)
                 sampler.start()
-                publish_all(broker.url, batch.messages)
+                if args.rate > 0:
+                    result["rate"] = args.rate
+                    publish_all(broker.url, _paced(batch.messages, args.rate))
+                else:
+                    publish_all(broker.url, batch.messages)
                 wait_points(influx, batch.points, timeout=900)
                 sampler.stop()
                 result.update(drain_max_main_rss_mb=sampler.max_main_rss,
