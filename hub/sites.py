@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterable
 from datetime import date, time
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, ClassVar, Literal, Self, TextIO
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, model_validator
@@ -64,21 +64,86 @@ class _DeviceFields(_Strict):
     rules: dict[str, Any] = Field(default_factory=dict, description="per-device rule overrides")
 
 
-_DEVICE_FIELDS = tuple(_DeviceFields.model_fields)
-_ActiveHoursKey = tuple[time, time]
-_HOURS: dict[_ActiveHoursKey, ActiveHours] = {}
+_HOURS: dict[tuple[time, time], ActiveHours] = {}
 
 
-class Device:
-    """One registered field device (read-only).
+class _Record:
+    """A read-only record in slots, validated by pydantic through a ``_Strict`` model first.
 
-    Validated by pydantic (``_DeviceFields``: same fields, same errors) and then kept in slots
-    with shared strings: a county registers 100,000 devices, and a pydantic instance per device
-    cost ~750 bytes more than this.
+    The registry holds one per device (100,000 in a county): a pydantic instance costs ~750
+    bytes more (its ``__dict__`` and fields-set). Same fields, same validation errors (with the
+    same ``devices.N.field`` locations) as the model; a record passes validation as it is.
     """
+
+    __slots__ = ()
+    _model: ClassVar[type[BaseModel]]
+    _names: ClassVar[tuple[str, ...]]
+
+    def __init__(self, **data: Any) -> None:
+        self._fill(self._model(**data))
+
+    @classmethod
+    def _from_fields(cls, fields: BaseModel) -> Self:
+        record = cls.__new__(cls)
+        record._fill(fields)
+        return record
+
+    def _fill(self, fields: Any) -> None:
+        for name in self._names:
+            object.__setattr__(self, name, getattr(fields, name))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only: cannot delete {name!r}")
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._names)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(getattr(self, self._names[0]))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._names
+                          if n == self._names[0] or getattr(self, n))
+        return f"{type(self).__name__}({shown})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), {n: getattr(self, n) for n in self._names}))
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """Validate as the model (a record of this class passes as it is), keep a record."""
+
+        def validate(value: Any, inner: core_schema.ValidatorFunctionWrapHandler) -> Any:
+            if isinstance(value, cls):
+                return value
+            return cls._from_fields(inner(value))
+
+        return core_schema.no_info_wrap_validator_function(
+            validate, handler.generate_schema(cls._model)
+        )
+
+
+def _rebuild(cls: type[_Record], data: dict[str, Any]) -> _Record:
+    return cls(**data)
+
+
+class Device(_Record):
+    """One registered field device (read-only; validated as ``_DeviceFields``)."""
 
     __slots__ = ("_rules", "active_hours", "community", "id", "lat", "lon", "model", "name",
                  "place")
+    _model = _DeviceFields
+    _names = tuple(_DeviceFields.model_fields)
 
     id: str
     model: str
@@ -90,16 +155,8 @@ class Device:
     active_hours: ActiveHours | None
     _rules: dict[str, Any] | None
 
-    def __init__(self, **data: Any) -> None:
-        self._fill(_DeviceFields(**data))
-
-    @classmethod
-    def _from_fields(cls, fields: _DeviceFields) -> Device:
-        device = cls.__new__(cls)
-        device._fill(fields)
-        return device
-
-    def _fill(self, f: _DeviceFields) -> None:
+    def _fill(self, fields: Any) -> None:
+        f: _DeviceFields = fields
         intern = sys.intern
         put = object.__setattr__
         put(self, "id", f.id)
@@ -120,53 +177,11 @@ class Device:
         """Per-device rule overrides (empty when none)."""
         return self._rules if self._rules is not None else {}
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"Device is read-only: cannot set {name!r}")
 
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"Device is read-only: cannot delete {name!r}")
+class _CheckpointFields(_Strict):
+    """What a site file may say of one patrol checkpoint: validated here, kept as a record."""
 
-    def _key(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in _DEVICE_FIELDS)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Device):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash((self.id, self.model))
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in _DEVICE_FIELDS
-                          if n in ("id", "model") or getattr(self, n))
-        return f"Device({shown})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_device_from_dict, ({n: getattr(self, n) for n in _DEVICE_FIELDS},))
-
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        """Validate as ``_DeviceFields`` (a ``Device`` passes as it is), keep a ``Device``."""
-
-        def validate(value: Any, inner: core_schema.ValidatorFunctionWrapHandler) -> Device:
-            if isinstance(value, Device):
-                return value
-            return cls._from_fields(inner(value))
-
-        return core_schema.no_info_wrap_validator_function(
-            validate, handler.generate_schema(_DeviceFields)
-        )
-
-
-def _device_from_dict(data: dict[str, Any]) -> Device:
-    return Device(**data)
-
-
-class Checkpoint(_Strict):
-    """A patrol checkpoint with its NFC tag."""
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Checkpoint")
 
     id: str
     tag_uid: str
@@ -174,6 +189,26 @@ class Checkpoint(_Strict):
     community: str | None = None
     lat: float | None = None
     lon: float | None = None
+
+
+class Checkpoint(_Record):
+    """A patrol checkpoint with its NFC tag (read-only; validated as ``_CheckpointFields``)."""
+
+    __slots__ = ("community", "id", "lat", "lon", "name", "tag_uid")
+    _model = _CheckpointFields
+    _names = tuple(_CheckpointFields.model_fields)
+
+    id: str
+    tag_uid: str
+    name: str
+    community: str | None
+    lat: float | None
+    lon: float | None
+
+    def _fill(self, fields: Any) -> None:
+        super()._fill(fields)
+        if self.community is not None:
+            object.__setattr__(self, "community", sys.intern(self.community))
 
 
 class Inspector(_Strict):

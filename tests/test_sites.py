@@ -158,3 +158,18 @@ def test_device_is_compact_read_only_and_validated_like_a_model() -> None:
     text = str(bad.value)
     assert "devices.1.model\n  Field required" in text
     assert "devices.1.modle\n  Extra inputs are not permitted" in text
+
+
+def test_checkpoint_is_a_compact_record_and_pickles() -> None:
+    import pickle
+
+    from hub.sites import Checkpoint, Device, Site
+
+    site = Site.model_validate({"site": "x", "name": "X", "checkpoints": [
+        {"id": "C1", "tag_uid": "04A1", "name": "Gate", "lat": 28.1}]})
+    (cp,) = site.checkpoints
+    assert isinstance(cp, Checkpoint) and (cp.id, cp.tag_uid, cp.lat, cp.lon) == ("C1", "04A1",
+                                                                                28.1, None)
+    assert pickle.loads(pickle.dumps(cp)) == cp
+    device = Device(id="L1", model="XS-FL200", rules={"battery_low": {"enabled": False}})
+    assert pickle.loads(pickle.dumps(device)) == device
