@@ -14,6 +14,7 @@ of the old child's messages are dropped (their packet ids belong to a connection
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import marshal
 import multiprocessing
@@ -57,8 +58,11 @@ _STOP = 13  # (13,)
 _CONFIG = 14  # (14, IntakeConfig as a dict): the first frame
 
 
-FORWARD_BATCH = 2000  # messages per frame at most
-CHILD_BACKLOG = 20_000  # messages the child holds before paho stops reading (back-pressure)
+FORWARD_BATCH = 1000  # messages per frame at most
+CHILD_BACKLOG = 5000  # messages the child holds before paho stops reading (back-pressure)
+PULL_MAX = 5000  # messages the pipeline takes per ``receive``
+PIPE_BYTES = 1 << 20  # pipe buffer asked of Linux (default 64 KiB): frames cross in one read
+_F_SETPIPE_SZ = 1031
 RESTART_DELAY_S = 1.0
 
 
@@ -86,7 +90,6 @@ class IntakeProcess:
         url: str,
         client_id: str,
         subscriptions: list[tuple[str, int]],
-        on_messages: Callable[[list[InboundMessage]], None],
         *,
         ca_file: Path | None = None,
         cert_file: Path | None = None,
@@ -95,10 +98,9 @@ class IntakeProcess:
         protocol: str = "auto",
     ) -> None:
         self.url = parse_mqtt_url(url)
-        self.on_messages = on_messages
         self.on_connected: Callable[[], object] | None = None
         self.last_error: str | None = None
-        self.received = 0  # written by the reader thread only
+        self.received = 0  # written by the pipeline thread only (``receive``)
         self._counted = 0
         self._config = IntakeConfig(
             url, client_id, subscriptions, _opt(ca_file), _opt(cert_file), _opt(key_file),
@@ -110,7 +112,7 @@ class IntakeProcess:
         self._send_lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._down: Connection | None = None
-        self._reader: threading.Thread | None = None
+        self._up: tuple[Connection, int] | None = None  # (pipe from the child, its epoch)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -128,14 +130,18 @@ class IntakeProcess:
         if proc is None:
             return
         self._send((_STOP,))
+        # Nobody pulls messages any more: discard what the child still sends (it is not
+        # acknowledged, so the broker keeps it), or a full pipe would hold the child up.
+        up = self._up
+        if up is not None:
+            threading.Thread(target=_discard, args=(up[0],), name="intake-discard",
+                             daemon=True).start()
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             log.error("MQTT intake did not stop in 15 s; terminating it")
             proc.terminate()
             proc.wait(5)
-        if self._reader is not None:
-            self._reader.join(5)
         self._connected.clear()
         CONNECTED.set(0)
 
@@ -154,6 +160,8 @@ class IntakeProcess:
         # tracker process and no re-import of the hub's main module (~25 MB less in all).
         up_read, up_write = multiprocessing.Pipe(duplex=False)
         down_read, down_write = multiprocessing.Pipe(duplex=False)
+        for conn in (up_read, down_read):
+            _widen(conn)
         self._epoch += 1
         fds = (up_write.fileno(), down_read.fileno())
         proc = subprocess.Popen(
@@ -165,37 +173,52 @@ class IntakeProcess:
         down_read.close()
         self._proc, self._down = proc, down_write
         self._send((_CONFIG, asdict(self._config)))
-        self._reader = threading.Thread(
-            target=self._read_loop, args=(up_read, self._epoch), name="hub-intake-reader",
-            daemon=True,
-        )
-        self._reader.start()
+        self._up = (up_read, self._epoch)
         log.info("MQTT intake process %s started", proc.pid)
 
-    # ------------------------------------------------------------------ reader thread
+    # ------------------------------------------------------------------ the pipeline's thread
 
-    def _read_loop(self, conn: Connection, epoch: int) -> None:
-        on_messages = self.on_messages
-        while True:
-            try:
-                frame = marshal.loads(conn.recv_bytes())
-            except (EOFError, OSError):
-                break
-            kind = frame[0]
-            if kind == _MESSAGES:
-                batch = [
-                    InboundMessage(topic, payload, qos, retain, received_ns,
-                                   (epoch, generation, mid, qos))
-                    for topic, payload, qos, retain, received_ns, generation, mid in frame[1]
-                ]
-                self.received += len(batch)
-                on_messages(batch)
-            elif kind == _STATUS:
-                self._status(bool(frame[1]), frame[2])
-            elif kind == _ON_CONNECT and self.on_connected is not None:
-                threading.Thread(target=self.on_connected, name="on-connected",
-                                 daemon=True).start()
+    def receive(self, timeout: float) -> list[InboundMessage]:
+        """Messages that have arrived, waiting up to ``timeout`` s for the first.
+
+        The pipeline's thread calls it whenever its inbox is empty: no reader thread, no queue
+        between the two, and the pipe itself is the back-pressure (a busy pipeline stops
+        reading, the child's backlog fills, paho stops reading, the broker keeps the rest).
+        """
+        up = self._up
+        if up is None:  # between two children
+            time.sleep(min(timeout, 0.05))
+            return []
+        conn, epoch = up
+        out: list[InboundMessage] = []
+        try:
+            if not conn.poll(timeout):
+                return out
+            while True:
+                self._frame(marshal.loads(conn.recv_bytes()), epoch, out)
+                if len(out) >= PULL_MAX or not conn.poll(0):
+                    return out
+        except (EOFError, OSError):
+            self._child_gone(conn, epoch)
+            return out
+
+    def _frame(self, frame: Any, epoch: int, out: list[InboundMessage]) -> None:
+        kind = frame[0]
+        if kind == _MESSAGES:
+            out += [
+                InboundMessage(topic, payload, qos, retain, received_ns,
+                               (epoch, generation, mid, qos))
+                for topic, payload, qos, retain, received_ns, generation, mid in frame[1]
+            ]
+            self.received += len(frame[1])
+        elif kind == _STATUS:
+            self._status(bool(frame[1]), frame[2])
+        elif kind == _ON_CONNECT and self.on_connected is not None:
+            threading.Thread(target=self.on_connected, name="on-connected", daemon=True).start()
+
+    def _child_gone(self, conn: Connection, epoch: int) -> None:
         conn.close()
+        self._up = None
         self._connected.clear()
         CONNECTED.set(0)
         if self._stopping or epoch != self._epoch:
@@ -203,6 +226,9 @@ class IntakeProcess:
         code = self._proc.poll() if self._proc is not None else None
         self.last_error = f"MQTT intake process exited (code {code}); restarting"
         log.error("%s", self.last_error)
+        threading.Thread(target=self._respawn, name="intake-respawn", daemon=True).start()
+
+    def _respawn(self) -> None:
         time.sleep(RESTART_DELAY_S)
         if not self._stopping:
             self._spawn()
@@ -361,6 +387,19 @@ class _Child:
             elif kind == _STOP:
                 client.stop()
                 return
+
+
+def _widen(conn: Connection) -> None:
+    """Ask for a 1 MiB pipe buffer (Linux); keep the default where that is refused."""
+    with contextlib.suppress(OSError, ValueError):
+        fcntl.fcntl(conn.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
+
+
+def _discard(conn: Connection) -> None:
+    """Read and drop frames until the child closes its end."""
+    with contextlib.suppress(EOFError, OSError):
+        while True:
+            conn.recv_bytes()
 
 
 def _opt(path: Path | None) -> str | None:

@@ -60,6 +60,7 @@ class Pipeline:
         save_interval_s: float = 2.0,
         clock: HubClock | None = None,
         max_queue: int = 200_000,
+        source: Callable[[float], list[InboundMessage]] | None = None,
     ) -> None:
         self.normalizer = normalizer
         self.states = states
@@ -71,6 +72,9 @@ class Pipeline:
         self.tick_interval_s = tick_interval_s
         self.save_interval_s = save_interval_s
         self.clock = clock or HubClock()
+        # Either the intake pushes (``submit``, from paho's thread) or this thread pulls from
+        # ``source`` whenever the inbox is empty (the intake process's pipe).
+        self.source = source
         self._device_clock = self.clock.mode == "device"
         self.reading_hooks: list[tuple[str, ReadingHook]] = []
         self.tick_hooks: list[tuple[str, TickHook]] = []
@@ -121,16 +125,6 @@ class Pipeline:
         if self._idle:
             self._wake.set()
 
-    def submit_many(self, messages: list[InboundMessage]) -> None:
-        """Hand over a batch in arrival order (the intake's reader; blocks when the queue is
-        full, so the intake stops reading and the broker keeps the rest)."""
-        inbox = self._inbox
-        while len(inbox) >= self._max_queue and not self._stop.is_set():
-            time.sleep(0.005)
-        inbox.extend(messages)
-        if self._idle:
-            self._wake.set()
-
     def emit_points(self, points: list[Point]) -> None:
         """Add points the hub makes itself (alarms, ...) to the next batch; any thread."""
         with self._side_lock:
@@ -170,7 +164,11 @@ class Pipeline:
                     timeout = self._batch_started + self.batch_interval_s - time.monotonic()
                 else:
                     timeout = 0.5
-                if timeout > 0:
+                timeout = min(timeout, next_tick - time.monotonic())  # ticks stay on time
+                if self.source is not None:
+                    if not self._stop.is_set():
+                        inbox.extend(self.source(max(0.0, min(timeout, 0.5))))
+                elif timeout > 0:
                     wake.clear()
                     self._idle = True
                     if not inbox:

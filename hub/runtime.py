@@ -46,18 +46,18 @@ def make_store(settings: Settings) -> PointStore:
 
 def make_mqtt(
     settings: Settings, subscriptions: list[tuple[str, int]],
-    on_messages: Callable[[list[InboundMessage]], None],
+    on_message: Callable[[InboundMessage], None],
 ) -> MqttClient | IntakeProcess:
-    """The MQTT intake: paho in a child process (default) or in a thread of this one."""
+    """The MQTT intake: paho in a child process (default; the pipeline pulls from it) or in a
+    thread of this one (it pushes each message through ``on_message``)."""
     s = settings
     if s.mqtt_intake == "process":
         return IntakeProcess(
-            s.mqtt_url, s.mqtt_client_id, subscriptions, on_messages, ca_file=s.mqtt_ca_file,
+            s.mqtt_url, s.mqtt_client_id, subscriptions, ca_file=s.mqtt_ca_file,
             cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol)
     return MqttClient(
-        s.mqtt_url, s.mqtt_client_id, subscriptions, lambda message: on_messages([message]),
-        ca_file=s.mqtt_ca_file, cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file,
-        protocol=s.mqtt_protocol)
+        s.mqtt_url, s.mqtt_client_id, subscriptions, on_message, ca_file=s.mqtt_ca_file,
+        cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol)
 
 
 class Hub:
@@ -82,11 +82,12 @@ class Hub:
             self.store, self.spool, on_rejected=self.dead_letters.record, retry_max_s=5.0
         )
         self.mqtt = make_mqtt(settings, self.normalizer.router.subscriptions(
-            settings.mqtt_shared_group), self._submit_many)
+            settings.mqtt_shared_group), self._submit)
         self.pipeline = Pipeline(
             self.normalizer, self.states, self.refusals, self.writer, self.mqtt.ack_many,
             batch_size=settings.batch_size, batch_interval_s=settings.batch_interval_s,
             clock=self.clock, tick_interval_s=0.25, save_interval_s=settings.state_save_s,
+            source=self.mqtt.receive if isinstance(self.mqtt, IntakeProcess) else None,
         )
         self.alarms = AlarmService.from_settings(
             settings, self.engine, emit_points=self.pipeline.emit_points,
@@ -120,8 +121,8 @@ class Hub:
     def _count_received(self, _now: int) -> None:
         self.mqtt.count_received()
 
-    def _submit_many(self, messages: list[InboundMessage]) -> None:
-        self.pipeline.submit_many(messages)
+    def _submit(self, message: InboundMessage) -> None:
+        self.pipeline.submit(message)
 
     def start(self, wait_connected_s: float = 0.0) -> None:
         """Load state, start the pipeline and connect to the broker."""
