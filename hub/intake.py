@@ -18,44 +18,32 @@ import fcntl
 import logging
 import marshal
 import multiprocessing
-import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
-
 from hub.model import InboundMessage
-from hub.mqtt import (
-    CONNECTED,
-    CONNECTS,
-    MESSAGES_RECEIVED,
-    STATUS_TOPIC,
-    MqttClient,
-    parse_mqtt_url,
-)
+from hub.mqtt_common import CONNECTED, CONNECTS, MESSAGES_RECEIVED, STATUS_TOPIC, parse_mqtt_url
 
 log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Frames, child -> hub:
-_MESSAGES = 1  # (1, [(topic, payload, qos, retain, received_ns, generation, mid), ...])
-_STATUS = 2  # (2, connected, last_error)
-_ON_CONNECT = 3  # (3,): a new connection is up; republish what must be retained
+FRAME_MESSAGES = 1  # (1, [(topic, payload, qos, retain, received_ns, generation, mid), ...])
+FRAME_STATUS = 2  # (2, connected, last_error)
+FRAME_ON_CONNECT = 3  # (3,): a new connection is up; republish what must be retained
 # Frames, hub -> child:
-_ACK = 11  # (11, [(generation, mid, qos), ...])
-_PUBLISH = 12  # (12, topic, payload, qos, retain)
-_STOP = 13  # (13,)
-_CONFIG = 14  # (14, IntakeConfig as a dict): the first frame
+FRAME_ACK = 11  # (11, [(generation, mid, qos), ...])
+FRAME_PUBLISH = 12  # (12, topic, payload, qos, retain)
+FRAME_STOP = 13  # (13,)
+FRAME_CONFIG = 14  # (14, IntakeConfig as a dict): the first frame
 
 
 FORWARD_BATCH = 1000  # messages per frame at most
@@ -129,7 +117,7 @@ class IntakeProcess:
         proc = self._proc
         if proc is None:
             return
-        self._send((_STOP,))
+        self._send((FRAME_STOP,))
         # Nobody pulls messages any more: discard what the child still sends (it is not
         # acknowledged, so the broker keeps it), or a full pipe would hold the child up.
         up = self._up
@@ -156,7 +144,7 @@ class IntakeProcess:
         return None if self._proc is None else self._proc.pid
 
     def _spawn(self) -> None:
-        # A plain ``python -m hub.intake`` rather than multiprocessing's spawn: no resource
+        # A plain ``python -m hub.intake_child`` rather than multiprocessing's spawn: no resource
         # tracker process and no re-import of the hub's main module (~25 MB less in all).
         up_read, up_write = multiprocessing.Pipe(duplex=False)
         down_read, down_write = multiprocessing.Pipe(duplex=False)
@@ -165,14 +153,14 @@ class IntakeProcess:
         self._epoch += 1
         fds = (up_write.fileno(), down_read.fileno())
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.intake", str(fds[0]), str(fds[1])], pass_fds=fds,
+            [sys.executable, "-m", "hub.intake_child", str(fds[0]), str(fds[1])], pass_fds=fds,
             stdin=subprocess.DEVNULL,
         )
         # Keep only our ends open: each side then sees EOF when the other goes away.
         up_write.close()
         down_read.close()
         self._proc, self._down = proc, down_write
-        self._send((_CONFIG, asdict(self._config)))
+        self._send((FRAME_CONFIG, asdict(self._config)))
         self._up = (up_read, self._epoch)
         log.info("MQTT intake process %s started", proc.pid)
 
@@ -204,16 +192,16 @@ class IntakeProcess:
 
     def _frame(self, frame: Any, epoch: int, out: list[InboundMessage]) -> None:
         kind = frame[0]
-        if kind == _MESSAGES:
+        if kind == FRAME_MESSAGES:
             out += [
                 InboundMessage(topic, payload, qos, retain, received_ns,
                                (epoch, generation, mid, qos))
                 for topic, payload, qos, retain, received_ns, generation, mid in frame[1]
             ]
             self.received += len(frame[1])
-        elif kind == _STATUS:
+        elif kind == FRAME_STATUS:
             self._status(bool(frame[1]), frame[2])
-        elif kind == _ON_CONNECT and self.on_connected is not None:
+        elif kind == FRAME_ON_CONNECT and self.on_connected is not None:
             threading.Thread(target=self.on_connected, name="on-connected", daemon=True).start()
 
     def _child_gone(self, conn: Connection, epoch: int) -> None:
@@ -260,11 +248,11 @@ class IntakeProcess:
             if type(token) is tuple and token[0] == epoch and token[3]
         ]
         if acks:
-            self._send((_ACK, acks))
+            self._send((FRAME_ACK, acks))
 
     def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> None:
         """Publish through the child (paho queues it while disconnected)."""
-        self._send((_PUBLISH, topic, bytes(payload), qos, retain))
+        self._send((FRAME_PUBLISH, topic, bytes(payload), qos, retain))
 
     def _send(self, frame: tuple[Any, ...]) -> None:
         data = marshal.dumps(frame)
@@ -277,116 +265,6 @@ class IntakeProcess:
             except OSError:
                 # The child is gone: what it did not ack is redelivered to its successor.
                 log.warning("MQTT intake process not reachable; frame dropped")
-
-
-# ---------------------------------------------------------------------- the child process
-
-
-class _ForwardingClient(MqttClient):
-    """MqttClient whose messages go to the hub process as plain tuples, and status with them."""
-
-    def __init__(self, config: IntakeConfig, child: _Child) -> None:
-        super().__init__(
-            config.url, config.client_id, config.subscriptions, on_message=lambda _m: None,
-            ca_file=_path(config.ca_file), cert_file=_path(config.cert_file),
-            key_file=_path(config.key_file),
-            status_topic=config.status_topic, protocol=config.protocol,
-        )
-        self.child = child
-        self.on_connected = child.on_connect
-
-    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
-        self.child.take(
-            (msg.topic, msg.payload, msg.qos, bool(msg.retain), time.time_ns(),
-             self._generation, msg.mid)
-        )
-
-    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
-                    properties: Any) -> None:
-        super()._on_connect(client, userdata, flags, reason, properties)
-        self.child.send((_STATUS, self.connected, self.last_error))
-
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
-        super()._on_disconnect(client, userdata, flags, reason, properties)
-        self.child.send((_STATUS, False, self.last_error))
-
-
-class _Child:
-    """The child's three parts: paho's thread, a forwarder thread and the command loop."""
-
-    def __init__(self, config: IntakeConfig, up: Connection, down: Connection) -> None:
-        self.up = up
-        self.down = down
-        self.parent = os.getppid()
-        self.backlog: deque[tuple[Any, ...]] = deque()
-        self.wake = threading.Event()
-        self.idle = False
-        self.send_lock = threading.Lock()
-        self.client = _ForwardingClient(config, self)
-
-    def take(self, message: tuple[Any, ...]) -> None:
-        """Queue one message for the hub (paho's thread; waits while the backlog is full)."""
-        backlog = self.backlog
-        while len(backlog) >= CHILD_BACKLOG:
-            time.sleep(0.005)  # paho stops reading; the broker keeps the rest
-        backlog.append(message)
-        if self.idle:
-            self.wake.set()
-
-    def on_connect(self) -> None:
-        """Tell the hub a connection is up (it republishes retained alarms)."""
-        self.send((_ON_CONNECT,))
-
-    def send(self, frame: tuple[Any, ...]) -> None:
-        """Send one frame to the hub; exit if the hub is gone."""
-        data = marshal.dumps(frame)
-        try:
-            with self.send_lock:
-                self.up.send_bytes(data)
-        except OSError:
-            self.exit_orphaned()
-
-    def exit_orphaned(self) -> None:
-        """The hub process is gone: leave at once, acknowledging nothing more."""
-        log.error("hub process gone; MQTT intake exiting (unacknowledged messages stay queued)")
-        os._exit(1)
-
-    def forward_loop(self) -> None:
-        """Send queued messages to the hub in batches (as many as are waiting, up to a frame)."""
-        backlog = self.backlog
-        while True:
-            if not backlog:
-                self.wake.clear()
-                self.idle = True
-                if not backlog:
-                    self.wake.wait(0.5)
-                self.idle = False
-                if not backlog:
-                    if os.getppid() != self.parent:
-                        self.exit_orphaned()
-                    continue
-            count = min(len(backlog), FORWARD_BATCH)
-            self.send((_MESSAGES, [backlog.popleft() for _ in range(count)]))
-
-    def command_loop(self) -> None:
-        """Carry out the hub's acks, publishes and stop, in the order they were sent."""
-        client = self.client
-        while True:
-            try:
-                frame = marshal.loads(self.down.recv_bytes())
-            except (EOFError, OSError):
-                self.exit_orphaned()
-                return
-            kind = frame[0]
-            if kind == _ACK:
-                for generation, mid, qos in frame[1]:
-                    client.ack_mid(generation, mid, qos)
-            elif kind == _PUBLISH:
-                client.publish(frame[1], frame[2], retain=frame[4], qos=frame[3])
-            elif kind == _STOP:
-                client.stop()
-                return
 
 
 def _widen(conn: Connection) -> None:
@@ -404,34 +282,3 @@ def _discard(conn: Connection) -> None:
 
 def _opt(path: Path | None) -> str | None:
     return None if path is None else str(path)
-
-
-def _path(text: str | None) -> Path | None:
-    return None if text is None else Path(text)
-
-
-def child_main(up_fd: int, down_fd: int) -> None:
-    """Entry point of the intake process: the pipes' file descriptors, config as first frame."""
-    # Ctrl-C reaches the whole process group: the hub decides when we stop, after its last acks.
-    # SIGTERM keeps its default (exit): what was not acked yet is redelivered, nothing is lost.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    up, down = Connection(up_fd, readable=False), Connection(down_fd, writable=False)
-    try:
-        kind, fields = marshal.loads(down.recv_bytes())
-    except (EOFError, OSError):
-        os._exit(1)
-    if kind != _CONFIG:
-        raise SystemExit(f"intake: expected the config frame first, got {kind}")
-    fields["subscriptions"] = [tuple(sub) for sub in fields["subscriptions"]]
-    config = IntakeConfig(**fields)
-    logging.basicConfig(level=config.log_level, format=LOG_FORMAT)
-    child = _Child(config, up, down)
-    threading.Thread(target=child.forward_loop, name="intake-forward", daemon=True).start()
-    child.client.start()
-    child.command_loop()
-    with contextlib.suppress(OSError):
-        up.close()
-
-
-if __name__ == "__main__":
-    child_main(int(sys.argv[1]), int(sys.argv[2]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.alarms.service import AlarmService
 from hub.clock import HubClock
@@ -13,7 +13,6 @@ from hub.db import create_all, make_engine, make_sessionmaker
 from hub.gcfreeze import GcFreezer
 from hub.intake import IntakeProcess
 from hub.model import InboundMessage
-from hub.mqtt import MqttClient
 from hub.normalize import Normalizer
 from hub.patrol.service import PatrolService
 from hub.pipeline import Pipeline
@@ -28,6 +27,9 @@ from hub.store.embedded import EmbeddedStore
 from hub.store.influx import InfluxV1Store
 from hub.store.spool import Spool
 from hub.store.writer import DurableWriter
+
+if TYPE_CHECKING:
+    from hub.mqtt import MqttClient
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,12 @@ def make_store(settings: Settings) -> PointStore:
 def make_mqtt(
     settings: Settings, subscriptions: list[tuple[str, int]],
     on_message: Callable[[InboundMessage], None],
-) -> MqttClient | IntakeProcess:
+) -> IntakeProcess | MqttClient:
     """The MQTT intake: paho in a child process (default; the pipeline pulls from it) or in a
     thread of this one (it pushes each message through ``on_message``)."""
     s = settings
+    from hub.mqtt import MqttClient  # paho: only in thread mode does the hub process load it
+
     if s.mqtt_intake == "process":
         return IntakeProcess(
             s.mqtt_url, s.mqtt_client_id, subscriptions, ca_file=s.mqtt_ca_file,
@@ -103,6 +107,8 @@ class Hub:
         self.pipeline.add_reading_hook("rules", self.rules.on_reading)
         self.pipeline.add_tick_hook("rules", self.rules.on_tick)
         self.pipeline.add_stop_hook("rules", self._stop_rules)
+        # Alarm transitions a batch caused are in the database before its messages are acked.
+        self.pipeline.add_flush_hook("alarms", self._flush_alarms)
         self.patrol = PatrolService.from_settings(
             settings, self.engine, self.alarms, self.sites, clock=self.clock)
         self.pipeline.add_reading_hook("patrol", self.patrol.on_reading)
@@ -113,6 +119,9 @@ class Hub:
         self.started_ns: int | None = None
         self._stopped = False
         self.extensions: dict[str, Any] = {}
+
+    def _flush_alarms(self) -> None:
+        self.alarms.flush()
 
     def _stop_rules(self) -> None:
         self.rules.stop()

@@ -131,6 +131,7 @@ class Hub:
     def tick(self, t: int) -> None:
         self.clock.now = t
         self.engine.on_tick(t)
+        self.service.flush()  # what the hub's pipeline flush hook does after each tick
 
     def history(self, alarm_id: str) -> list[str]:
         return [h["action"] for h in self.service.get(alarm_id)["history"]]

@@ -1,9 +1,10 @@
 """The alarm lifecycle: one open alarm per (device, rule), ThingsBoard's four states.
 
 Transitions (raise, reopen, escalate, de-escalate, clear, ack, assign, comment) are sent out at
-once: an ``alarm`` point, the retained MQTT topic and the webhooks. Their rows and history go to
-the database from a writer thread (the pipeline never waits on a commit: a commit under load
-took 10-67 ms); officer actions and reads write what is pending before they return or query.
+once: an ``alarm`` point, the retained MQTT topic and the webhooks. Their rows and history are
+written off the pipeline's thread (a commit under load took 10-67 ms): by the hub's flush hook,
+in the store writer's thread before the batch that caused them is acknowledged, and by a writer
+thread of this service otherwise; officer actions and reads write what is pending first.
 Repeats of an active alarm (count, value, last seen) stay in memory and are written and
 republished at most every ``flush_interval_s``. Thread-safe: the pipeline thread raises and
 clears, API threads ack, clear, assign and comment.

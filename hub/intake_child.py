@@ -1,0 +1,179 @@
+"""The MQTT intake process (``python -m hub.intake_child``): paho here, the pipeline in the hub.
+
+Started and supervised by ``hub.intake.IntakeProcess``; see that module for the why and the
+frames. Three parts: paho's network thread queues each message as a plain tuple, a forwarder
+thread sends them to the hub in batches, and the main thread carries out the hub's acks,
+publishes and stop in the order they were sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import marshal
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from hub.intake import (
+    CHILD_BACKLOG,
+    FORWARD_BATCH,
+    FRAME_ACK,
+    FRAME_CONFIG,
+    FRAME_MESSAGES,
+    FRAME_ON_CONNECT,
+    FRAME_PUBLISH,
+    FRAME_STATUS,
+    FRAME_STOP,
+    LOG_FORMAT,
+    IntakeConfig,
+)
+from hub.mqtt import MqttClient
+
+log = logging.getLogger("hub.intake")
+
+
+class _ForwardingClient(MqttClient):
+    """MqttClient whose messages go to the hub process as plain tuples, and status with them."""
+
+    def __init__(self, config: IntakeConfig, child: _Child) -> None:
+        super().__init__(
+            config.url, config.client_id, config.subscriptions, on_message=lambda _m: None,
+            ca_file=_path(config.ca_file), cert_file=_path(config.cert_file),
+            key_file=_path(config.key_file),
+            status_topic=config.status_topic, protocol=config.protocol,
+        )
+        self.child = child
+        self.on_connected = child.on_connect
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        self.child.take(
+            (msg.topic, msg.payload, msg.qos, bool(msg.retain), time.time_ns(),
+             self._generation, msg.mid)
+        )
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        super()._on_connect(client, userdata, flags, reason, properties)
+        self.child.send((FRAME_STATUS, self.connected, self.last_error))
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        super()._on_disconnect(client, userdata, flags, reason, properties)
+        self.child.send((FRAME_STATUS, False, self.last_error))
+
+
+class _Child:
+    """The child's three parts: paho's thread, a forwarder thread and the command loop."""
+
+    def __init__(self, config: IntakeConfig, up: Connection, down: Connection) -> None:
+        self.up = up
+        self.down = down
+        self.parent = os.getppid()
+        self.backlog: deque[tuple[Any, ...]] = deque()
+        self.wake = threading.Event()
+        self.idle = False
+        self.send_lock = threading.Lock()
+        self.client = _ForwardingClient(config, self)
+
+    def take(self, message: tuple[Any, ...]) -> None:
+        """Queue one message for the hub (paho's thread; waits while the backlog is full)."""
+        backlog = self.backlog
+        while len(backlog) >= CHILD_BACKLOG:
+            time.sleep(0.005)  # paho stops reading; the broker keeps the rest
+        backlog.append(message)
+        if self.idle:
+            self.wake.set()
+
+    def on_connect(self) -> None:
+        """Tell the hub a connection is up (it republishes retained alarms)."""
+        self.send((FRAME_ON_CONNECT,))
+
+    def send(self, frame: tuple[Any, ...]) -> None:
+        """Send one frame to the hub; exit if the hub is gone."""
+        data = marshal.dumps(frame)
+        try:
+            with self.send_lock:
+                self.up.send_bytes(data)
+        except OSError:
+            self.exit_orphaned()
+
+    def exit_orphaned(self) -> None:
+        """The hub process is gone: leave at once, acknowledging nothing more."""
+        log.error("hub process gone; MQTT intake exiting (unacknowledged messages stay queued)")
+        os._exit(1)
+
+    def forward_loop(self) -> None:
+        """Send queued messages to the hub in batches (as many as are waiting, up to a frame)."""
+        backlog = self.backlog
+        while True:
+            if not backlog:
+                self.wake.clear()
+                self.idle = True
+                if not backlog:
+                    self.wake.wait(0.5)
+                self.idle = False
+                if not backlog:
+                    if os.getppid() != self.parent:
+                        self.exit_orphaned()
+                    continue
+            count = min(len(backlog), FORWARD_BATCH)
+            self.send((FRAME_MESSAGES, [backlog.popleft() for _ in range(count)]))
+
+    def command_loop(self) -> None:
+        """Carry out the hub's acks, publishes and stop, in the order they were sent."""
+        client = self.client
+        while True:
+            try:
+                frame = marshal.loads(self.down.recv_bytes())
+            except (EOFError, OSError):
+                self.exit_orphaned()
+                return
+            kind = frame[0]
+            if kind == FRAME_ACK:
+                for generation, mid, qos in frame[1]:
+                    client.ack_mid(generation, mid, qos)
+            elif kind == FRAME_PUBLISH:
+                client.publish(frame[1], frame[2], retain=frame[4], qos=frame[3])
+            elif kind == FRAME_STOP:
+                client.stop()
+                return
+
+
+def _path(text: str | None) -> Path | None:
+    return None if text is None else Path(text)
+
+
+def child_main(up_fd: int, down_fd: int) -> None:
+    """Entry point of the intake process: the pipes' file descriptors, config as first frame."""
+    # Ctrl-C reaches the whole process group: the hub decides when we stop, after its last acks.
+    # SIGTERM keeps its default (exit): what was not acked yet is redelivered, nothing is lost.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    up, down = Connection(up_fd, readable=False), Connection(down_fd, writable=False)
+    try:
+        kind, fields = marshal.loads(down.recv_bytes())
+    except (EOFError, OSError):
+        os._exit(1)
+    if kind != FRAME_CONFIG:
+        raise SystemExit(f"intake: expected the config frame first, got {kind}")
+    fields["subscriptions"] = [tuple(sub) for sub in fields["subscriptions"]]
+    config = IntakeConfig(**fields)
+    logging.basicConfig(level=config.log_level, format=LOG_FORMAT)
+    child = _Child(config, up, down)
+    threading.Thread(target=child.forward_loop, name="intake-forward", daemon=True).start()
+    child.client.start()
+    child.command_loop()
+    with contextlib.suppress(OSError):
+        up.close()
+
+
+if __name__ == "__main__":
+    child_main(int(sys.argv[1]), int(sys.argv[2]))
