@@ -9,7 +9,8 @@
 3. publish N realistic messages (the load templates of all five models, each (device, second)
    unique) while both are away: the broker queues N for each session;
 4. start the hub; hub time = from its "MQTT connected" log line to the moment InfluxDB holds
-   every point (InfluxQL counts); then drain the same N with the floor subscriber (CONNACK to
+   every point (the hub's count of points InfluxDB acknowledged, polled every 20 ms, then
+   confirmed by InfluxQL counts); then drain the same N with the floor subscriber (CONNACK to
    the N-th message, acking each).
 
 Prints ``{"hub_rate", "floor_rate", "ratio", ...}`` (msg/s). ``--repeat R`` publishes and drains
@@ -39,7 +40,7 @@ from _common import (
     mix_models,
     publish_all,
     services,
-    wait_points,
+    wait_hub_points,
     write_site,
 )
 
@@ -107,7 +108,8 @@ def main() -> int:
                         ["py-spy", "record", "--pid", str(hub.proc.pid), "--format", "raw",
                          "--rate", "200", "--threads", "-o", f"{args.py_spy}.{r}"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                done, _counts = wait_points(influx, expected, args.timeout)
+                done, _counts = wait_hub_points(hub.api, influx, batch.total_points, expected,
+                                                args.timeout)
                 if spy is not None:
                     spy.send_signal(2)
                     spy.wait(30)
