@@ -146,6 +146,8 @@ class Cond:
     measurements: frozenset[str] = frozenset()
     events: frozenset[str] = frozenset()
     uses_online = False
+    timed = False  # True where ``deadline`` can return a time (the engine skips it otherwise)
+    timed_children: tuple[Cond, ...] = ()
 
     def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Update the condition's slots for a reading (None on a timer tick); return truth."""
@@ -222,6 +224,8 @@ class State(Cond):
 
 class Event(Cond):
     """An event seen within ``hold_s`` and not cleared by a clear event since."""
+
+    timed = True
 
     def __init__(self, spec: s.Event, alloc: Callable[[], int]) -> None:
         self.names = frozenset(spec.events)
@@ -318,6 +322,8 @@ class Rate(Cond):
 class Stale(Cond):
     """No data for N report intervals; false again on the next reading."""
 
+    timed = True
+
     def __init__(self, spec: s.Stale, alloc: Callable[[], int]) -> None:
         self.intervals = spec.intervals
         self.slot = alloc()
@@ -356,6 +362,8 @@ class Stale(Cond):
 class Schedule(Cond):
     """Inside the device's daily active hours (local time of its site, may cross midnight)."""
 
+    timed = True
+
     def __init__(self, spec: s.Schedule) -> None:
         self.inside = spec.inside
         self.when_unset = spec.when_unset
@@ -390,6 +398,8 @@ class Schedule(Cond):
 
 class Count(Cond):
     """At least N matching readings within a window."""
+
+    timed = True
 
     def __init__(self, spec: s.Count, alloc: Callable[[], int]) -> None:
         self.names = frozenset(spec.events or ())
@@ -499,7 +509,7 @@ class AllOf(Cond):
 
     def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
         """Earliest child deadline."""
-        return _earliest(c.deadline(ds, t, env) for c in self.children)
+        return _earliest(c.deadline(ds, t, env) for c in self.timed_children)
 
 
 class AnyOf(Cond):
@@ -526,7 +536,7 @@ class AnyOf(Cond):
 
     def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
         """Earliest child deadline."""
-        return _earliest(c.deadline(ds, t, env) for c in self.children)
+        return _earliest(c.deadline(ds, t, env) for c in self.timed_children)
 
 
 class NotOf(Cond):
@@ -546,6 +556,8 @@ class NotOf(Cond):
 
 
 def _union(parent: Cond, children: list[Cond]) -> None:
+    parent.timed_children = tuple(c for c in children if c.timed)
+    parent.timed = bool(parent.timed_children)
     parent.fields = frozenset().union(*(c.fields for c in children))
     parent.measurements = frozenset().union(*(c.measurements for c in children))
     parent.events = frozenset().union(*(c.events for c in children))
@@ -553,8 +565,11 @@ def _union(parent: Cond, children: list[Cond]) -> None:
 
 
 def _earliest(values: Any) -> int | None:
-    found = [v for v in values if v is not None]
-    return min(found) if found else None
+    earliest = None
+    for v in values:
+        if v is not None and (earliest is None or v < earliest):
+            earliest = v
+    return earliest
 
 
 def compile_condition(spec: Any, alloc: Callable[[], int]) -> Cond:

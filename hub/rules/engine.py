@@ -349,9 +349,10 @@ class RuleEngine:
                     elif since is not None:
                         ds.writable_slots()[level.since_slot] = None
                         ds.dirty = True
-                    due_c = level.cond.deadline(ds, t, env)
-                    if due_c is not None:
-                        deadline = due_c if deadline is None else min(deadline, due_c)
+                    if level.cond.timed:
+                        due_c = level.cond.deadline(ds, t, env)
+                        if due_c is not None:
+                            deadline = due_c if deadline is None else min(deadline, due_c)
                 previous = ds.active[index]
                 if best_level is not None:
                     if previous != best or (r is not None and rule.touched_by(r)):
