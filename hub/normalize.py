@@ -26,6 +26,7 @@ MAX_AHEAD_NS = 300 * 1_000_000_000
 _ABSENT = object()
 # A device's own tags, cached per device: (device_id, model, site[, community]); site at index 2
 BaseTags = tuple[tuple[str, str], ...]
+_NO_GROUPS: dict[str, str] = {}  # the key-pattern groups of a point without ``each_key``
 
 
 class Refused(Exception):
@@ -378,6 +379,10 @@ class _CompiledPoint:
         self.tags = [(n, _compile_value(n, s, from_text)) for n, s in spec.tags.items()]
         self.fields = [(n, _compile_value(n, s, from_text)) for n, s in spec.fields.items()]
         self.lookups = [LOOKUP_FUNCTIONS[name] for name in spec.lookups]
+        # one point per message with only the base tags (most models): no item list, no tag sort
+        self.simple = (
+            self.each is None and self.each_key is None and not self.tags and not self.lookups
+        )
 
     def items(self, payload: Any) -> list[tuple[Any, dict[str, str]]]:
         """The items this point spec yields a point for, with their key-pattern groups."""
@@ -402,10 +407,19 @@ class _CompiledPoint:
     def build(
         self, payload: Any, ctx: _Context, base_tags: BaseTags, time_ns: int
     ) -> list[tuple[Point, dict[str, FieldValue]]]:
-        """Build this spec's points from a payload."""
+        """Build this spec's points from a payload (``base_tags`` sorted by key)."""
+        if self.simple:
+            fields: dict[str, FieldValue] = {}
+            for name, fn in self.fields:
+                value = fn(payload, _NO_GROUPS, ctx)
+                if value is not _ABSENT:
+                    fields[name] = value
+            if not fields:
+                return []
+            return [(Point(self.measurement, base_tags, tuple(fields.items()), time_ns), fields)]
         built = []
         for item, groups in self.items(payload):
-            fields: dict[str, FieldValue] = {}
+            fields = {}
             for name, fn in self.fields:
                 value = fn(item, groups, ctx)
                 if value is not _ABSENT:
@@ -497,7 +511,7 @@ class Normalizer:
         # unregistered devices' (device_id, model, site) tags; registered devices' model, site
         # and community tags per (model, site, community)
         self._device_tags: dict[str, BaseTags] = {}
-        self._group_tags: dict[tuple[str, str, str | None], BaseTags] = {}
+        self._group_tags: dict[tuple[str, str, str | None], tuple[BaseTags, BaseTags]] = {}
         self._shared_tags: dict[tuple[str, str], tuple[str, str]] = {}
 
     def process(self, message: InboundMessage) -> Reading | Refusal:
@@ -521,30 +535,34 @@ class Normalizer:
             model=matched[0].profile.model if matched else None,
         )
 
-    def _site_of(self, device_id: str, profile: Profile) -> tuple[str, BaseTags]:
+    def _site_of(self, device_id: str, profile: Profile) -> tuple[str, str, BaseTags]:
+        """(site, device id, base tags sorted by key: community?, device_id, model, site)."""
         entry = self.sites.device(device_id)
         if entry is not None:
             # registered: built per message from the registry (no per-device cache: 100,000
-            # devices), the model, site and community tags shared
+            # devices), the model, site and community tags shared; the id string is the
+            # registry's, one object per device (memory)
             site, device = entry
             group = (profile.model, site.site, device.community if site.tag_community else None)
             shared = self._group_tags.get(group)
             if shared is None:
                 shared = self._group_tags[group] = self._base_group(*group)
-            return site.site, (("device_id", device.id), *shared)
+            before, after = shared
+            return site.site, device.id, (*before, ("device_id", device.id), *after)
         cached = self._device_tags.get(device_id)
         if cached is not None:
-            return UNASSIGNED_SITE, cached
-        tags = (("device_id", device_id), *self._base_group(profile.model, UNASSIGNED_SITE, None))
+            return UNASSIGNED_SITE, cached[0][1], cached
+        before, after = self._base_group(profile.model, UNASSIGNED_SITE, None)
+        tags = (*before, ("device_id", device_id), *after)
         if len(self._device_tags) < 1_000_000:
             self._device_tags[device_id] = tags
-        return UNASSIGNED_SITE, tags
+        return UNASSIGNED_SITE, device_id, tags
 
-    def _base_group(self, model: str, site: str, community: str | None) -> BaseTags:
-        tags: BaseTags = (self._shared_tag("model", model), self._shared_tag("site", site))
-        if community:
-            tags = (*tags, self._shared_tag("community", community))
-        return tags
+    def _base_group(self, model: str, site: str, community: str | None) -> tuple[
+            BaseTags, BaseTags]:
+        """The shared tags that sort before and after ``device_id``."""
+        before: BaseTags = (self._shared_tag("community", community),) if community else ()
+        return before, (self._shared_tag("model", model), self._shared_tag("site", site))
 
     def _shared_tag(self, key: str, value: str) -> tuple[str, str]:
         """One tuple per distinct (key, value) of model, site and community tags."""
@@ -566,8 +584,7 @@ class Normalizer:
         if compiled.id_pattern is not None and not compiled.id_pattern.match(device_id):
             raise Refused("bad_device_id", f"device id {device_id!r} does not fit {profile.model}")
         payload = compiled.decode(message.payload)
-        site, base_tags = self._site_of(device_id, profile)
-        device_id = base_tags[0][1]  # the same id, one string object per device (memory)
+        site, device_id, base_tags = self._site_of(device_id, profile)
         if route.spec.decoder == "status":
             return self._status(message, route, device_id, site, base_tags, payload)
         if compiled.device_id_getter is not None:
@@ -655,7 +672,8 @@ class Normalizer:
 
     def base_tags(self, device_id: str, model: str) -> tuple[str, BaseTags]:
         """Return (site, base tags) of a device, for points the hub makes itself."""
-        return self._site_of(device_id, self.profiles[model])
+        site, _device_id, tags = self._site_of(device_id, self.profiles[model])
+        return site, tags
 
 
 def status_point(
