@@ -3,8 +3,9 @@
 Transitions (raise, reopen, escalate, de-escalate, clear, ack, assign, comment) are sent out at
 once: an ``alarm`` point, the retained MQTT topic and the webhooks. Their rows and history are
 written off the pipeline's thread (a commit under load took 10-67 ms): by the hub's flush hook,
-in the store writer's thread before the batch that caused them is acknowledged, and by a writer
-thread of this service otherwise; officer actions and reads write what is pending first.
+in the store writer's thread before the batch that caused them is acknowledged; a writer thread
+of this service is the backstop (every ``flush_interval_s``, or at once past ``max_pending``);
+officer actions and reads write what is pending first.
 Repeats of an active alarm (count, value, last seen) stay in memory and are written and
 republished at most every ``flush_interval_s``. Thread-safe: the pipeline thread raises and
 clears, API threads ack, clear, assign and comment.
@@ -304,11 +305,6 @@ class AlarmService:
         return [a.to_json() for a in alarms], total
 
     # -- housekeeping ------------------------------------------------------------------------
-
-    def flush_soon(self) -> None:
-        """Have the writer thread write what is pending (the pipeline's tick; never waits)."""
-        if self._pending_rows or self._dirty:
-            self._wake.set()
 
     def flush(self, force: bool = False) -> int:
         """Write pending transitions now, and repeats (count, value, last seen) when due.

@@ -318,10 +318,6 @@ class RuleEngine:
             # a chunk a tick: the pipeline thread never pauses long for a save (alarm latency)
             chunk, self._to_save = self._to_save[:SAVE_CHUNK], self._to_save[SAVE_CHUNK:]
             self._save_batch(chunk)
-        # the alarm service's writer thread commits; the pipeline only asks it to
-        flush = getattr(self.alarms, "flush_soon", None) or getattr(self.alarms, "flush", None)
-        if flush is not None:
-            flush()
 
     def _evaluate(self, ds: DeviceState, r: Reading | None, t: int, now: int) -> None:
         env = self.env
