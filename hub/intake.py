@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from hub.model import InboundMessage
-from hub.mqtt_common import CONNECTED, CONNECTS, MESSAGES_RECEIVED, STATUS_TOPIC, parse_mqtt_url
+from hub.mqtt_common import (
+    CONNECTED,
+    CONNECTS,
+    STATUS_TOPIC,
+    ReceivedCounter,
+    parse_mqtt_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +76,7 @@ class IntakeConfig:
     log_level: int
 
 
-class IntakeProcess:
+class IntakeProcess(ReceivedCounter):
     """The hub's side of the intake: same interface as ``MqttClient``, paho in a child."""
 
     def __init__(
@@ -88,8 +94,6 @@ class IntakeProcess:
         self.url = parse_mqtt_url(url)
         self.on_connected: Callable[[], object] | None = None
         self.last_error: str | None = None
-        self.received = 0  # written by the pipeline thread only (``receive``)
-        self._counted = 0
         self._config = IntakeConfig(
             url, client_id, subscriptions, _opt(ca_file), _opt(cert_file), _opt(key_file),
             status_topic, protocol, logging.getLogger().getEffectiveLevel(),
@@ -232,13 +236,6 @@ class IntakeProcess:
         CONNECTED.set(1 if connected else 0)
 
     # ------------------------------------------------------------------ any thread
-
-    def count_received(self) -> None:
-        """Bring the received-messages counter up to date (one caller thread: the pipeline)."""
-        received = self.received
-        if received > self._counted:
-            MESSAGES_RECEIVED.inc(received - self._counted)
-            self._counted = received
 
     def ack_many(self, tokens: list[Any]) -> None:
         """Acknowledge messages in order, except those of a child that is gone."""

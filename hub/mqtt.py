@@ -28,9 +28,9 @@ from hub.model import InboundMessage
 from hub.mqtt_common import (  # noqa: F401  (parse_mqtt_url, MqttUrl: re-exported)
     CONNECTED,
     CONNECTS,
-    MESSAGES_RECEIVED,
     STATUS_TOPIC,
     MqttUrl,
+    ReceivedCounter,
     parse_mqtt_url,
 )
 
@@ -48,7 +48,7 @@ class AckToken:
     qos: int
 
 
-class MqttClient:
+class MqttClient(ReceivedCounter):
     """A persistent-session subscriber and publisher with manual acknowledgements."""
 
     def __init__(
@@ -78,8 +78,6 @@ class MqttClient:
         self._stopping = False
         self.last_error: str | None = None
         self.on_connected: Callable[[], object] | None = None
-        self.received = 0  # written by paho's thread only; count_received publishes it
-        self._counted = 0
         self._client = self._make_client(self.protocol)
 
     def _make_client(self, protocol: MQTTProtocolVersion) -> paho.Client:
@@ -232,20 +230,8 @@ class MqttClient:
 
     # ------------------------------------------------------------------ any thread
 
-    def count_received(self) -> None:
-        """Bring the received-messages counter up to date (one caller thread: the pipeline)."""
-        received = self.received
-        if received > self._counted:
-            MESSAGES_RECEIVED.inc(received - self._counted)
-            self._counted = received
-
-    def ack(self, token: Any) -> None:
-        """Acknowledge a message, unless it came on a connection that is gone."""
-        if isinstance(token, AckToken):
-            self.ack_mid(token.generation, token.mid, token.qos)
-
     def ack_many(self, tokens: list[Any]) -> None:
-        """Acknowledge messages in order (see ``ack``)."""
+        """Acknowledge messages in order, except those of a connection that is gone."""
         for token in tokens:
             if isinstance(token, AckToken):
                 self.ack_mid(token.generation, token.mid, token.qos)

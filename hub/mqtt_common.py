@@ -45,3 +45,19 @@ def parse_mqtt_url(url: str) -> MqttUrl:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
     )
+
+
+class ReceivedCounter:
+    """Messages received, counted in a plain int by the one thread that receives them and
+    published to prometheus by ``count_received`` (an inc per message takes a lock: ~5 % of
+    the hub's CPU once)."""
+
+    received = 0
+    _counted = 0
+
+    def count_received(self) -> None:
+        """Bring the received-messages counter up to date (one caller thread: the pipeline)."""
+        received = self.received
+        if received > self._counted:
+            MESSAGES_RECEIVED.inc(received - self._counted)
+            self._counted = received

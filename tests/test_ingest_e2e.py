@@ -87,6 +87,12 @@ def test_every_model_lands_exactly(
         expected["fire_station"] += 2
         expected["extinguisher"] += 4
         assert wait_for_count(influx_db, expected) == expected, hub.log()
+        # the received counter, published on the pipeline's tick, in either intake mode
+        published = len(cases) + len(datasheet)
+        deadline = time.monotonic() + 5
+        while _received(hub) < published and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _received(hub) >= published
 
         stored = {m: rows(influx_db, m) for m in expected}
         index = {
@@ -301,6 +307,13 @@ def test_no_loss_when_hub_is_killed(
         _assert_exactly_once(influx_db, load_cases, hub)
     finally:
         hub.stop()
+
+
+def _received(hub: HubProcess) -> float:
+    """The hub's hub_mqtt_messages_received_total from /metrics."""
+    metrics = httpx.get(f"{hub.api}/metrics", timeout=5).text
+    return next(float(line.split()[1]) for line in metrics.splitlines()
+                if line.startswith("hub_mqtt_messages_received_total "))
 
 
 def _alive(pid: int) -> bool:
