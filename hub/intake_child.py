@@ -164,7 +164,6 @@ def child_main(up_fd: int, down_fd: int) -> None:
         os._exit(1)
     if kind != FRAME_CONFIG:
         raise SystemExit(f"intake: expected the config frame first, got {kind}")
-    fields["subscriptions"] = [tuple(sub) for sub in fields["subscriptions"]]
     config = IntakeConfig(**fields)
     logging.basicConfig(level=config.log_level, format=LOG_FORMAT)
     child = _Child(config, up, down)
