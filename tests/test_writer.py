@@ -106,15 +106,19 @@ def test_outage_spools_in_order_and_lands_exactly_once(
     spool = Spool(tmp_path / "spool", max_bytes=1 << 26)
     writer = new_writer(influx_store, spool, rec.reject, retry_initial_s=0.05, retry_max_s=0.3)
     spooled_before = metric("hub_points_spooled_total")
+    started = time.time()
     for i in range(10):
         writer.submit(lines_for(i), rec.ack(i))
     wait_for(lambda: len(rec.durable) == 10)
     assert count(influx_own) == 200
+    last_write = metric("hub_store_last_write_timestamp_seconds")
+    assert started <= last_write <= time.time()  # operators alert on a stale store with it
 
     influx_own.kill()  # SIGKILL mid-stream: acknowledged writes are in its WAL
     for i in range(10, 30):
         writer.submit(lines_for(i), rec.ack(i))
     wait_for(lambda: len(rec.durable) == 30)
+    assert metric("hub_store_last_write_timestamp_seconds") == last_write  # nothing accepted
     health = writer.health()
     assert health["store_ok"] is False
     assert health["spool_batches"] >= 19  # the first one may have been tried on the store

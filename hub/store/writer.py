@@ -32,6 +32,9 @@ POINTS_WRITTEN = Counter("hub_points_written_total", "Points the store accepted"
 POINTS_SPOOLED = Counter("hub_points_spooled_total", "Points written to the spool")
 POINTS_REJECTED = Counter("hub_points_rejected_total", "Points the store refused for good")
 SPOOL_BYTES = Gauge("hub_spool_bytes", "Bytes waiting in the spool")
+LAST_WRITE = Gauge(
+    "hub_store_last_write_timestamp_seconds", "Unix time the store last accepted a batch"
+)
 STORE_WRITE_SECONDS = Histogram(
     "hub_store_write_seconds",
     "Duration of one batch write to the store",
@@ -176,6 +179,7 @@ class DurableWriter:
 
     def _accepted(self, lines: list[bytes], result: WriteResult) -> None:
         POINTS_WRITTEN.inc(len(lines) - len(result.rejected))
+        LAST_WRITE.set_to_current_time()
         if result.rejected:
             POINTS_REJECTED.inc(len(result.rejected))
             try:
