@@ -23,7 +23,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,11 @@ log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Frames, child -> hub:
-FRAME_MESSAGES = 1  # (1, [(topic, payload, qos, retain, received_ns, generation, mid), ...])
+FRAME_MESSAGES = 1  # (1, [(topic, payload, qos, retain, received_ns, token), ...])
 FRAME_STATUS = 2  # (2, connected, last_error)
 FRAME_ON_CONNECT = 3  # (3,): a new connection is up; republish what must be retained
 # Frames, hub -> child:
-FRAME_ACK = 11  # (11, [(generation, mid, qos), ...])
+FRAME_ACK = 11  # (11, token): every message up to and including this one is durable
 FRAME_PUBLISH = 12  # (12, topic, payload, qos, retain)
 FRAME_STOP = 13  # (13,)
 FRAME_CONFIG = 14  # (14, IntakeConfig as a dict): the first frame
@@ -58,6 +59,12 @@ PULL_MAX = 5000  # messages the pipeline takes per ``receive``
 PIPE_BYTES = 1 << 20  # pipe buffer asked of Linux (default 64 KiB): frames cross in one read
 _F_SETPIPE_SZ = 1031
 RESTART_DELAY_S = 1.0
+# A message's ack token is an int: the child's epoch above these bits, its running number below.
+# The hub acknowledges in arrival order, so one token per batch stands for every message before
+# it: no per-message tuple on either side, and an older child's tokens are told apart.
+TOKEN_EPOCH_SHIFT = 40
+# InboundMessage built from the child's tuple in C (no Python-level __new__ per message).
+_INBOUND: Callable[[tuple[Any, ...]], InboundMessage] = partial(tuple.__new__, InboundMessage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,7 @@ class IntakeConfig:
     status_topic: str
     protocol: str
     log_level: int
+    first_token: int = 0  # the child numbers its messages from here (its epoch's base)
 
 
 class IntakeProcess(ReceivedCounter):
@@ -164,7 +172,8 @@ class IntakeProcess(ReceivedCounter):
         up_write.close()
         down_read.close()
         self._proc, self._down = proc, down_write
-        self._send((FRAME_CONFIG, asdict(self._config)))
+        config = replace(self._config, first_token=self._epoch << TOKEN_EPOCH_SHIFT)
+        self._send((FRAME_CONFIG, asdict(config)))
         self._up = (up_read, self._epoch)
         log.info("MQTT intake process %s started", proc.pid)
 
@@ -197,11 +206,7 @@ class IntakeProcess(ReceivedCounter):
     def _frame(self, frame: Any, epoch: int, out: list[InboundMessage]) -> None:
         kind = frame[0]
         if kind == FRAME_MESSAGES:
-            out += [
-                InboundMessage(topic, payload, qos, retain, received_ns,
-                               (epoch, generation, mid, qos))
-                for topic, payload, qos, retain, received_ns, generation, mid in frame[1]
-            ]
+            out += map(_INBOUND, frame[1])
             self.received += len(frame[1])
         elif kind == FRAME_STATUS:
             self._status(bool(frame[1]), frame[2])
@@ -238,14 +243,12 @@ class IntakeProcess(ReceivedCounter):
     # ------------------------------------------------------------------ any thread
 
     def ack_many(self, tokens: list[Any]) -> None:
-        """Acknowledge messages in order, except those of a child that is gone."""
-        epoch = self._epoch
-        acks = [
-            token[1:] for token in tokens
-            if type(token) is tuple and token[0] == epoch and token[3]
-        ]
-        if acks:
-            self._send((FRAME_ACK, acks))
+        """Acknowledge messages in order (up to the last token), except a gone child's."""
+        for token in reversed(tokens):
+            if type(token) is int:
+                if token >> TOKEN_EPOCH_SHIFT == self._epoch:
+                    self._send((FRAME_ACK, token))
+                return
 
     def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> None:
         """Publish through the child (paho queues it while disconnected)."""

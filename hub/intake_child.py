@@ -55,10 +55,8 @@ class _ForwardingClient(MqttClient):
         self.on_connected = child.on_connect
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
-        self.child.take(
-            (msg.topic, msg.payload, msg.qos, bool(msg.retain), time.time_ns(),
-             self._generation, msg.mid)
-        )
+        self.child.take(msg.topic, msg.payload, msg.qos, bool(msg.retain), self._generation,
+                        msg.mid)
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
@@ -79,19 +77,35 @@ class _Child:
         self.down = down
         self.parent = os.getppid()
         self.backlog: deque[tuple[Any, ...]] = deque()
+        # (generation, mid, qos) of every message forwarded and not yet acked, in token order
+        self.unacked: deque[tuple[int, int, int]] = deque()
+        self.next_token = self.first_unacked = config.first_token
         self.wake = threading.Event()
         self.idle = False
         self.send_lock = threading.Lock()
         self.client = _ForwardingClient(config, self)
 
-    def take(self, message: tuple[Any, ...]) -> None:
-        """Queue one message for the hub (paho's thread; waits while the backlog is full)."""
+    def take(self, topic: str, payload: bytes | bytearray, qos: int, retain: bool, generation: int,
+             mid: int) -> None:
+        """Number one message and queue it for the hub (paho's thread; waits while full)."""
         backlog = self.backlog
         while len(backlog) >= CHILD_BACKLOG:
             time.sleep(0.005)  # paho stops reading; the broker keeps the rest
-        backlog.append(message)
+        self.unacked.append((generation, mid, qos))
+        token = self.next_token
+        self.next_token = token + 1
+        backlog.append((topic, payload, qos, retain, time.time_ns(), token))
         if self.idle:
             self.wake.set()
+
+    def ack_upto(self, token: int) -> None:
+        """Acknowledge every forwarded message up to and including ``token``, in order."""
+        unacked = self.unacked
+        ack_mid = self.client.ack_mid
+        for _ in range(min(token - self.first_unacked + 1, len(unacked))):
+            generation, mid, qos = unacked.popleft()
+            ack_mid(generation, mid, qos)
+        self.first_unacked = max(self.first_unacked, token + 1)
 
     def on_connect(self) -> None:
         """Tell the hub a connection is up (it republishes retained alarms)."""
@@ -139,8 +153,7 @@ class _Child:
                 return
             kind = frame[0]
             if kind == FRAME_ACK:
-                for generation, mid, qos in frame[1]:
-                    client.ack_mid(generation, mid, qos)
+                self.ack_upto(frame[1])
             elif kind == FRAME_PUBLISH:
                 client.publish(frame[1], frame[2], retain=frame[4], qos=frame[3])
             elif kind == FRAME_STOP:

@@ -127,6 +127,12 @@ def test_every_model_lands_exactly(
         one = hub.get("/api/devices/LTP-MFS-02")
         assert one["online"] is True and one["values"]["hydrant_pressure_mpa"] == 0.32
         assert one["site"] == "goldtown" and one["last_seen"]
+
+        # every message was acknowledged: a restarted hub on the same session gets none again
+        hub.stop()
+        hub.start()
+        time.sleep(2)
+        assert _received(hub) == 0, hub.log()
     finally:
         hub.stop()
 
