@@ -23,6 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
+from hub.handoff import Handoff
 from hub.intake import (
     CHILD_BACKLOG,
     FORWARD_BATCH,
@@ -76,27 +77,20 @@ class _Child:
         self.up = up
         self.down = down
         self.parent = os.getppid()
-        self.backlog: deque[tuple[Any, ...]] = deque()
+        self.backlog: Handoff[tuple[Any, ...]] = Handoff(CHILD_BACKLOG)
         # (generation, mid, qos) of every message forwarded and not yet acked, in token order
         self.unacked: deque[tuple[int, int, int]] = deque()
         self.next_token = self.first_unacked = config.first_token
-        self.wake = threading.Event()
-        self.idle = False
         self.send_lock = threading.Lock()
         self.client = _ForwardingClient(config, self)
 
     def take(self, topic: str, payload: bytes | bytearray, qos: int, retain: bool, generation: int,
              mid: int) -> None:
         """Number one message and queue it for the hub (paho's thread; waits while full)."""
-        backlog = self.backlog
-        while len(backlog) >= CHILD_BACKLOG:
-            time.sleep(0.005)  # paho stops reading; the broker keeps the rest
-        self.unacked.append((generation, mid, qos))
         token = self.next_token
         self.next_token = token + 1
-        backlog.append((topic, payload, qos, retain, time.time_ns(), token))
-        if self.idle:
-            self.wake.set()
+        self.unacked.append((generation, mid, qos))  # before the hub can see and ack it
+        self.backlog.put((topic, payload, qos, retain, time.time_ns(), token))
 
     def ack_upto(self, token: int) -> None:
         """Acknowledge every forwarded message up to and including ``token``, in order."""
@@ -127,14 +121,11 @@ class _Child:
 
     def forward_loop(self) -> None:
         """Send queued messages to the hub in batches (as many as are waiting, up to a frame)."""
-        backlog = self.backlog
+        handoff = self.backlog
+        backlog = handoff.items
         while True:
             if not backlog:
-                self.wake.clear()
-                self.idle = True
-                if not backlog:
-                    self.wake.wait(0.5)
-                self.idle = False
+                handoff.wait(0.5)
                 if not backlog:
                     if os.getppid() != self.parent:
                         self.exit_orphaned()

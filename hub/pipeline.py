@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge
 
 from hub.clock import HubClock
+from hub.handoff import Handoff
 from hub.lineproto import encode_point
 from hub.model import InboundMessage, Point, Reading, Refusal
 from hub.normalize import Normalizer
@@ -80,12 +80,8 @@ class Pipeline:
         self.tick_hooks: list[tuple[str, TickHook]] = []
         self.stop_hooks: list[tuple[str, Callable[[], None]]] = []
         self.flush_hooks: list[tuple[str, Callable[[], None]]] = []
-        # paho's thread appends, this thread pops: a deque needs no lock; the event wakes an
-        # idle pipeline (set only while it sleeps, so a busy stream costs no notify per message).
-        self._inbox: deque[InboundMessage | None] = deque()
-        self._max_queue = max_queue
-        self._wake = threading.Event()
-        self._idle = False
+        self._handoff: Handoff[InboundMessage | None] = Handoff(max_queue)
+        self._inbox = self._handoff.items
         self._readings_uncounted: dict[str, int] = {}  # per model, published on the tick
         self._points_uncounted = 0
         self._side_points: list[Point] = []
@@ -118,12 +114,7 @@ class Pipeline:
 
     def submit(self, message: InboundMessage) -> None:
         """Hand a message over (called from paho's thread; blocks when the queue is full)."""
-        inbox = self._inbox
-        while len(inbox) >= self._max_queue and not self._stop.is_set():
-            time.sleep(0.005)  # back-pressure: paho stops reading, the broker keeps the rest
-        inbox.append(message)
-        if self._idle:
-            self._wake.set()
+        self._handoff.put(message, self._stop)
 
     def emit_points(self, points: list[Point]) -> None:
         """Add points the hub makes itself (alarms, ...) to the next batch; any thread."""
@@ -141,7 +132,7 @@ class Pipeline:
         """Drain what is queued, flush the last batch, stop the thread."""
         self._stop.set()
         self._inbox.append(None)
-        self._wake.set()
+        self._handoff.wake()
         if self._thread is not None:
             self._thread.join(timeout)
         self.states.save()
@@ -157,7 +148,6 @@ class Pipeline:
         next_tick = time.monotonic() + self.tick_interval_s
         next_save = time.monotonic() + self.save_interval_s
         inbox = self._inbox
-        wake = self._wake
         while True:
             if not inbox:
                 if self._pending():
@@ -168,12 +158,8 @@ class Pipeline:
                 if self.source is not None:
                     if not self._stop.is_set():
                         inbox.extend(self.source(max(0.0, min(timeout, 0.5))))
-                elif timeout > 0:
-                    wake.clear()
-                    self._idle = True
-                    if not inbox:
-                        wake.wait(min(timeout, 0.5))
-                    self._idle = False
+                else:
+                    self._handoff.wait(min(timeout, 0.5))
             # Take what is queued without waiting, up to a batch.
             while inbox and len(self._tokens) < self.batch_size:
                 message = inbox.popleft()
