@@ -199,15 +199,17 @@ def written_and_when(api: str) -> tuple[float, float]:
             _hub_metric(text, "hub_store_last_write_timestamp_seconds"))
 
 
-def wait_hub_points(api: str, server: InfluxServer, new_points: int, expected: dict[str, int],
-                    timeout: float, db: str = "hub") -> tuple[float, dict[str, int]]:
-    """Wall time every expected point was in InfluxDB, without loading InfluxDB or the hub.
+def wait_hub_points(apis: list[str], server: InfluxServer, new_points: int,
+                    expected: dict[str, int], timeout: float,
+                    db: str = "hub") -> tuple[float, dict[str, int]]:
+    """Wall time every expected point was in InfluxDB, without loading InfluxDB or the hubs.
 
-    Polls the hub's written-points counter every 250 ms (it starts at 0 with the hub process)
-    until it reaches ``new_points``; the time InfluxDB acknowledged the last of them is the
-    hub's own ``hub_store_last_write_timestamp_seconds``, so the poll interval adds no error.
-    Then InfluxQL counts confirm every expected point is there; if the counter ran ahead (alarm
-    or status points the hub adds) the counts are polled on and their time is taken.
+    Polls the hubs' written-points counters every 250 ms (each starts at 0 with its hub
+    process) until their sum reaches ``new_points``; the time InfluxDB acknowledged the last of
+    them is the latest of the hubs' own ``hub_store_last_write_timestamp_seconds``, so the poll
+    interval adds no error. Then InfluxQL counts confirm every expected point is there; if the
+    counters ran ahead (alarm or status points the hubs add) the counts are polled on and their
+    time is taken.
     Polling InfluxQL COUNTs every 250 ms during the drain (``wait_points``) cost InfluxDB CPU
     that the hub, on the same 2 cores, then lacked; polling /metrics every 20 ms cost the hub
     ~12 % of its samples (py-spy).
@@ -215,9 +217,9 @@ def wait_hub_points(api: str, server: InfluxServer, new_points: int, expected: d
     deadline = time.monotonic() + timeout
     done = None
     while time.monotonic() < deadline:
-        written, when = written_and_when(api)
-        if written >= new_points:
-            done = when
+        figures = [written_and_when(api) for api in apis]
+        if sum(written for written, _ in figures) >= new_points:
+            done = max(when for _, when in figures)
             break
         time.sleep(0.25)
     counts = influx_counts(server, db)

@@ -118,7 +118,7 @@ def main() -> int:
                 pids = {"influxd": influx.pid, "mosquitto": broker.pid}
                 cpu_from = cpu_snapshot(pids, hub.proc.pid if hub.proc else None)
                 points_from = written_and_when(hub.api)[0]
-                done, _counts = wait_hub_points(hub.api, influx, batch.total_points, expected,
+                done, _counts = wait_hub_points([hub.api], influx, batch.total_points, expected,
                                                 args.timeout)
                 cpu_to = cpu_snapshot(pids, hub.proc.pid if hub.proc else None)
                 if spy is not None:

@@ -34,7 +34,7 @@ from _common import (
     mix_models,
     publish_all,
     services,
-    wait_points,
+    wait_hub_points,
     write_site,
 )
 
@@ -63,7 +63,8 @@ def run(processes: int, messages: int, devices: int, mix: str, timeout: float) -
             for hub in hubs:
                 hub.start(timeout=120)
             try:
-                done, _ = wait_points(influx, expected, timeout)
+                done, _ = wait_hub_points([h.api for h in hubs], influx, batch.total_points,
+                                          expected, timeout)
                 connected = min(hub_connected_at(h.log_path, after=spawned - 1) or spawned
                                 for h in hubs)
                 processed = [h.health()["pipeline"]["processed"] for h in hubs]
