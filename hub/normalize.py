@@ -27,6 +27,9 @@ _ABSENT = object()
 # A device's own tags, cached per device: (device_id, model, site[, community]); site at index 2
 BaseTags = tuple[tuple[str, str], ...]
 _NO_GROUPS: dict[str, str] = {}  # the key-pattern groups of a point without ``each_key``
+# Tag values (device id, payload tags) that line protocol cannot carry: encode_point refuses
+# them, and a reading it cannot encode would stop the pipeline thread.
+_BACKSLASH_END = "a backslash, which InfluxDB cannot store in a tag"
 
 
 class Refused(Exception):
@@ -430,7 +433,10 @@ class _CompiledPoint:
             for name, fn in self.tags:
                 value = fn(item, groups, ctx)
                 if value is not _ABSENT:
-                    tags.append((name, str(value)))
+                    text = str(value)
+                    if text.endswith("\\"):
+                        raise Refused("bad_value", f"{name}: {text!r} ends with {_BACKSLASH_END}")
+                    tags.append((name, text))
             for lookup in self.lookups:
                 tags.extend(lookup(ctx, fields))
             tags.sort()
@@ -583,6 +589,8 @@ class Normalizer:
             raise Refused("empty", "empty payload (a cleared retained message?)")
         if compiled.id_pattern is not None and not compiled.id_pattern.match(device_id):
             raise Refused("bad_device_id", f"device id {device_id!r} does not fit {profile.model}")
+        if device_id[-1] == "\\":
+            raise Refused("bad_device_id", f"device id {device_id!r} ends with {_BACKSLASH_END}")
         payload = compiled.decode(message.payload)
         site, device_id, base_tags = self._site_of(device_id, profile)
         if route.spec.decoder == "status":

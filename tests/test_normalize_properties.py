@@ -11,6 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hub.lineproto import encode_point
 from hub.model import InboundMessage, Reading, Refusal
 from hub.normalize import Normalizer
 from hub.profiles.loader import load_profiles
@@ -185,3 +186,25 @@ def test_device_time_used_only_when_plausible(offset_s: int) -> None:
     )
     assert reading.time_ns == (device_ms * 1_000_000 if plausible else NOW)
     assert ("device_time_s" in dict(reading.points[0].fields)) is (not plausible)
+
+
+# Found by bench/fuzz_decoders.py: a device id or payload tag ending in a backslash made a
+# Reading that encode_point refuses (ValueError), which stopped the pipeline thread.
+def test_tag_ending_in_backslash_is_refused() -> None:
+    for route in NORMALIZER.router.routes:
+        topic = route.spec.topic.replace("{device_id}", "GY-FL-0001\\")
+        for payload in (b"offline", b'{"mode": "flash", "lamp": "ok", "battery_mv": 12000}'):
+            result = process(topic, payload)
+            assert isinstance(result, Refusal) and result.reason == "bad_device_id", result
+    scan = {"reader": "FP-R03", "tag_uid": "04A1", "patroller": "P\\", "ts": 1764316800}
+    station = {"station": "LTP-MFS-01", "extinguishers": [{"slot": "1\\", "present": True}]}
+    for topic, body in [
+        ("patrol/FP-R03/scan", scan),
+        ("firestation/LTP-MFS-01/telemetry", station),
+    ]:
+        result = process(topic, json.dumps(body).encode())
+        assert isinstance(result, Refusal) and result.reason == "bad_value", result
+        assert "backslash" in result.detail
+    ok = process("patrol/FP-R03/scan", json.dumps({**scan, "patroller": "P\\1"}).encode())
+    assert isinstance(ok, Reading), ok
+    assert all(encode_point(p) for p in ok.points)
