@@ -525,11 +525,12 @@ class Normalizer:
         try:
             return self._process(message)
         except Refused as exc:
-            return self._refusal(message, exc.reason, exc.detail)
+            return self.refusal(message, exc.reason, exc.detail)
         except Exception as exc:  # one bad message never stops the loop
-            return self._refusal(message, "internal", f"{type(exc).__name__}: {exc}")
+            return self.refusal(message, "internal", f"{type(exc).__name__}: {exc}")
 
-    def _refusal(self, message: InboundMessage, reason: str, detail: str) -> Refusal:
+    def refusal(self, message: InboundMessage, reason: str, detail: str) -> Refusal:
+        """A refusal of ``message`` with its topic's model and device id where they are known."""
         matched = self.router.match(message.topic)
         return Refusal(
             topic=message.topic,

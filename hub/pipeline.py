@@ -165,7 +165,10 @@ class Pipeline:
                 message = inbox.popleft()
                 if message is None:
                     break
-                self._handle(message)
+                try:
+                    self._handle(message)
+                except Exception as exc:  # a bug on one message must not stop ingest
+                    self._internal_error(message, exc)
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + self.tick_interval_s
@@ -205,10 +208,17 @@ class Pipeline:
             self.clock.observe(result.time_ns)
         self._accept(result)
 
+    def _internal_error(self, message: InboundMessage, exc: Exception) -> None:
+        # Refused and recorded with the reason; its token stays in the batch, so it is acked
+        # with its neighbours once they are durable, never redelivered into the same bug.
+        log.exception("pipeline failed on a message of %s", message.topic)
+        self.refusals.record(
+            self.normalizer.refusal(message, "internal", f"{type(exc).__name__}: {exc}")
+        )
+
     def _accept(self, reading: Reading) -> None:
-        lines = self._lines
-        for point in reading.points:
-            lines.append(encode_point(point))
+        # every point encoded before any is added: a reading goes in whole or not at all
+        self._lines += [encode_point(point) for point in reading.points]
         self._points_uncounted += len(reading.points)
         implied = self.states.observe(reading)
         for status in implied:
