@@ -138,6 +138,11 @@ class Pipeline:
         self.states.save()
 
     @property
+    def running(self) -> bool:
+        """True while the pipeline thread is alive (health reports a dead one as degraded)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def queue_depth(self) -> int:
         """Messages waiting for the pipeline thread."""
         return len(self._inbox)

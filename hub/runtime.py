@@ -163,7 +163,8 @@ class Hub:
         writer = self.writer.health()
         broker_ok = self.mqtt.connected
         store_ok = bool(writer.get("store_ok"))
-        status = "ok" if broker_ok and store_ok else "degraded"
+        pipeline_ok = self.pipeline.running
+        status = "ok" if broker_ok and store_ok and pipeline_ok else "degraded"
         return {
             "status": status,
             "broker": {"connected": broker_ok, "url": self._safe_mqtt_url(),
@@ -175,7 +176,7 @@ class Hub:
             },
             "spool": {"batches": writer.get("spool_batches", 0),
                       "bytes": writer.get("spool_bytes", 0)},
-            "pipeline": {"queued": self.pipeline.queue_depth,
+            "pipeline": {"running": pipeline_ok, "queued": self.pipeline.queue_depth,
                          "writer_queued": writer.get("queued", 0),
                          "processed": self.pipeline.processed},
             "devices": self.states.counts(),

@@ -51,17 +51,21 @@ def test_a_message_that_breaks_the_pipeline_is_refused_and_the_rest_go_on(
     pipeline.writer = writer
     pipeline.ack = acked.extend
     pipeline.start()
+    assert pipeline.running
     try:
         for i, case in enumerate(cases):
             pipeline.submit(InboundMessage(case.topic, case.payload, 1, False, time.time_ns(), i))
         deadline = time.monotonic() + 10
         while len(acked) < len(cases) and time.monotonic() < deadline:
             time.sleep(0.02)
+        alive_after_fault = pipeline.running
     finally:
         pipeline.stop()
         hub_.rules.stop()
     assert acked == [0, 1, 2]  # all acknowledged, in order, the broken one with its neighbours
     assert pipeline.processed == 3
+    assert alive_after_fault
+    assert not pipeline.running  # stopped
     devices = [c.points[0].device_id for c in cases]
     written = b"\n".join(writer.lines)
     assert f"device_id={devices[0]}".encode() in written
