@@ -28,7 +28,7 @@ _ABSENT = object()
 BaseTags = tuple[tuple[str, str], ...]
 _NO_GROUPS: dict[str, str] = {}  # the key-pattern groups of a point without ``each_key``
 # Tag values (device id, payload tags) that line protocol cannot carry: encode_point refuses
-# them, and a reading it cannot encode would stop the pipeline thread.
+# them; refused here, the operator reads why (the pipeline's catch-all would say "internal").
 _BACKSLASH_END = "a backslash, which InfluxDB cannot store in a tag"
 
 
