@@ -250,6 +250,17 @@ def test_offline_by_last_will_and_by_staleness(hub: Hub) -> None:
     assert hub.one("offline")["state"] == "cleared_unack"
 
 
+def test_quiet_devices_share_their_program_slots(hub: Hub) -> None:
+    # 100,000 devices: a device whose conditions hold nothing keeps no slot list of its own
+    hub.light(T0, battery_v=12.5, tilt_deg=1.0, lamp="ok", mode="flash")
+    hub.station(T0, smoke_level=0.0, temp_c=20.0)
+    for device_id in ("L1", "F1"):
+        ds = hub.engine.devices[device_id]
+        assert ds.slots is ds.program.no_slots
+    hub.light(T0 + S, battery_v=10.0)  # a latch is written: this device gets its own slots
+    assert isinstance(hub.engine.devices["L1"].slots, list)
+
+
 # -- fire stations ---------------------------------------------------------------------------
 
 

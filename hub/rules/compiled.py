@@ -526,7 +526,8 @@ class AnyOf(Cond):
         for index, child in enumerate(self.children):
             if child.eval(ds, r, t, now, env) and first is None:
                 first = index
-        ds.writable_slots()[self.slot] = first
+        if ds.slots[self.slot] != first:  # unchanged: the device keeps the shared slots
+            ds.writable_slots()[self.slot] = first
         return first is not None
 
     def value(self, ds: DeviceState) -> Any:
