@@ -392,6 +392,18 @@ def test_same_timestamp_different_messages_both_count(hub: Hub) -> None:
     assert hub.one("smoke")["state"] == "active_unack"
 
 
+def test_redelivered_readings_at_one_timestamp_are_ignored_however_many(hub: Hub) -> None:
+    hub.light(T0, tilt_deg=40.0)
+    for tilt in (41.0, 42.0, 43.0):  # distinct readings at the same time: each one counts
+        hub.light(T0, tilt_deg=tilt)
+    assert hub.one("knocked_over")["count"] == 4
+    for tilt in (40.0, 43.0, 41.0, 42.0):  # QoS 1 redeliveries of all four: none counts
+        hub.light(T0, tilt_deg=tilt)
+    assert hub.one("knocked_over")["count"] == 4
+    hub.light(T0, tilt_deg=44.0)
+    assert hub.one("knocked_over")["count"] == 5
+
+
 def test_late_reading_in_breach_does_not_reopen(hub: Hub) -> None:
     hub.light(T0, tilt_deg=40.0)
     hub.light(T0 + 60 * S, tilt_deg=1.0)

@@ -64,7 +64,7 @@ class DeviceState:
         self.tz = tz
         self.hours = hours
         self.last_t = -1
-        self.last_fps: int | tuple[int, ...] = ()  # an int alone saves a tuple per device
+        self.last_fps: int | bytes = b""  # one int, or several packed (see RuleEngine)
         self.last_rx = 0
         self.offset = 0
         self.clock_known = False  # True once a device-timed reading gave the offset
