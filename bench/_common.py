@@ -315,6 +315,18 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size of one process in MB (from /proc/<pid>/smaps_rollup; 0 if gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return 0.0
+    for line in lines:
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _children(pid: int) -> list[int]:
     """Direct children of a process: /proc/<pid>/task/*/children, else a scan of /proc."""
     found: list[int] = []
@@ -359,13 +371,18 @@ def tree_rss_mb(pid: int) -> dict[str, Any]:
 
     ``rss_mb`` / ``peak_rss_mb`` are sums over the tree (VmRSS, VmHWM); pages shared between
     processes (a fork's copy-on-write pages) count once per process, so the sum is an upper
-    bound. ``main_*`` is the process alone; ``children`` lists each descendant's VmRSS.
+    bound. ``pss_mb`` sums the proportional set size instead (a shared page split between the
+    processes that map it), the fairer figure for the tree. ``main_*`` is the process alone;
+    ``children`` lists each descendant's VmRSS.
     """
     tree = process_tree(pid)
     figures = [(p, *rss_mb(p)) for p in tree]
+    pss = [pss_mb(p) for p in tree]
     main = figures[0]
     return {
         "rss_mb": round(sum(f[1] for f in figures), 1),
+        "pss_mb": round(sum(pss), 1),
+        "main_pss_mb": round(pss[0], 1),
         "peak_rss_mb": round(sum(f[2] for f in figures), 1),
         "main_rss_mb": round(main[1], 1),
         "main_peak_rss_mb": round(main[2], 1),

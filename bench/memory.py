@@ -11,7 +11,10 @@ Goal: the sum over the process tree <= 300 MB.
 
 Result keys: ``rss_idle_mb`` (registered, none reported) and ``rss_mb`` (every device reported
 once: the goal's figure) are sums over the hub's process tree; ``main_rss_idle_mb`` and
-``main_rss_mb`` are the ``hub run`` process alone; ``peak_rss_mb`` sums VmHWM over the tree;
+``main_rss_mb`` are the ``hub run`` process alone; ``pss_idle_mb`` / ``pss_mb`` (and
+``main_pss_mb``) sum the proportional set size from /proc/<pid>/smaps_rollup, which counts a
+page shared between the processes once (the goal is judged on the summed RSS);
+``peak_rss_mb`` sums VmHWM over the tree;
 ``processes`` counts the tree and ``children`` gives each descendant's VmRSS.
 """
 
@@ -126,7 +129,7 @@ def main() -> int:
             pid = hub.proc.pid
             idle = tree_rss_mb(pid)
             result.update(rss_idle_mb=idle["rss_mb"], main_rss_idle_mb=idle["main_rss_mb"],
-                          processes_idle=idle["processes"])
+                          pss_idle_mb=idle["pss_mb"], processes_idle=idle["processes"])
             log(f"hub up in {result['startup_s']} s, RSS {idle['rss_mb']} MB "
                 f"(main {idle['main_rss_mb']} MB, {idle['processes']} process(es))")
             sampler = _Sampler(hub, pid)

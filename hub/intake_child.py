@@ -23,6 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
+from hub._malloc import trim
 from hub.handoff import Handoff
 from hub.intake import (
     CHILD_BACKLOG,
@@ -123,15 +124,22 @@ class _Child:
         """Send queued messages to the hub in batches (as many as are waiting, up to a frame)."""
         handoff = self.backlog
         backlog = handoff.items
+        forwarded = False
         while True:
             if not backlog:
                 handoff.wait(0.5)
                 if not backlog:
                     if os.getppid() != self.parent:
                         self.exit_orphaned()
+                    if forwarded:
+                        # Quiet for half a second after messages: give back the heap pages a
+                        # burst's backlog left free (~3 MB after 100,000 messages).
+                        forwarded = False
+                        trim()
                     continue
             count = min(len(backlog), FORWARD_BATCH)
             self.send((FRAME_MESSAGES, [backlog.popleft() for _ in range(count)]))
+            forwarded = True
 
     def command_loop(self) -> None:
         """Carry out the hub's acks, publishes and stop, in the order they were sent."""

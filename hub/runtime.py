@@ -53,12 +53,12 @@ def make_mqtt(
     """The MQTT intake: paho in a child process (default; the pipeline pulls from it) or in a
     thread of this one (it pushes each message through ``on_message``)."""
     s = settings
-    from hub.mqtt import MqttClient  # paho: only in thread mode does the hub process load it
-
     if s.mqtt_intake == "process":
         return IntakeProcess(
             s.mqtt_url, s.mqtt_client_id, subscriptions, ca_file=s.mqtt_ca_file,
             cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol)
+    from hub.mqtt import MqttClient  # paho: only in thread mode does the hub process load it
+
     return MqttClient(
         s.mqtt_url, s.mqtt_client_id, subscriptions, on_message, ca_file=s.mqtt_ca_file,
         cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol)

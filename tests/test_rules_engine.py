@@ -250,6 +250,17 @@ def test_offline_by_last_will_and_by_staleness(hub: Hub) -> None:
     assert hub.one("offline")["state"] == "cleared_unack"
 
 
+def test_quiet_devices_share_their_program_slots(hub: Hub) -> None:
+    # 100,000 devices: a device whose conditions hold nothing keeps no slot list of its own
+    hub.light(T0, battery_v=12.5, tilt_deg=1.0, lamp="ok", mode="flash")
+    hub.station(T0, smoke_level=0.0, temp_c=20.0)
+    for device_id in ("L1", "F1"):
+        ds = hub.engine.devices[device_id]
+        assert ds.slots is ds.program.no_slots
+    hub.light(T0 + S, battery_v=10.0)  # a latch is written: this device gets its own slots
+    assert isinstance(hub.engine.devices["L1"].slots, list)
+
+
 # -- fire stations ---------------------------------------------------------------------------
 
 
@@ -379,6 +390,18 @@ def test_same_timestamp_different_messages_both_count(hub: Hub) -> None:
     hub.station(T0, smoke_pct_m=0.02)
     hub.station(T0, "event", event="smoke_alarm", zone="store")
     assert hub.one("smoke")["state"] == "active_unack"
+
+
+def test_redelivered_readings_at_one_timestamp_are_ignored_however_many(hub: Hub) -> None:
+    hub.light(T0, tilt_deg=40.0)
+    for tilt in (41.0, 42.0, 43.0):  # distinct readings at the same time: each one counts
+        hub.light(T0, tilt_deg=tilt)
+    assert hub.one("knocked_over")["count"] == 4
+    for tilt in (40.0, 43.0, 41.0, 42.0):  # QoS 1 redeliveries of all four: none counts
+        hub.light(T0, tilt_deg=tilt)
+    assert hub.one("knocked_over")["count"] == 4
+    hub.light(T0, tilt_deg=44.0)
+    assert hub.one("knocked_over")["count"] == 5
 
 
 def test_late_reading_in_breach_does_not_reopen(hub: Hub) -> None:

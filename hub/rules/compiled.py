@@ -64,11 +64,13 @@ class DeviceState:
         self.tz = tz
         self.hours = hours
         self.last_t = -1
-        self.last_fps: int | tuple[int, ...] = ()  # an int alone saves a tuple per device
+        self.last_fps: int | bytes = b""  # one int, or several packed (see RuleEngine)
         self.last_rx = 0
         self.offset = 0
         self.clock_known = False  # True once a device-timed reading gave the offset
-        self.values: dict[str, FieldValue] = {}
+        # the last known value of each name of the program's value layout (None: unknown), the
+        # program's shared all-None tuple until the first reading: no dict per device
+        self.values: tuple[FieldValue | None, ...] = program.no_values
         # condition slots: the program's shared all-None tuple until a condition writes one
         self.slots: list[Any] | tuple[Any, ...] = program.no_slots
         # the active level per rule (-1 none): the program's shared tuple until one changes
@@ -161,6 +163,9 @@ class Cond:
         """Return the device time at which a tick may change the result, if any."""
         return None
 
+    def bind(self, value_at: Mapping[str, int]) -> None:
+        """Learn where the program's value layout keeps the fields this condition reads."""
+
 
 class Threshold(Cond):
     """Latched threshold with hysteresis."""
@@ -200,7 +205,11 @@ class Threshold(Cond):
 
     def value(self, ds: DeviceState) -> Any:
         """Return the field's last value."""
-        return ds.values.get(self.field)
+        return ds.values[self.at]
+
+    def bind(self, value_at: Mapping[str, int]) -> None:
+        """Learn where the field's last value is kept."""
+        self.at = value_at[self.field]
 
 
 class State(Cond):
@@ -214,12 +223,16 @@ class State(Cond):
 
     def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Test the last known value (absent means false)."""
-        v = ds.values.get(self.field)
+        v = ds.values[self.at]
         return v is not None and self.test(v)
 
     def value(self, ds: DeviceState) -> Any:
         """Return the field's last value."""
-        return ds.values.get(self.field)
+        return ds.values[self.at]
+
+    def bind(self, value_at: Mapping[str, int]) -> None:
+        """Learn where the field's last value is kept."""
+        self.at = value_at[self.field]
 
 
 class Event(Cond):
@@ -511,6 +524,11 @@ class AllOf(Cond):
         """Earliest child deadline."""
         return _earliest(c.deadline(ds, t, env) for c in self.timed_children)
 
+    def bind(self, value_at: Mapping[str, int]) -> None:
+        """Bind every child."""
+        for child in self.children:
+            child.bind(value_at)
+
 
 class AnyOf(Cond):
     """At least one child holds; the value is the first true child's."""
@@ -526,7 +544,8 @@ class AnyOf(Cond):
         for index, child in enumerate(self.children):
             if child.eval(ds, r, t, now, env) and first is None:
                 first = index
-        ds.writable_slots()[self.slot] = first
+        if ds.slots[self.slot] != first:  # unchanged: the device keeps the shared slots
+            ds.writable_slots()[self.slot] = first
         return first is not None
 
     def value(self, ds: DeviceState) -> Any:
@@ -537,6 +556,11 @@ class AnyOf(Cond):
     def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
         """Earliest child deadline."""
         return _earliest(c.deadline(ds, t, env) for c in self.timed_children)
+
+    def bind(self, value_at: Mapping[str, int]) -> None:
+        """Bind every child."""
+        for child in self.children:
+            child.bind(value_at)
 
 
 class NotOf(Cond):
@@ -553,6 +577,10 @@ class NotOf(Cond):
     def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
         """The child's deadline."""
         return self.child.deadline(ds, t, env)
+
+    def bind(self, value_at: Mapping[str, int]) -> None:
+        """Bind the child."""
+        self.child.bind(value_at)
 
 
 def _union(parent: Cond, children: list[Cond]) -> None:
@@ -650,7 +678,8 @@ class CompiledRule:
 class Program:
     """All enabled rules of one (kind, site, device overrides) combination, compiled once."""
 
-    __slots__ = ("fields", "n_slots", "no_active", "no_slots", "rules", "signature")
+    __slots__ = ("field_at", "fields", "n_slots", "no_active", "no_slots", "no_values", "online_at",
+                 "rules", "signature", "value_names")
 
     def __init__(self, rules: Mapping[str, s.Rule]) -> None:
         counter = [0]
@@ -667,9 +696,24 @@ class Program:
         tracked: set[str] = set()
         for rule in self.rules:
             tracked |= rule.fields
+        # every device of the program keeps its last values in this order, as a tuple
+        self.value_names: tuple[str, ...] = tuple(sorted(tracked | {"online"}))
+        value_at = {name: i for i, name in enumerate(self.value_names)}
+        self.no_values: tuple[FieldValue | None, ...] = (None,) * len(self.value_names)
+        self.online_at = value_at["online"]
+        for rule in self.rules:
+            for level in rule.levels:
+                level.cond.bind(value_at)
         tracked.discard("event")
         self.fields = frozenset(tracked)
+        # what a reading may update: (name, position), "event" excepted (never a last value)
+        self.field_at: tuple[tuple[str, int], ...] = tuple(
+            (name, value_at[name]) for name in sorted(tracked))
         dump = {rid: rule.model_dump(mode="json") for rid, rule in rules.items() if rule.enabled}
         self.signature = hashlib.sha256(
             json.dumps(dump, sort_keys=True).encode()
         ).hexdigest()[:16]
+
+    def value_dict(self, values: tuple[FieldValue | None, ...]) -> dict[str, FieldValue]:
+        """The known values of a device of this program, by name."""
+        return {n: v for n, v in zip(self.value_names, values, strict=True) if v is not None}

@@ -13,6 +13,7 @@ import itertools
 import logging
 import queue
 import re
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -69,6 +70,9 @@ def render(template: str, values: Mapping[str, Any], value: Any) -> str:
         return template.format_map(ctx)
     except (ValueError, TypeError, IndexError, AttributeError, KeyError):
         return _PLACEHOLDER.sub(lambda m: str(ctx[m.group(1)]), template)
+
+
+_FP = struct.Struct("q")  # a fingerprint (a hash: a signed 64-bit int), native order as "q"
 
 
 def _fingerprint(r: Reading) -> int:
@@ -263,13 +267,15 @@ class RuleEngine:
             return
         fp = _fingerprint(reading)
         if t == ds.last_t:
-            # fingerprints of the readings at last_t: one int (the usual case), or a tuple
+            # fingerprints of the readings at last_t: one int (the usual case), or up to eight
+            # packed in bytes (every device's first report brings a status reading at the same
+            # time: as a tuple of ints that was ~140 bytes a device, packed it is 56)
             fps = ds.last_fps
-            seen = (fps,) if isinstance(fps, int) else fps
-            if fp in seen:
+            seen = _FP.pack(fps) if isinstance(fps, int) else fps
+            if fp in memoryview(seen).cast("q"):
                 metrics.RULE_READINGS_IGNORED.labels("duplicate").inc()
                 return
-            ds.last_fps = (*seen[-7:], fp)
+            ds.last_fps = seen[-7 * _FP.size:] + _FP.pack(fp)
         elif not receive_timed or ds.clock_known:
             # A receive-timed reading before any device-timed one (a retained "online" at
             # connect) must not set the device's clock: its telemetry may be hours behind.
@@ -281,16 +287,24 @@ class RuleEngine:
         # The latest receipt, not the largest: equal in wall-clock mode; in device-clock mode a
         # message stamped before any device time was seen must not pin the device as fresh.
         ds.last_rx = reading.received_ns
+        program = ds.program
         values = ds.values
+        changed: list[Any] | None = None
         rv = reading.values
-        for name in ds.program.fields:
+        for name, at in program.field_at:
             v = rv.get(name)
-            if v is not None and values.get(name) != v:
-                values[name] = v
-                ds.dirty = True
+            if v is not None and values[at] != v:
+                if changed is None:
+                    changed = list(values)
+                changed[at] = v
         online = True if reading.online is None else reading.online
-        if values.get("online") is not online:
-            values["online"] = online
+        at = program.online_at
+        if (values if changed is None else changed)[at] is not online:
+            if changed is None:
+                changed = list(values)
+            changed[at] = online
+        if changed is not None:
+            ds.values = tuple(changed)
             ds.dirty = True
         self._evaluate(ds, reading, t, self.clock())
 
@@ -398,9 +412,10 @@ class RuleEngine:
 
     def _raise(self, ds: DeviceState, rule: CompiledRule, level: Level, t: int) -> None:
         value = level.cond.value(ds)
+        values = ds.program.value_dict(ds.values)
         self.alarms.raise_or_update(
             ds.device_id, ds.site, ds.kind, rule.id, level.severity, value,
-            render(level.message_en, ds.values, value), render(level.message_zh, ds.values, value),
+            render(level.message_en, values, value), render(level.message_zh, values, value),
             t, None, model=ds.model or None,
         )
 
@@ -413,7 +428,7 @@ class RuleEngine:
             "t": ds.last_t,
             "o": ds.offset,
             "rx": ds.last_rx,
-            "v": dict(ds.values),
+            "v": ds.program.value_dict(ds.values),
             "s": [list(x) if isinstance(x, list) else x for x in ds.slots],
             "a": {rules[i].id: rules[i].levels[a].severity
                   for i, a in enumerate(ds.active) if a >= 0},
@@ -462,7 +477,9 @@ class RuleEngine:
             ds.clock_known = "o" in data and ds.last_t >= 0
             # the hub was away: staleness counts from now, not from before the restart
             ds.last_rx = max(int(data.get("rx", 0)), now)
-            ds.values.update(data.get("v") or {})
+            saved_values = data.get("v") or {}
+            ds.values = tuple(saved_values.get(name, known) for name, known in
+                              zip(ds.program.value_names, ds.values, strict=True))
             slots = data.get("s")
             if data.get("sig") == ds.program.signature and isinstance(slots, list) \
                     and len(slots) == len(ds.slots):
