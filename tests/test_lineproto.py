@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from services import InfluxDatabase
 
+from hub import lineproto
 from hub.lineproto import encode_point, encode_points, parse_line, series_key
 from hub.model import Point
 from hub.store.influx import InfluxV1Store
@@ -256,3 +257,42 @@ def test_influx_backslash_forms(influx_db: InfluxDatabase) -> None:
         assert got[i].tag("t") == stored, tag
         assert got[i].field("s") == influx_view(tag)  # string fields: only the newline differs
     store.close()
+
+
+def test_series_cache_pauses_when_the_fleet_outgrows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet with more series than the cache holds gets no hits: caching pauses (memory)."""
+    monkeypatch.setattr(lineproto, "_CACHE_MAX", 10)
+    monkeypatch.setattr(lineproto, "_SERIES_PAUSE", 25)
+    monkeypatch.setattr(lineproto, "_series_cache", {})
+    monkeypatch.setattr(lineproto, "_series_hits", 0)
+    monkeypatch.setattr(lineproto, "_series_pause", 0)
+
+    def line(device: int) -> bytes:
+        return encode_point(Point("m", (("device_id", f"d{device}"),), (("v", 1.0),), 1))
+
+    for device in range(5):  # a small fleet, seen again and again: kept, and hit
+        assert line(device) == line(device) == f"m,device_id=d{device} v=1.0 1".encode()
+    assert len(lineproto._series_cache) == 5
+    for device in range(5, 10):  # more series than fit, each seen once: fills, few hits
+        line(device)
+    assert len(lineproto._series_cache) == 10
+    line(10)  # full with fewer hits (5) than entries (10): emptied, and caching pauses
+    assert lineproto._series_cache == {} and lineproto._series_pause == 25
+    for device in range(11, 36):
+        assert line(device) == f"m,device_id=d{device} v=1.0 1".encode()  # same lines
+    assert lineproto._series_cache == {} and lineproto._series_pause == 0
+    line(36)  # tried again
+    assert len(lineproto._series_cache) == 1
+
+
+def test_series_cache_kept_while_it_hits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full cache whose entries were hit is emptied and refilled, never paused."""
+    monkeypatch.setattr(lineproto, "_CACHE_MAX", 4)
+    monkeypatch.setattr(lineproto, "_series_cache", {})
+    monkeypatch.setattr(lineproto, "_series_hits", 0)
+    monkeypatch.setattr(lineproto, "_series_pause", 0)
+    for _ in range(3):
+        for device in range(4):
+            encode_point(Point("m", (("device_id", f"d{device}"),), (("v", 1),), 1))
+    encode_point(Point("m", (("device_id", "d4"),), (("v", 1),), 1))
+    assert lineproto._series_pause == 0 and len(lineproto._series_cache) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -594,3 +595,31 @@ def test_unregistered_device_is_never_stale(tmp_path: Path) -> None:
                                   "telemetry", T0, T0 + S // 10, (), {"tilt_deg": 1.0}))
     hub.tick(T0 + 3600 * S)
     assert hub.alarms(device_id="STRANGER") == []
+
+
+def test_timers_pop_in_due_order_once_each(hub: Hub) -> None:
+    """The timer buckets: due order within and across seconds, each device once, a device
+    rescheduled earlier not looked at again by its old entry."""
+    base = 10**18  # a whole second
+    timers = {name: SimpleNamespace(deadline=None, offset=0, scheduled=None) for name in "abc"}
+    engine = hub.engine
+
+    def schedule(name: str, at_ms: int) -> None:
+        timers[name].deadline = base + at_ms * S // 1000
+        engine._schedule(timers[name])  # type: ignore[arg-type]
+
+    def due(at_ms: int) -> list[str]:
+        popped = engine._pop_due(base + at_ms * S // 1000)
+        return [next(n for n, t in timers.items() if t is ds) for ds in popped]
+
+    schedule("a", 1500)
+    schedule("b", 1200)
+    schedule("c", 3000)
+    schedule("c", 1100)  # earlier: its 3 s entry goes stale
+    assert due(1000) == []
+    assert due(1300) == ["c", "b"]  # the second bucket, up to now, in due order
+    assert due(1600) == ["a"]  # the rest of that second
+    assert due(3500) == []  # c's stale entry
+    schedule("c", 3200)  # handled, then due again in the bucket of its stale entry
+    assert due(3500) == ["c"]
+    assert due(9000) == []

@@ -76,7 +76,7 @@ class DeviceState:
         # the active level per rule (-1 none): the program's shared tuple until one changes
         self.active: list[int] | tuple[int, ...] = program.no_active
         self.deadline: int | None = None
-        self.scheduled: int | None = None  # when the engine's timer heap next looks at it
+        self.scheduled: int | None = None  # when the engine's timers next look at it
         self.dirty = False
 
 
