@@ -26,11 +26,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from hub.model import InboundMessage
 from hub.mqtt_common import (  # noqa: F401  (parse_mqtt_url, MqttUrl: re-exported)
-    CONNECTED,
-    CONNECTS,
     STATUS_TOPIC,
     MqttUrl,
-    ReceivedCounter,
     parse_mqtt_url,
 )
 
@@ -48,8 +45,10 @@ class AckToken:
     qos: int
 
 
-class MqttClient(ReceivedCounter):
+class MqttClient:
     """A persistent-session subscriber and publisher with manual acknowledgements."""
+
+    received = 0  # messages handed on; the hub side publishes it as a metric
 
     def __init__(
         self,
@@ -137,7 +136,7 @@ class MqttClient(ReceivedCounter):
                 info.wait_for_publish(timeout=2)
         self._client.disconnect()
         self._client.loop_stop()
-        CONNECTED.set(0)
+        self._on_status(False)
 
     @property
     def connected(self) -> bool:
@@ -163,8 +162,7 @@ class MqttClient(ReceivedCounter):
         self._may_fall_back = False  # this broker speaks our version: never switch later
         self._generation += 1
         self.last_error = None
-        CONNECTS.inc()
-        CONNECTED.set(1)
+        self._on_status(True)
         log.info(
             "MQTT connected to %s:%s (session present: %s)",
             self.url.host,
@@ -205,7 +203,7 @@ class MqttClient(ReceivedCounter):
     ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
-        CONNECTED.set(0)
+        self._on_status(False)
         if not was_connected and not self._stopping and self.protocol == paho.MQTTv5:
             self._failed_attempts += 1
             if self._failed_attempts >= 2:
@@ -227,6 +225,9 @@ class MqttClient(ReceivedCounter):
                 ack_token=AckToken(self._generation, msg.mid, msg.qos),
             )
         )
+
+    def _on_status(self, connected: bool) -> None:
+        """A connection came up (True), went down or was stopped (False); for subclasses."""
 
     # ------------------------------------------------------------------ any thread
 
