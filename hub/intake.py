@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
 from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -145,8 +144,8 @@ class IntakeProcess(ReceivedCounter):
         up_write.close()
         down_read.close()
         self._proc, self._down = proc, down_write
-        config = replace(self._config, first_token=self._epoch << TOKEN_EPOCH_SHIFT)
-        self._send((FRAME_CONFIG, asdict(config)))
+        config = self._config._replace(first_token=self._epoch << TOKEN_EPOCH_SHIFT)
+        self._send((FRAME_CONFIG, config._asdict()))
         self._up = (up_read, self._epoch)
         log.info("MQTT intake process %s started", proc.pid)
 

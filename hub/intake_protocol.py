@@ -6,7 +6,7 @@ prometheus_client nor the hub-side half of ``hub.intake`` (``tests/test_imports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -25,8 +25,7 @@ FORWARD_BATCH = 1000  # messages per frame at most
 CHILD_BACKLOG = 5000  # messages the child holds before paho stops reading (back-pressure)
 
 
-@dataclass(frozen=True, slots=True)
-class IntakeConfig:
+class IntakeConfig(NamedTuple):
     """What the child needs to build its MqttClient (sent as the first frame, not on argv:
     the URL may hold a password)."""
 

@@ -14,9 +14,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -24,7 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from hub.model import InboundMessage
+from hub.inbound import InboundMessage
 from hub.mqtt_common import (  # noqa: F401  (parse_mqtt_url, MqttUrl: re-exported)
     STATUS_TOPIC,
     MqttUrl,
@@ -36,8 +35,7 @@ log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
-@dataclass(frozen=True, slots=True)
-class AckToken:
+class AckToken(NamedTuple):
     """Which connection a message came on, and its packet id."""
 
     generation: int

@@ -3,15 +3,14 @@ the status topic (the hub process imports this; only the intake process imports 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 STATUS_TOPIC = "hub/status"
 
 
 
-@dataclass(frozen=True, slots=True)
-class MqttUrl:
+class MqttUrl(NamedTuple):
     """A parsed mqtt:// or mqtts:// URL."""
 
     host: str
