@@ -23,38 +23,27 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
 from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from hub.model import InboundMessage
-from hub.mqtt_common import (
-    CONNECTED,
-    CONNECTS,
-    STATUS_TOPIC,
-    ReceivedCounter,
-    parse_mqtt_url,
+from hub.intake_protocol import (
+    FRAME_ACK,
+    FRAME_CONFIG,
+    FRAME_MESSAGES,
+    FRAME_ON_CONNECT,
+    FRAME_PUBLISH,
+    FRAME_STATUS,
+    FRAME_STOP,
+    IntakeConfig,
 )
+from hub.model import InboundMessage
+from hub.mqtt_common import STATUS_TOPIC, parse_mqtt_url
+from hub.mqtt_metrics import CONNECTED, CONNECTS, ReceivedCounter
 
 log = logging.getLogger(__name__)
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-# Frames, child -> hub:
-FRAME_MESSAGES = 1  # (1, [(topic, payload, qos, retain, received_ns, token), ...])
-FRAME_STATUS = 2  # (2, connected, last_error)
-FRAME_ON_CONNECT = 3  # (3,): a new connection is up; republish what must be retained
-# Frames, hub -> child:
-FRAME_ACK = 11  # (11, token): every message up to and including this one is durable
-FRAME_PUBLISH = 12  # (12, topic, payload, qos, retain)
-FRAME_STOP = 13  # (13,)
-FRAME_CONFIG = 14  # (14, IntakeConfig as a dict): the first frame
-
-
-FORWARD_BATCH = 1000  # messages per frame at most
-CHILD_BACKLOG = 5000  # messages the child holds before paho stops reading (back-pressure)
 PULL_MAX = 5000  # messages the pipeline takes per ``receive``
 PIPE_BYTES = 1 << 20  # pipe buffer asked of Linux (default 64 KiB): frames cross in one read
 _F_SETPIPE_SZ = 1031
@@ -65,23 +54,6 @@ RESTART_DELAY_S = 1.0
 TOKEN_EPOCH_SHIFT = 40
 # InboundMessage built from the child's tuple in C (no Python-level __new__ per message).
 _INBOUND: Callable[[tuple[Any, ...]], InboundMessage] = partial(tuple.__new__, InboundMessage)
-
-
-@dataclass(frozen=True, slots=True)
-class IntakeConfig:
-    """What the child needs to build its MqttClient (sent as the first frame, not on argv:
-    the URL may hold a password)."""
-
-    url: str
-    client_id: str
-    subscriptions: list[tuple[str, int]]
-    ca_file: str | None
-    cert_file: str | None
-    key_file: str | None
-    status_topic: str
-    protocol: str
-    log_level: int
-    first_token: int = 0  # the child numbers its messages from here (its epoch's base)
 
 
 class IntakeProcess(ReceivedCounter):
@@ -172,8 +144,8 @@ class IntakeProcess(ReceivedCounter):
         up_write.close()
         down_read.close()
         self._proc, self._down = proc, down_write
-        config = replace(self._config, first_token=self._epoch << TOKEN_EPOCH_SHIFT)
-        self._send((FRAME_CONFIG, asdict(config)))
+        config = self._config._replace(first_token=self._epoch << TOKEN_EPOCH_SHIFT)
+        self._send((FRAME_CONFIG, config._asdict()))
         self._up = (up_read, self._epoch)
         log.info("MQTT intake process %s started", proc.pid)
 

@@ -25,7 +25,7 @@ import paho.mqtt.client as paho
 
 from hub._malloc import trim
 from hub.handoff import Handoff
-from hub.intake import (
+from hub.intake_protocol import (
     CHILD_BACKLOG,
     FORWARD_BATCH,
     FRAME_ACK,

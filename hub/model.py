@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
+
+from hub.inbound import InboundMessage as InboundMessage  # re-exported: a pipeline type
 
 FieldValue = float | int | str | bool
-
-
-class InboundMessage(NamedTuple):
-    """One MQTT message as received, detached from paho.
-
-    ``ack_token`` is opaque to everything but the MQTT adapter: it is handed back once the
-    message's readings are durable, so the adapter can acknowledge it to the broker. A
-    NamedTuple rather than a frozen dataclass: one is built per message and it is 6x cheaper.
-    """
-
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    received_ns: int
-    ack_token: Any = None
 
 
 @dataclass(frozen=True, slots=True)

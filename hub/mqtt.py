@@ -14,9 +14,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -24,13 +23,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from hub.model import InboundMessage
+from hub.inbound import InboundMessage
 from hub.mqtt_common import (  # noqa: F401  (parse_mqtt_url, MqttUrl: re-exported)
-    CONNECTED,
-    CONNECTS,
     STATUS_TOPIC,
     MqttUrl,
-    ReceivedCounter,
     parse_mqtt_url,
 )
 
@@ -39,8 +35,7 @@ log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
-@dataclass(frozen=True, slots=True)
-class AckToken:
+class AckToken(NamedTuple):
     """Which connection a message came on, and its packet id."""
 
     generation: int
@@ -48,8 +43,10 @@ class AckToken:
     qos: int
 
 
-class MqttClient(ReceivedCounter):
+class MqttClient:
     """A persistent-session subscriber and publisher with manual acknowledgements."""
+
+    received = 0  # messages handed on; the hub side publishes it as a metric
 
     def __init__(
         self,
@@ -137,7 +134,7 @@ class MqttClient(ReceivedCounter):
                 info.wait_for_publish(timeout=2)
         self._client.disconnect()
         self._client.loop_stop()
-        CONNECTED.set(0)
+        self._on_status(False)
 
     @property
     def connected(self) -> bool:
@@ -163,8 +160,7 @@ class MqttClient(ReceivedCounter):
         self._may_fall_back = False  # this broker speaks our version: never switch later
         self._generation += 1
         self.last_error = None
-        CONNECTS.inc()
-        CONNECTED.set(1)
+        self._on_status(True)
         log.info(
             "MQTT connected to %s:%s (session present: %s)",
             self.url.host,
@@ -205,7 +201,7 @@ class MqttClient(ReceivedCounter):
     ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
-        CONNECTED.set(0)
+        self._on_status(False)
         if not was_connected and not self._stopping and self.protocol == paho.MQTTv5:
             self._failed_attempts += 1
             if self._failed_attempts >= 2:
@@ -227,6 +223,9 @@ class MqttClient(ReceivedCounter):
                 ack_token=AckToken(self._generation, msg.mid, msg.qos),
             )
         )
+
+    def _on_status(self, connected: bool) -> None:
+        """A connection came up (True), went down or was stopped (False); for subclasses."""
 
     # ------------------------------------------------------------------ any thread
 

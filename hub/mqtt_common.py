@@ -1,22 +1,16 @@
-"""What both MQTT sides share without importing paho: the URL format, the status topic and the
-connection metrics (the hub process imports this; only the intake process imports paho)."""
+"""What both MQTT sides share without importing paho or prometheus_client: the URL format and
+the status topic (the hub process imports this; only the intake process imports paho)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
-
-from prometheus_client import Counter, Gauge
 
 STATUS_TOPIC = "hub/status"
 
-MESSAGES_RECEIVED = Counter("hub_mqtt_messages_received_total", "MQTT messages received")
-CONNECTS = Counter("hub_mqtt_connects_total", "successful MQTT connections")
-CONNECTED = Gauge("hub_mqtt_connected", "1 while connected to the broker")
 
 
-@dataclass(frozen=True, slots=True)
-class MqttUrl:
+class MqttUrl(NamedTuple):
     """A parsed mqtt:// or mqtts:// URL."""
 
     host: str
@@ -46,18 +40,3 @@ def parse_mqtt_url(url: str) -> MqttUrl:
         password=unquote(parts.password) if parts.password else None,
     )
 
-
-class ReceivedCounter:
-    """Messages received, counted in a plain int by the one thread that receives them and
-    published to prometheus by ``count_received`` (an inc per message takes a lock: ~5 % of
-    the hub's CPU once)."""
-
-    received = 0
-    _counted = 0
-
-    def count_received(self) -> None:
-        """Bring the received-messages counter up to date (one caller thread: the pipeline)."""
-        received = self.received
-        if received > self._counted:
-            MESSAGES_RECEIVED.inc(received - self._counted)
-            self._counted = received

@@ -544,12 +544,12 @@ class Normalizer:
 
     def _site_of(self, device_id: str, profile: Profile) -> tuple[str, str, BaseTags]:
         """(site, device id, base tags sorted by key: community?, device_id, model, site)."""
-        entry = self.sites.device(device_id)
-        if entry is not None:
+        device = self.sites.devices.get(device_id)
+        if device is not None:
             # registered: built per message from the registry (no per-device cache: 100,000
             # devices), the model, site and community tags shared; the id string is the
             # registry's, one object per device (memory)
-            site, device = entry
+            site = device.site
             group = (profile.model, site.site, device.community if site.tag_community else None)
             shared = self._group_tags.get(group)
             if shared is None:

@@ -29,7 +29,7 @@ from hub.store.spool import Spool
 from hub.store.writer import DurableWriter
 
 if TYPE_CHECKING:
-    from hub.mqtt import MqttClient
+    from hub.mqtt_thread import ThreadIntake
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def make_store(settings: Settings) -> PointStore:
 def make_mqtt(
     settings: Settings, subscriptions: list[tuple[str, int]],
     on_message: Callable[[InboundMessage], None],
-) -> IntakeProcess | MqttClient:
+) -> IntakeProcess | ThreadIntake:
     """The MQTT intake: paho in a child process (default; the pipeline pulls from it) or in a
     thread of this one (it pushes each message through ``on_message``)."""
     s = settings
@@ -57,9 +57,9 @@ def make_mqtt(
         return IntakeProcess(
             s.mqtt_url, s.mqtt_client_id, subscriptions, ca_file=s.mqtt_ca_file,
             cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol)
-    from hub.mqtt import MqttClient  # paho: only in thread mode does the hub process load it
+    from hub.mqtt_thread import ThreadIntake  # paho: only in thread mode is it in this process
 
-    return MqttClient(
+    return ThreadIntake(
         s.mqtt_url, s.mqtt_client_id, subscriptions, on_message, ca_file=s.mqtt_ca_file,
         cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol)
 

@@ -40,7 +40,7 @@ def scenario_messages(name: str, seed: int = 1) -> tuple[Scenario, list[SimMessa
     """The scenario and every message its fleet publishes, in publish order."""
     scenario = load_scenario(name)
     registry = load_sites(SITES)
-    sites = {registry.devices[d][0].site for d in scenario.devices if d in registry.devices}
+    sites = {registry.devices[d].site.site for d in scenario.devices if d in registry.devices}
     start = latest_start(scenario)
     fleet = Fleet(SITES, seed=seed, start=start, scenario=scenario, only_sites=sorted(sites))
     end = start + timedelta(seconds=scenario.duration_s)

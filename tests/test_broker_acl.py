@@ -205,7 +205,7 @@ def test_every_registered_device_has_exactly_its_profile_topics() -> None:
     assert blocks.pop("hub") == ["topic read #", "topic readwrite hub/#"]
     assert set(blocks) == set(sites.devices)
     for device_id, lines in blocks.items():
-        profile = by_model[sites.devices[device_id][1].model]
+        profile = by_model[sites.devices[device_id].model]
         assert lines == [f"topic write {t}" for t in device_topics(profile, device_id)]
         assert all(device_id in line and "+" not in line and "#" not in line for line in lines)
 

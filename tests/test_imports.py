@@ -45,3 +45,10 @@ def test_hub_in_thread_mode_loads_paho(tmp_path: Path) -> None:
         "                    mqtt_url='mqtt://127.0.0.1:9', mqtt_intake='thread'))\n"
     )
     assert "paho" in _packages(modules)
+
+
+def test_intake_process_loads_no_prometheus_client_and_no_httpx() -> None:
+    modules = _modules("import hub.intake_child")
+    assert "paho" in _packages(modules)  # the check below would pass on a child importing nothing
+    assert not {"prometheus_client", "httpx", "hub.intake", "hub.mqtt_metrics",
+                "dataclasses"} & (_packages(modules) | modules)

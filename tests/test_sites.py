@@ -173,3 +173,28 @@ def test_checkpoint_is_a_compact_record_and_pickles() -> None:
     assert pickle.loads(pickle.dumps(cp)) == cp
     device = Device(id="L1", model="XS-FL200", rules={"battery_low": {"enabled": False}})
     assert pickle.loads(pickle.dumps(device)) == device
+
+
+def test_site_file_items_become_records_as_parsed_with_the_same_result_and_errors(
+        tmp_path: Path) -> None:
+    import yaml
+    from pydantic import ValidationError
+
+    from hub.sites import Site, load_site_file
+
+    good = ("site: x\nname: X\ncommunities: [{id: c1, name: C}]\ndevices:\n"
+            "  - {id: L1, model: XS-FL200, community: c1, lat: 28.1, lon: 112}\n"
+            "  - id: L2\n    model: HN-BSD3\n    active_hours: {start: '18:00', end: 06:00}\n"
+            "    rules: {battery_low: {enabled: false}}\n"
+            "checkpoints: [{id: CP1, tag_uid: 04A1, name: gate, community: c1}]\n")
+    bad = good.replace("model: HN-BSD3", "modle: HN-BSD3").replace("tag_uid: 04A1, ", "")
+    path = tmp_path / "x.yaml"
+    path.write_text(good, encoding="utf-8")
+    assert load_site_file(path) == Site.model_validate(yaml.safe_load(good))
+    path.write_text(bad, encoding="utf-8")
+    with pytest.raises(ValidationError) as ours:
+        load_site_file(path)
+    with pytest.raises(ValidationError) as theirs:
+        Site.model_validate(yaml.safe_load(bad))
+    assert str(ours.value) == str(theirs.value)
+    assert "devices.1.model" in str(ours.value) and "checkpoints.0.tag_uid" in str(ours.value)

@@ -1,0 +1,41 @@
+"""What the hub and its intake process agree on: the frames, the batch limits and the config.
+
+Imported by both sides; it imports nothing of the hub's, so the intake process loads neither
+prometheus_client nor the hub-side half of ``hub.intake`` (``tests/test_imports.py``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Frames, child -> hub:
+FRAME_MESSAGES = 1  # (1, [(topic, payload, qos, retain, received_ns, token), ...])
+FRAME_STATUS = 2  # (2, connected, last_error)
+FRAME_ON_CONNECT = 3  # (3,): a new connection is up; republish what must be retained
+# Frames, hub -> child:
+FRAME_ACK = 11  # (11, token): every message up to and including this one is durable
+FRAME_PUBLISH = 12  # (12, topic, payload, qos, retain)
+FRAME_STOP = 13  # (13,)
+FRAME_CONFIG = 14  # (14, IntakeConfig as a dict): the first frame
+
+
+FORWARD_BATCH = 1000  # messages per frame at most
+CHILD_BACKLOG = 5000  # messages the child holds before paho stops reading (back-pressure)
+
+
+class IntakeConfig(NamedTuple):
+    """What the child needs to build its MqttClient (sent as the first frame, not on argv:
+    the URL may hold a password)."""
+
+    url: str
+    client_id: str
+    subscriptions: list[tuple[str, int]]
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+    status_topic: str
+    protocol: str
+    log_level: int
+    first_token: int = 0  # the child numbers its messages from here (its epoch's base)
