@@ -79,7 +79,6 @@ class DeviceState:
         self.scheduled: int | None = None  # when the engine's timers next look at it
         self.dirty = False
 
-
     def writable_slots(self) -> list[Any]:
         """The slots as a list of this device's own (copied from the shared tuple once)."""
         slots = self.slots
@@ -500,12 +499,25 @@ class Points(Cond):
         return ",".join(found) if found else None
 
 
-class AllOf(Cond):
-    """Every child holds (all children are evaluated: they keep state)."""
+class _Composite(Cond):
+    """A condition over child conditions: their deadlines and value positions are theirs."""
 
     def __init__(self, children: list[Cond]) -> None:
         self.children = children
         _union(self, children)
+
+    def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
+        """Earliest child deadline."""
+        return _earliest(c.deadline(ds, t, env) for c in self.timed_children)
+
+    def bind(self, value_at: Mapping[str, int]) -> None:
+        """Bind every child."""
+        for child in self.children:
+            child.bind(value_at)
+
+
+class AllOf(_Composite):
+    """Every child holds (all children are evaluated: they keep state)."""
 
     def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Evaluate every child."""
@@ -520,23 +532,13 @@ class AllOf(Cond):
                 return v
         return None
 
-    def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
-        """Earliest child deadline."""
-        return _earliest(c.deadline(ds, t, env) for c in self.timed_children)
 
-    def bind(self, value_at: Mapping[str, int]) -> None:
-        """Bind every child."""
-        for child in self.children:
-            child.bind(value_at)
-
-
-class AnyOf(Cond):
+class AnyOf(_Composite):
     """At least one child holds; the value is the first true child's."""
 
     def __init__(self, children: list[Cond], alloc: Callable[[], int]) -> None:
-        self.children = children
+        super().__init__(children)
         self.slot = alloc()
-        _union(self, children)
 
     def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Evaluate every child, remember the first that holds."""
@@ -553,34 +555,17 @@ class AnyOf(Cond):
         first = ds.slots[self.slot]
         return None if first is None else self.children[first].value(ds)
 
-    def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
-        """Earliest child deadline."""
-        return _earliest(c.deadline(ds, t, env) for c in self.timed_children)
 
-    def bind(self, value_at: Mapping[str, int]) -> None:
-        """Bind every child."""
-        for child in self.children:
-            child.bind(value_at)
-
-
-class NotOf(Cond):
+class NotOf(_Composite):
     """The child does not hold."""
 
     def __init__(self, child: Cond) -> None:
+        super().__init__([child])
         self.child = child
-        _union(self, [child])
 
     def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Negate the child."""
         return not self.child.eval(ds, r, t, now, env)
-
-    def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
-        """The child's deadline."""
-        return self.child.deadline(ds, t, env)
-
-    def bind(self, value_at: Mapping[str, int]) -> None:
-        """Bind the child."""
-        self.child.bind(value_at)
 
 
 def _union(parent: Cond, children: list[Cond]) -> None:
