@@ -168,14 +168,14 @@ class IntakeProcess(ReceivedCounter):
             if not conn.poll(timeout):
                 return out
             while True:
-                self._frame(marshal.loads(conn.recv_bytes()), epoch, out)
+                self._frame(marshal.loads(conn.recv_bytes()), out)
                 if len(out) >= PULL_MAX or not conn.poll(0):
                     return out
         except (EOFError, OSError):
             self._child_gone(conn, epoch)
             return out
 
-    def _frame(self, frame: Any, epoch: int, out: list[InboundMessage]) -> None:
+    def _frame(self, frame: Any, out: list[InboundMessage]) -> None:
         kind = frame[0]
         if kind == FRAME_MESSAGES:
             out += map(_INBOUND, frame[1])

@@ -9,7 +9,6 @@ from urllib.parse import unquote, urlsplit
 STATUS_TOPIC = "hub/status"
 
 
-
 class MqttUrl(NamedTuple):
     """A parsed mqtt:// or mqtts:// URL."""
 
@@ -39,4 +38,3 @@ def parse_mqtt_url(url: str) -> MqttUrl:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
     )
-

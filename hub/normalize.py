@@ -24,7 +24,7 @@ from hub.sites import UNASSIGNED_SITE, UNKNOWN_CHECKPOINT, SiteRegistry
 EARLIEST_PLAUSIBLE_NS = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000_000
 MAX_AHEAD_NS = 300 * 1_000_000_000
 _ABSENT = object()
-# A device's own tags, cached per device: (device_id, model, site[, community]); site at index 2
+# A device's base tags, sorted by key: (community?, device_id, model, site)
 BaseTags = tuple[tuple[str, str], ...]
 _NO_GROUPS: dict[str, str] = {}  # the key-pattern groups of a point without ``each_key``
 # Tag values (device id, payload tags) that line protocol cannot carry: encode_point refuses
@@ -558,7 +558,7 @@ class Normalizer:
             return site.site, device.id, (*before, ("device_id", device.id), *after)
         cached = self._device_tags.get(device_id)
         if cached is not None:
-            return UNASSIGNED_SITE, cached[0][1], cached
+            return UNASSIGNED_SITE, cached[0][1], cached  # no community: device_id first
         before, after = self._base_group(profile.model, UNASSIGNED_SITE, None)
         tags = (*before, ("device_id", device_id), *after)
         if len(self._device_tags) < 1_000_000:

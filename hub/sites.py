@@ -485,10 +485,7 @@ def _load_yaml(path: Path, items: dict[str, Callable[[Any], Any]] | None = None)
 
 def load_site_file(path: Path) -> Site:
     """Load and validate one site file."""
-    data = _load_yaml(path, _SITE_ITEMS)
-    site = Site.model_validate(data)
-    del data
-    return site
+    return Site.model_validate(_load_yaml(path, _SITE_ITEMS))
 
 
 def load_sites(directory: Path | None) -> SiteRegistry:
