@@ -1,8 +1,8 @@
 """Shared helpers of the benchmarks: real services, a load site, realistic messages, counting.
 
-Every benchmark starts its own Debian ``mosquitto`` and ``influxd`` (``tests/services.py``) on
-free ports in a temp dir and runs the real ``hub run`` as a child process
-(``tests/hubproc.py``). Traffic stays on 127.0.0.1.
+Every benchmark starts its own Debian ``mosquitto`` and ``influxd``
+(``tests/support/services.py``) on free ports in a temp dir and runs the real ``hub run`` as a
+child process (``tests/support/hubproc.py``). Traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from simulators.load import _stamp, load_devices, template, write_load_site  # noqa: E402
-from tests.hubproc import HubProcess  # noqa: E402
-from tests.services import InfluxServer, MosquittoServer  # noqa: E402
+from tests.support.hubproc import HubProcess  # noqa: E402
+from tests.support.services import InfluxServer, MosquittoServer  # noqa: E402
 
 # Points each load message becomes (the MFS and YK templates carry two extinguisher slots).
 POINTS_PER_MESSAGE = {"XS-FL200": 1, "HN-BSD3": 1, "PT-NFC1": 1, "MFS-GW1": 3, "YK-FS8": 3}
@@ -231,7 +231,7 @@ def wait_hub_points(apis: list[str], server: InfluxServer, new_points: int,
 def client(url: str, client_id: str | None = None, *, v5: bool = True, clean: bool = True,
            manual_ack: bool = False) -> paho.Client:
     """A connected paho client with its network thread running."""
-    from hub.mqtt import parse_mqtt_url
+    from hub.intake.paho_client import parse_mqtt_url
 
     parsed = parse_mqtt_url(url)
     c = paho.Client(

@@ -22,9 +22,9 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
-from hub.mqtt import parse_mqtt_url  # noqa: E402
+from hub.ingest.router import TopicRouter  # noqa: E402
+from hub.intake.paho_client import parse_mqtt_url  # noqa: E402
 from hub.profiles.loader import load_profiles  # noqa: E402
-from hub.route import TopicRouter  # noqa: E402
 from hub.settings import Settings  # noqa: E402
 
 

@@ -61,9 +61,9 @@ def make_target() -> Callable[[bytes], None]:
         # re.error inside the target) and "RegEx" fails on other libraries' verbose patterns;
         # comparisons (==, in) are traced anyway, and the seeds hold valid device ids.
         with atheris.instrument_imports(include=["hub"]):
-            import hub.lineproto
-            import hub.normalize  # noqa: F401
-    from hub.lineproto import encode_point, parse_line, series_key
+            import hub.ingest.lineproto
+            import hub.ingest.normalize  # noqa: F401
+    from hub.ingest.lineproto import encode_point, parse_line, series_key
     from hub.model import InboundMessage, Point, Reading
     from tests.test_normalize_properties import NORMALIZER, NOW, check_outcome
 
@@ -149,11 +149,11 @@ def _simulated_messages(per_kind: int = 4) -> Iterator[tuple[str, bytes]]:
 
 def write_seeds(seed_dir: Path) -> int:
     """Write the seed corpus (golden cases, simulator messages, their encoded lines)."""
-    from hub.lineproto import encode_point
+    from hub.ingest.lineproto import encode_point
+    from hub.ingest.normalize import Normalizer
     from hub.model import InboundMessage, Reading
-    from hub.normalize import Normalizer
     from hub.profiles.loader import load_profiles
-    from hub.sites import load_sites
+    from hub.sites.registry import load_sites
 
     normalizer = Normalizer(load_profiles(REPO / "device_profiles"), load_sites(REPO / "sites"))
     index = {id(route): i for i, route in enumerate(normalizer.router.routes)}

@@ -37,8 +37,11 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--trace", action="store_true")
     parser.add_argument("--sites-only", action="store_true",
-                        help="only load the site file (hub.sites.load_sites): RSS and time")
+                        help="only load the site file (load_sites): RSS and time")
     args = parser.parse_args()
+    from hub.tuning import tune_process
+
+    tune_process()  # as the hub's entry point does
     import uvicorn  # noqa: F401  (the imports of ``hub run``)
 
     import hub.api.app
@@ -50,7 +53,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="memory-probe-"))
     write_site(tmp / "sites", args.devices, None)
     if args.sites_only:
-        from hub.sites import load_sites
+        from hub.sites.registry import load_sites
 
         gc.collect()
         before, started = rss(), time.monotonic()

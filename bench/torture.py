@@ -36,8 +36,8 @@ from _common import (
     write_site,
 )
 
-from tests.hubproc import HubProcess
-from tests.services import InfluxServer, MosquittoServer
+from tests.support.hubproc import HubProcess
+from tests.support.services import InfluxServer, MosquittoServer
 
 
 class Paced(threading.Thread):

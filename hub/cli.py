@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hub.settings import Settings
+from hub.tuning import tune_process
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +39,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _cmd_check_profiles(args: argparse.Namespace) -> int:
+    from hub.ingest.router import TopicRouter
     from hub.profiles.loader import ProfileLoadError, load_profiles
-    from hub.route import TopicRouter
 
     settings = _settings(args)
     directory = Path(settings.profiles_dir)
@@ -67,7 +68,7 @@ def _check_rules_and_sites(settings: Settings, profiles: list[Any]) -> int:
 
     from hub.rules.engine import RuleEngine
     from hub.rules.schema import RuleError, load_rule_set
-    from hub.sites import SiteRegistry, load_site_file
+    from hub.sites.registry import SiteRegistry, load_site_file
 
     failures = 0
     for path in sorted(Path(settings.rules_dir).glob("*.yaml")):
@@ -177,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-profiles", help="validate device profiles, with file:line")
     _add_settings_flags(check)
     check.set_defaults(func=_cmd_check_profiles)
-    from hub import broker_acl
     from hub.grafana import cli as grafana_cli
+    from hub.intake import broker_acl
 
     grafana_cli.register(sub, _add_settings_flags, _settings)
     broker_acl.register(sub, _add_settings_flags, _settings)
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hub`` console script."""
+    tune_process()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hub.embedded_broker import EmbeddedBroker
+from hub.intake.embedded_broker import EmbeddedBroker
 from hub.settings import PACKAGE_ROOT, Settings
 
 log = logging.getLogger(__name__)

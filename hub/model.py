@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.inbound import InboundMessage as InboundMessage  # re-exported: a pipeline type
+from hub.intake.inbound import InboundMessage as InboundMessage  # re-exported: a pipeline type
 
 FieldValue = float | int | str | bool
 

@@ -10,26 +10,26 @@ from typing import TYPE_CHECKING, Any
 from hub.alarms.service import AlarmService
 from hub.clock import HubClock
 from hub.db import create_all, make_engine, make_sessionmaker
-from hub.gcfreeze import GcFreezer
-from hub.intake import IntakeProcess
+from hub.ingest.normalize import Normalizer
+from hub.ingest.pipeline import Pipeline
+from hub.ingest.refusals import DeadLetterLog, RefusalLog
+from hub.intake.process import IntakeProcess
 from hub.model import InboundMessage
-from hub.normalize import Normalizer
 from hub.patrol.service import PatrolService
-from hub.pipeline import Pipeline
 from hub.profiles.loader import load_profiles
-from hub.refusals import DeadLetterLog, RefusalLog
 from hub.rules.engine import RuleEngine
 from hub.settings import Settings
-from hub.sites import load_sites
+from hub.sites.registry import load_sites
 from hub.state import DeviceStates
 from hub.store.base import PointStore
 from hub.store.embedded import EmbeddedStore
 from hub.store.influx import InfluxV1Store
 from hub.store.spool import Spool
 from hub.store.writer import DurableWriter
+from hub.tuning.gcfreeze import GcFreezer
 
 if TYPE_CHECKING:
-    from hub.mqtt_thread import ThreadIntake
+    from hub.intake.thread import ThreadIntake
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def make_mqtt(
         return IntakeProcess(
             s.mqtt_url, s.mqtt_client_id, subscriptions, ca_file=s.mqtt_ca_file,
             cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol)
-    from hub.mqtt_thread import ThreadIntake  # paho: only in thread mode is it in this process
+    from hub.intake.thread import ThreadIntake  # paho: only in thread mode is it in this process
 
     return ThreadIntake(
         s.mqtt_url, s.mqtt_client_id, subscriptions, on_message, ca_file=s.mqtt_ca_file,

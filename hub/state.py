@@ -15,10 +15,10 @@ from sqlalchemy import BigInteger, Boolean, String, Text, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from hub.db import Base
+from hub.ingest.normalize import Normalizer, status_point
 from hub.model import FieldValue, Reading
-from hub.normalize import Normalizer, status_point
 from hub.profiles.schema import Profile
-from hub.sites import SiteRegistry
+from hub.sites.registry import SiteRegistry
 
 HEARTBEAT_FACTOR = 3
 SAVE_CHUNK = 2000
@@ -66,7 +66,7 @@ def _layout(keys: tuple[str, ...]) -> _Layout:
     return layout
 
 
-class DeviceState:
+class LiveState:
     """What the hub knows of one device now.
 
     The latest values are kept as a tuple in the order of a shared key layout (one per set of
@@ -131,7 +131,7 @@ class DeviceStates:
         self.sites = sites
         self.normalizer = normalizer
         self._sessions = sessions
-        self._devices: dict[str, DeviceState] = {}
+        self._devices: dict[str, LiveState] = {}
         self._dirty: set[str] = set()
         self._to_save: list[str] = []  # taken at the save period, snapshotted a chunk a tick
         self._queued: set[str] = set()
@@ -148,7 +148,7 @@ class DeviceStates:
         """Update from a reading; return status readings for online transitions it implies."""
         state = self._devices.get(reading.device_id)
         if state is None:
-            state = DeviceState(reading.device_id, reading.model, reading.kind, reading.site)
+            state = LiveState(reading.device_id, reading.model, reading.kind, reading.site)
             with self._lock:
                 self._devices[reading.device_id] = state
         self._dirty.add(reading.device_id)
@@ -191,7 +191,7 @@ class DeviceStates:
         return transitions
 
     def _status_reading(
-        self, state: DeviceState, online: bool, reason: str, at: int, received: int
+        self, state: LiveState, online: bool, reason: str, at: int, received: int
     ) -> Reading:
         _site, tags = self.normalizer.base_tags(state.device_id, state.model)
         point = status_point(tags, state.kind, online, reason, at)
@@ -308,7 +308,7 @@ class DeviceStates:
         with self._sessions() as session:
             rows = session.scalars(select(DeviceRow)).all()
         for row in rows:
-            state = DeviceState(row.device_id, row.model, row.kind, row.site)
+            state = LiveState(row.device_id, row.model, row.kind, row.site)
             registered = self.sites.device(row.device_id)
             if registered is not None:
                 state.site = registered[0].site
@@ -322,7 +322,7 @@ class DeviceStates:
 
     # ------------------------------------------------------------------ readers (any thread)
 
-    def get(self, device_id: str) -> DeviceState | None:
+    def get(self, device_id: str) -> LiveState | None:
         """Return the state of a device that has reported, or None."""
         return self._devices.get(device_id)
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: real Mosquitto and InfluxDB servers (see tests/services.py).
+"""Shared fixtures: real Mosquitto and InfluxDB servers (see tests/support/services.py).
 
 A missing binary skips the test, unless HUB_REQUIRE_SERVICES=1 (CI): then it fails.
 Tests that use these fixtures get the ``services`` marker automatically
@@ -8,36 +8,26 @@ server's log is attached to its report.
 
 from __future__ import annotations
 
-import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
-from services import InfluxDatabase, InfluxServer, MosquittoServer, log_tail, which
 
-SERVICE_FIXTURES = frozenset({"mosquitto", "influx_server", "influx_db", "influx_own"})
-DEBIAN_PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb"}
+from tests.support.require import require_binary
+from tests.support.services import (
+    PG_BIN,
+    InfluxDatabase,
+    InfluxServer,
+    MosquittoServer,
+    PostgresServer,
+    log_tail,
+)
 
-
-def services_required() -> bool:
-    """True when a missing service must fail the test instead of skipping it."""
-    return os.environ.get("HUB_REQUIRE_SERVICES", "").strip().lower() in {"1", "true", "yes"}
-
-
-def require_binary(binary: str) -> str:
-    """Return the path of ``binary``; skip the test if missing (fail under CI)."""
-    path = which(binary)
-    if path:
-        return path
-    package = DEBIAN_PACKAGES.get(binary, binary)
-    if services_required():
-        pytest.fail(
-            f"real service required: install mosquitto / influxdb ({binary} not found; "
-            f"apt-get install {package})",
-            pytrace=False,
-        )
-    pytest.skip(f"{binary} not installed (apt-get install {package}); HUB_REQUIRE_SERVICES=1 fails")
+SERVICE_FIXTURES = frozenset({"mosquitto", "influx_server", "influx_db", "influx_own",
+                              "pg_server", "pg_url", "state_url"})
 
 
 @pytest.fixture
@@ -86,6 +76,41 @@ def influx_own(tmp_path: Path) -> Iterator[InfluxServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One real PostgreSQL 15 for the whole session; use pg_url for a fresh database in it."""
+    require_binary(str(PG_BIN / "postgres"))
+    # not under pytest's tmp dir: as root the server runs as ``postgres``, which cannot enter
+    # pytest's 0700 folders
+    workdir = Path(tempfile.mkdtemp(prefix="hub-pg-"))
+    server = PostgresServer(workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> str:
+    """SQLAlchemy URL of a fresh, empty PostgreSQL database for this test."""
+    return pg_server.database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The state store's URL, once on SQLite and once on a fresh PostgreSQL database.
+
+    SQLite ignores column lengths and takes NULs; PostgreSQL refuses both, so every test of
+    code that writes to the state store runs on both.
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.sqlite'}"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return server.database()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

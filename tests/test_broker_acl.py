@@ -16,13 +16,13 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from conftest import require_binary
 from paho.mqtt.enums import CallbackAPIVersion
-from services import MosquittoServer
 
-from hub.broker_acl import AclError, device_topics, generate_acl
+from hub.intake.broker_acl import AclError, device_topics, generate_acl
 from hub.profiles.loader import load_profiles
-from hub.sites import Device, Site, SiteRegistry, load_sites
+from hub.sites.registry import Device, Site, SiteRegistry, load_sites
+from tests.support.require import require_binary
+from tests.support.services import MosquittoServer
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORDS = {

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser import PHONE, chromium, sign_in
-from tests.golden_cases import HAZARD, XS
-from tests.hubproc import HubProcess
-from tests.mqtt_util import publish_many
-from tests.services import MosquittoServer
+from tests.support.browser import PHONE, chromium, sign_in
+from tests.support.golden_cases import HAZARD, XS
+from tests.support.hubproc import HubProcess
+from tests.support.mqtt_util import publish_many
+from tests.support.services import MosquittoServer
 
 GOLDEN_SITES = Path(__file__).parent / "golden" / "_sites"
 TOKENS = "ops:officer:t-officer,wall:viewer:t-viewer"
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.services
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
     """A real mosquitto for the module."""
-    from conftest import require_binary
+    from tests.support.require import require_binary
 
     server = MosquittoServer(
         tmp_path_factory.mktemp("mosquitto"), binary=require_binary("mosquitto")

@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from tests.browser import PHONE, chromium, screenshot, screenshots_enabled, sign_in
-from tests.services import free_port, log_tail
+from tests.support.browser import PHONE, chromium, screenshot, screenshots_enabled, sign_in
+from tests.support.services import free_port, log_tail
 
 MODELS = {"XS-FL200", "HN-BSD3", "PT-NFC1", "MFS-GW1", "YK-FS8"}
 VIEWER = {"Authorization": "Bearer demo-viewer"}

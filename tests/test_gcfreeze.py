@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from hub.gcfreeze import GcFreezer
+from hub.tuning.gcfreeze import GcFreezer
 
 
 def test_freeze_moves_live_objects_to_the_permanent_generation() -> None:

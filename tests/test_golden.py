@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from hub.lineproto import encode_point
+from hub.ingest.lineproto import encode_point
+from hub.ingest.normalize import Normalizer
 from hub.model import InboundMessage, Refusal
-from hub.normalize import Normalizer
 from hub.profiles.loader import load_profiles
-from hub.sites import load_sites
+from hub.sites.registry import load_sites
 
 ROOT = Path(__file__).parent / "golden"
 REPO = Path(__file__).parent.parent

@@ -25,11 +25,11 @@ import pytest
 from hub.grafana.dashboards import TargetCheck, build_dashboards
 from hub.grafana.export import DASHBOARD_DIR
 from hub.grafana.queries import INFLUX_UID, STATIC_UID
-from hub.lineproto import encode_point
+from hub.ingest.lineproto import encode_point
+from hub.ingest.normalize import Normalizer, status_point
 from hub.model import InboundMessage, Point, Reading
-from hub.normalize import Normalizer, status_point
 from hub.profiles.loader import load_profiles
-from hub.sites import load_sites
+from hub.sites.registry import load_sites
 from simulators.fleet import Fleet
 from simulators.scenario import Scenario
 

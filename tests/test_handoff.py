@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from hub.handoff import Handoff
+from hub.intake.handoff import Handoff
 
 
 def test_consumer_sleeps_until_an_item_arrives() -> None:

@@ -25,6 +25,8 @@ def _packages(modules: set[str]) -> set[str]:
 
 def test_hub_process_with_the_intake_child_loads_no_paho_and_no_httpx_cli(tmp_path: Path) -> None:
     modules = _modules(
+        "from hub.tuning import tune_process\n"
+        "tune_process()  # as the hub's entry point does\n"
         "from hub.runtime import Hub\n"
         "from hub.settings import Settings\n"
         "import hub.api.app, uvicorn\n"
@@ -32,7 +34,8 @@ def test_hub_process_with_the_intake_child_loads_no_paho_and_no_httpx_cli(tmp_pa
         "                    mqtt_url='mqtt://127.0.0.1:9', mqtt_intake='process'))\n"
         "import httpx\n"
     )
-    assert "hub.intake" in modules  # the check below would pass on a hub that was never built
+    # the check below would pass on a hub that was never built
+    assert "hub.intake.process" in modules
     assert "paho" not in _packages(modules)
     assert not {"httpx._main", "rich", "pygments"} & modules
 
@@ -48,7 +51,16 @@ def test_hub_in_thread_mode_loads_paho(tmp_path: Path) -> None:
 
 
 def test_intake_process_loads_no_prometheus_client_and_no_httpx() -> None:
-    modules = _modules("import hub.intake_child")
+    modules = _modules("import hub.intake.child")
     assert "paho" in _packages(modules)  # the check below would pass on a child importing nothing
-    assert not {"prometheus_client", "httpx", "hub.intake", "hub.mqtt_metrics",
+    assert not {"prometheus_client", "httpx", "hub.intake.process", "hub.intake.metrics",
                 "dataclasses"} & (_packages(modules) | modules)
+
+
+def test_importing_the_hub_has_no_side_effects() -> None:
+    # the tuning is the entry points' to apply: a simulator or a test importing hub gets none
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, hub.runtime, hub.api.app\n"
+         "print(sys.modules.get('httpx._main', 'absent') is None)"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "False"

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.golden_cases import CASES as GOLDEN
-from tests.hubproc import HubProcess
-from tests.mqtt_util import Collector, publish_many
-from tests.payloads import Case, generate
+from tests.support.golden_cases import CASES as GOLDEN
+from tests.support.hubproc import HubProcess
+from tests.support.mqtt_util import Collector, publish_many
+from tests.support.payloads import Case, generate
 
 REPO = Path(__file__).parent.parent
 GOLDEN_SITES = Path(__file__).parent / "golden" / "_sites"

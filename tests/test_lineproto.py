@@ -8,12 +8,12 @@ import math
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from services import InfluxDatabase
 
-from hub import lineproto
-from hub.lineproto import encode_point, encode_points, parse_line, series_key
+from hub.ingest import lineproto
+from hub.ingest.lineproto import encode_point, encode_points, parse_line, series_key
 from hub.model import Point
 from hub.store.influx import InfluxV1Store
+from tests.support.services import InfluxDatabase
 
 T = 1_700_000_000_123_456_789
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hub import _malloc
+from hub.tuning import malloc as _malloc
 
 glibc = pytest.mark.skipif(
     not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",

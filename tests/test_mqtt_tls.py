@@ -14,10 +14,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import require_binary
-from tests.golden_cases import XS
-from tests.hubproc import HubProcess
-from tests.services import MosquittoServer, port_open
+from tests.support.golden_cases import XS
+from tests.support.hubproc import HubProcess
+from tests.support.require import require_binary
+from tests.support.services import MosquittoServer, port_open
 
 GOLDEN_SITES = Path(__file__).parent / "golden" / "_sites"
 

@@ -11,11 +11,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.lineproto import encode_point
+from hub.ingest.lineproto import encode_point
+from hub.ingest.normalize import Normalizer
 from hub.model import InboundMessage, Reading, Refusal
-from hub.normalize import Normalizer
 from hub.profiles.loader import load_profiles
-from hub.sites import load_sites
+from hub.sites.registry import load_sites
 
 REPO = Path(__file__).parent.parent
 NORMALIZER = Normalizer(load_profiles(REPO / "device_profiles"), load_sites(REPO / "sites"))

@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from hub.sites import load_sites
+from hub.sites.registry import load_sites
 from simulators.fleet import Fleet
 from simulators.scenario import load_scenario
-from tests.hubproc import HubProcess
-from tests.mqtt_util import publish_many
+from tests.support.hubproc import HubProcess
+from tests.support.mqtt_util import publish_many
 
 ROOT = Path(__file__).resolve().parent.parent
 SITES = ROOT / "sites"

@@ -12,14 +12,14 @@ import pytest
 
 from hub.alarms.service import AlarmService
 from hub.db import create_all, make_engine
+from hub.ingest.normalize import Normalizer
 from hub.model import InboundMessage, Reading
-from hub.normalize import Normalizer
 from hub.patrol.hazards import InvalidHazardTransition
 from hub.patrol.kpi import percentile
 from hub.patrol.service import PatrolService
 from hub.patrol.tracker import ScanInfo, order_violations
 from hub.profiles.loader import load_profiles
-from hub.sites import Route, load_sites
+from hub.sites.registry import Route, load_sites
 
 ROOT = Path(__file__).resolve().parent.parent
 TZ = ZoneInfo("Asia/Shanghai")

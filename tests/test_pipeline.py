@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from payloads import generate
 
-import hub.pipeline
-from hub.lineproto import encode_point
+import hub.ingest.pipeline
+from hub.ingest.lineproto import encode_point
 from hub.model import InboundMessage, Point
 from hub.runtime import Hub
 from hub.settings import Settings
+from tests.support.payloads import generate
 
 GOLDEN_SITES = Path(__file__).parent / "golden" / "_sites"
 
@@ -42,7 +42,7 @@ def test_a_message_that_breaks_the_pipeline_is_refused_and_the_rest_go_on(
             raise ValueError("injected fault")
         return encode_point(point)
 
-    monkeypatch.setattr(hub.pipeline, "encode_point", encode_or_fail)
+    monkeypatch.setattr(hub.ingest.pipeline, "encode_point", encode_or_fail)
     hub_ = Hub(Settings(data_dir=tmp_path / "data", sites_dir=GOLDEN_SITES,
                         mqtt_url="mqtt://127.0.0.1:1", mqtt_intake="thread"))
     writer = RecordingWriter()

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.golden_cases import MFS, XS, YK
-from tests.hubproc import HubProcess
-from tests.mqtt_util import Collector, publish_many
+from tests.support.golden_cases import MFS, XS, YK
+from tests.support.hubproc import HubProcess
+from tests.support.mqtt_util import Collector, publish_many
 
 GOLDEN_SITES = Path(__file__).parent / "golden" / "_sites"
 TOKENS = "ops:officer:t-officer,wall:viewer:t-viewer"

@@ -12,13 +12,21 @@ from typing import Any
 import httpx
 import pytest
 
+from hub.ingest.normalize import Normalizer
 from hub.model import InboundMessage, Refusal
-from hub.normalize import Normalizer
 from hub.profiles.loader import load_profiles
-from hub.sites import load_sites
+from hub.sites.registry import load_sites
 from simulators.fleet import Fleet
 from simulators.scenario import load_scenario
-from tests.scenario_replay import REPO, SITES, VIEWER, alarms, replay, scenario_messages, start_hub
+from tests.support.scenario_replay import (
+    REPO,
+    SITES,
+    VIEWER,
+    alarms,
+    replay,
+    scenario_messages,
+    start_hub,
+)
 
 DEVICE_SCENARIOS = [
     "light_knocked_over",

@@ -17,7 +17,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from services import (
+
+from tests.support.services import (
     InfluxDatabase,
     InfluxServer,
     MosquittoServer,

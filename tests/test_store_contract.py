@@ -6,13 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from services import InfluxServer, free_port
 
-from hub.lineproto import encode_point
+from hub.ingest.lineproto import encode_point
 from hub.model import Point
 from hub.store.base import PointStore, StoreUnavailable
 from hub.store.embedded import EmbeddedStore
 from hub.store.influx import InfluxV1Store
+from tests.support.services import InfluxServer, free_port
 
 T = 1_700_000_000_000_000_000
 

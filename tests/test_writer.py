@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
-from services import InfluxServer
 
-from hub.lineproto import encode_point
+from hub.ingest.lineproto import encode_point
 from hub.model import Point
 from hub.store.embedded import EmbeddedStore
 from hub.store.influx import InfluxV1Store
 from hub.store.spool import Spool
 from hub.store.writer import DurableWriter
+from tests.support.services import InfluxServer
 
 T = 1_700_000_000_000_000_000
 DB = "hub"

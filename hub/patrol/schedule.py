@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from hub.sites import Route, Site
+from hub.sites.registry import Route, Site
 
 NS = 1_000_000_000
 

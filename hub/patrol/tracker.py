@@ -35,7 +35,7 @@ from hub.patrol.schedule import (
     occurrences_between,
 )
 from hub.patrol.tables import PatrolSiteRow, RoundRow, ScanRow
-from hub.sites import UNKNOWN_CHECKPOINT, Checkpoint, Route, Site, SiteRegistry
+from hub.sites.registry import UNKNOWN_CHECKPOINT, Checkpoint, Route, Site, SiteRegistry
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "upper": _upper,
 }
 
-# Values computed by the hub, not read from the payload (see hub.normalize).
+# Values computed by the hub, not read from the payload (see hub.ingest.normalize).
 DERIVED: frozenset[str] = frozenset({"late_s"})
 
-# Site lookups a point may ask for (see hub.normalize); each adds tags.
+# Site lookups a point may ask for (see hub.ingest.normalize); each adds tags.
 LOOKUPS: frozenset[str] = frozenset({"patrol_checkpoint"})

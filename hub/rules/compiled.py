@@ -2,7 +2,7 @@
 
 A compiled condition owns a few slot indexes in its device's ``slots`` list (latches, timers,
 windows) and never allocates per reading beyond what its window needs. Times are device-time
-nanoseconds; ``DeviceState.offset`` maps them to the engine clock.
+nanoseconds; ``RuleState.offset`` maps them to the engine clock.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 
 from hub.model import FieldValue, Reading
 from hub.rules import schema as s
-from hub.sites import UNASSIGNED_SITE
+from hub.sites.registry import UNASSIGNED_SITE
 
 NS = 1_000_000_000
 Test = Callable[[Any], bool]
 
 
-class DeviceState:
+class RuleState:
     """Everything the engine keeps per device: kept small, slots instead of dicts."""
 
     __slots__ = (
@@ -150,15 +150,15 @@ class Cond:
     timed = False  # True where ``deadline`` can return a time (the engine skips it otherwise)
     timed_children: tuple[Cond, ...] = ()
 
-    def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
+    def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Update the condition's slots for a reading (None on a timer tick); return truth."""
         raise NotImplementedError
 
-    def value(self, ds: DeviceState) -> Any:
+    def value(self, ds: RuleState) -> Any:
         """Return the value that the last evaluation is about (for messages and the alarm)."""
         return None
 
-    def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
+    def deadline(self, ds: RuleState, t: int, env: Env) -> int | None:
         """Return the device time at which a tick may change the result, if any."""
         return None
 
@@ -188,7 +188,7 @@ class Threshold(Cond):
             self.breach = lambda v: v >= at
             self.cleared = lambda v: v < clear
 
-    def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
+    def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Latch on breach, unlatch past the clear level; keep the latch without a value."""
         latched = ds.slots[self.slot] is True
         if r is None:
@@ -202,7 +202,7 @@ class Threshold(Cond):
             ds.dirty = True
         return new
 
-    def value(self, ds: DeviceState) -> Any:
+    def value(self, ds: RuleState) -> Any:
         """Return the field's last value."""
         return ds.values[self.at]
 
@@ -220,12 +220,12 @@ class State(Cond):
         self.test = compile_match(spec)
         self.uses_online = spec.field == "online"
 
-    def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
+    def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Test the last known value (absent means false)."""
         v = ds.values[self.at]
         return v is not None and self.test(v)
 
-    def value(self, ds: DeviceState) -> Any:
+    def value(self, ds: RuleState) -> Any:
         """Return the field's last value."""
         return ds.values[self.at]
 
@@ -246,7 +246,7 @@ class Event(Cond):
         self.hold = int(spec.hold_s * NS)
         self.slot = alloc()
 
-    def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
+    def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Remember a matching event until it expires or a clear event arrives."""
         if r is not None:
             ev = r.values.get("event")
@@ -265,12 +265,12 @@ class Event(Cond):
             return False
         return True
 
-    def value(self, ds: DeviceState) -> Any:
+    def value(self, ds: RuleState) -> Any:
         """Return the event name."""
         held = ds.slots[self.slot]
         return None if held is None else held[1]
 
-    def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
+    def deadline(self, ds: RuleState, t: int, env: Env) -> int | None:
         """Expiry of the held event."""
         held = ds.slots[self.slot]
         return None if held is None else int(held[0]) + 1
@@ -293,7 +293,7 @@ class Rate(Cond):
         self.latch = alloc()
         self.last = alloc()
 
-    def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
+    def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Add the sample, recompute the rate, apply the latch."""
         latched = ds.slots[self.latch] is True
         if r is None:
@@ -325,7 +325,7 @@ class Rate(Cond):
         ds.writable_slots()[self.latch] = new
         return new
 
-    def value(self, ds: DeviceState) -> Any:
+    def value(self, ds: RuleState) -> Any:
         """Return the last rate per minute."""
         rate = ds.slots[self.last]
         return None if rate is None else round(rate, 3)
@@ -340,13 +340,13 @@ class Stale(Cond):
         self.intervals = spec.intervals
         self.slot = alloc()
 
-    def _limit(self, ds: DeviceState, env: Env) -> int | None:
+    def _limit(self, ds: RuleState, env: Env) -> int | None:
         interval = env.report_intervals.get(ds.model)
         if interval is None or ds.site == UNASSIGNED_SITE:
             return None  # a device no site lists owes no reports: it cannot be overdue
         return int(self.intervals * interval * NS)
 
-    def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
+    def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Reset on data; on a tick compare the engine clock with the last receive time."""
         latched = ds.slots[self.slot] is True
         if r is not None:
@@ -359,11 +359,11 @@ class Stale(Cond):
             ds.dirty = True
         return new
 
-    def value(self, ds: DeviceState) -> Any:
+    def value(self, ds: RuleState) -> Any:
         """Return nothing: the message says enough."""
         return None
 
-    def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
+    def deadline(self, ds: RuleState, t: int, env: Env) -> int | None:
         """When the device becomes stale, in device time."""
         limit = self._limit(ds, env)
         if limit is None or ds.slots[self.slot] is True:
@@ -381,11 +381,11 @@ class Schedule(Cond):
         self.when_unset = spec.when_unset
 
     @staticmethod
-    def _second_of_day(ds: DeviceState, t: int) -> int:
+    def _second_of_day(ds: RuleState, t: int) -> int:
         local = datetime.fromtimestamp(t / NS, ds.tz)
         return local.hour * 3600 + local.minute * 60 + local.second
 
-    def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
+    def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Test the time against the window."""
         if ds.hours is None:
             return self.when_unset
@@ -399,7 +399,7 @@ class Schedule(Cond):
             inside = sod >= start or sod < end
         return inside if self.inside else not inside
 
-    def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
+    def deadline(self, ds: RuleState, t: int, env: Env) -> int | None:
         """The next window boundary."""
         if ds.hours is None or ds.hours[0] == ds.hours[1]:
             return None
@@ -431,7 +431,7 @@ class Count(Cond):
             return v is not None and self.test(v)
         return False
 
-    def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
+    def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Record a matching reading, forget old ones, compare the count."""
         times: list[int] | None = ds.slots[self.slot]
         if r is not None and self._matches(r):
@@ -449,12 +449,12 @@ class Count(Cond):
             ds.dirty = True
         return len(times) >= self.at_least
 
-    def value(self, ds: DeviceState) -> Any:
+    def value(self, ds: RuleState) -> Any:
         """Return the count within the window."""
         times = ds.slots[self.slot]
         return len(times) if times else 0
 
-    def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
+    def deadline(self, ds: RuleState, t: int, env: Env) -> int | None:
         """When the oldest counted reading leaves the window."""
         times = ds.slots[self.slot]
         return int(times[0]) + self.window + 1 if times else None
@@ -472,7 +472,7 @@ class Points(Cond):
         self.where = tuple(spec.where.items())
         self.slot = alloc()
 
-    def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
+    def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Recompute the matching tags when the reading carries the measurement."""
         if r is not None:
             found: list[str] | None = None
@@ -493,7 +493,7 @@ class Points(Cond):
                     ds.dirty = True
         return bool(ds.slots[self.slot])
 
-    def value(self, ds: DeviceState) -> Any:
+    def value(self, ds: RuleState) -> Any:
         """Return the matching tag values, comma separated."""
         found = ds.slots[self.slot]
         return ",".join(found) if found else None
@@ -506,7 +506,7 @@ class _Composite(Cond):
         self.children = children
         _union(self, children)
 
-    def deadline(self, ds: DeviceState, t: int, env: Env) -> int | None:
+    def deadline(self, ds: RuleState, t: int, env: Env) -> int | None:
         """Earliest child deadline."""
         return _earliest(c.deadline(ds, t, env) for c in self.timed_children)
 
@@ -519,12 +519,12 @@ class _Composite(Cond):
 class AllOf(_Composite):
     """Every child holds (all children are evaluated: they keep state)."""
 
-    def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
+    def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Evaluate every child."""
         results = [c.eval(ds, r, t, now, env) for c in self.children]
         return all(results)
 
-    def value(self, ds: DeviceState) -> Any:
+    def value(self, ds: RuleState) -> Any:
         """Return the first child's value that has one."""
         for child in self.children:
             v = child.value(ds)
@@ -540,7 +540,7 @@ class AnyOf(_Composite):
         super().__init__(children)
         self.slot = alloc()
 
-    def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
+    def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Evaluate every child, remember the first that holds."""
         first = None
         for index, child in enumerate(self.children):
@@ -550,7 +550,7 @@ class AnyOf(_Composite):
             ds.writable_slots()[self.slot] = first
         return first is not None
 
-    def value(self, ds: DeviceState) -> Any:
+    def value(self, ds: RuleState) -> Any:
         """Value of the first child that held."""
         first = ds.slots[self.slot]
         return None if first is None else self.children[first].value(ds)
@@ -563,7 +563,7 @@ class NotOf(_Composite):
         super().__init__([child])
         self.child = child
 
-    def eval(self, ds: DeviceState, r: Reading | None, t: int, now: int, env: Env) -> bool:
+    def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Negate the child."""
         return not self.child.eval(ds, r, t, now, env)
 

@@ -1,7 +1,7 @@
 """The rules engine: evaluates compiled rules per reading and on timer ticks.
 
 Fed by the pipeline thread only (not thread-safe by itself). Per device it keeps one
-``DeviceState`` (slots), evaluates readings in device-time order and calls the alarm sink only
+``RuleState`` (slots), evaluates readings in device-time order and calls the alarm sink only
 when a rule's result matters: a raise, a severity change, a repeat (a reading that carries the
 rule's input while it is breached) or a clear.
 """
@@ -25,10 +25,10 @@ from sqlalchemy import Engine
 from hub.alarms import metrics
 from hub.model import Reading
 from hub.rules import schema
-from hub.rules.compiled import NS, CompiledRule, DeviceState, Env, Level, Program
+from hub.rules.compiled import NS, CompiledRule, Env, Level, Program, RuleState
 from hub.rules.store import RuleStateStore, SavedState
 from hub.settings import PACKAGE_ROOT, Settings
-from hub.sites import UNASSIGNED_SITE, Device, Site, SiteRegistry
+from hub.sites.registry import UNASSIGNED_SITE, Device, Site, SiteRegistry
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def render(template: str, values: Mapping[str, Any], value: Any) -> str:
 _FP = struct.Struct("q")  # a fingerprint (a hash: a signed 64-bit int), native order as "q"
 
 
-def _due_time(entry: tuple[int, DeviceState]) -> int:
+def _due_time(entry: tuple[int, RuleState]) -> int:
     return entry[0]
 
 
@@ -135,14 +135,14 @@ class RuleEngine:
         self.tick_ns = int(tick_interval_s * NS)
         self.save_ns = int(save_interval_s * NS)
         self.default_tz = ZoneInfo(default_timezone)
-        self.devices: dict[str, DeviceState] = {}
+        self.devices: dict[str, RuleState] = {}
         self._programs: dict[tuple[str, str, str | None], Program | None] = {}
         self._zones: dict[str, ZoneInfo] = {}
         self._last_scan = 0
-        self._buckets: dict[int, list[DeviceState]] = {}  # timers: see _schedule
+        self._buckets: dict[int, list[RuleState]] = {}  # timers: see _schedule
         self._bucket_keys: list[int] = []
         self._last_save = clock()
-        self._to_save: list[DeviceState] = []
+        self._to_save: list[RuleState] = []
         self._writer: _Writer | None = None
         if state_store is not None and background_save:
             self._writer = _Writer(state_store, clock)
@@ -234,7 +234,7 @@ class RuleEngine:
             zone = self._zones[site.timezone] = ZoneInfo(site.timezone)
         return zone
 
-    def _new_state(self, device_id: str, kind: str, site_id: str, model: str) -> DeviceState | None:
+    def _new_state(self, device_id: str, kind: str, site_id: str, model: str) -> RuleState | None:
         entry = self.sites.device(device_id)
         site, device = entry if entry is not None else (self.sites.sites.get(site_id), None)
         program = self._program(kind, site, device)
@@ -245,7 +245,7 @@ class RuleEngine:
             ah = device.active_hours
             hours = (ah.start.hour * 3600 + ah.start.minute * 60 + ah.start.second,
                      ah.end.hour * 3600 + ah.end.minute * 60 + ah.end.second)
-        ds = DeviceState(device_id, kind, site_id, model, program, self._zone(site), hours)
+        ds = RuleState(device_id, kind, site_id, model, program, self._zone(site), hours)
         self.devices[device_id] = ds
         return ds
 
@@ -337,7 +337,7 @@ class RuleEngine:
             chunk, self._to_save = self._to_save[:SAVE_CHUNK], self._to_save[SAVE_CHUNK:]
             self._save_batch(chunk)
 
-    def _evaluate(self, ds: DeviceState, r: Reading | None, t: int, now: int) -> None:
+    def _evaluate(self, ds: RuleState, r: Reading | None, t: int, now: int) -> None:
         env = self.env
         deadline: int | None = None
         for index, rule in enumerate(ds.program.rules):
@@ -392,7 +392,7 @@ class RuleEngine:
     # one entry per device. An entry whose device is now due in another bucket, or was handled
     # already, is skipped.
 
-    def _schedule(self, ds: DeviceState) -> None:
+    def _schedule(self, ds: RuleState) -> None:
         deadline = ds.deadline
         if deadline is None:
             return
@@ -406,9 +406,9 @@ class RuleEngine:
                 heapq.heappush(self._bucket_keys, key)
             bucket.append(ds)
 
-    def _pop_due(self, now: int) -> list[DeviceState]:
+    def _pop_due(self, now: int) -> list[RuleState]:
         keys = self._bucket_keys
-        due_now: list[tuple[int, DeviceState]] = []
+        due_now: list[tuple[int, RuleState]] = []
         while keys and keys[0] <= now // TIMER_BUCKET_NS:
             key = heapq.heappop(keys)
             waiting = []
@@ -435,7 +435,7 @@ class RuleEngine:
             ds.scheduled = None
             self._schedule(ds)
 
-    def _raise(self, ds: DeviceState, rule: CompiledRule, level: Level, t: int) -> None:
+    def _raise(self, ds: RuleState, rule: CompiledRule, level: Level, t: int) -> None:
         value = level.cond.value(ds)
         values = ds.program.value_dict(ds.values)
         self.alarms.raise_or_update(
@@ -446,7 +446,7 @@ class RuleEngine:
 
     # -- persistence -------------------------------------------------------------------------
 
-    def _snapshot(self, ds: DeviceState) -> SavedState:
+    def _snapshot(self, ds: RuleState) -> SavedState:
         rules = ds.program.rules
         return SavedState(ds.device_id, ds.kind, ds.site, ds.model, {
             "sig": ds.program.signature,
@@ -467,7 +467,7 @@ class RuleEngine:
         return self._save_batch(
             [ds for ds in self.devices.values() if ds.dirty or everything], everything)
 
-    def _save_batch(self, devices: list[DeviceState], everything: bool = False) -> int:
+    def _save_batch(self, devices: list[RuleState], everything: bool = False) -> int:
         batch = []
         for ds in devices:
             if ds.dirty or everything:
@@ -515,7 +515,7 @@ class RuleEngine:
         log.info("rule state restored for %d devices", len(self.devices))
 
     @staticmethod
-    def _restore_active(ds: DeviceState, active: Mapping[str, str]) -> None:
+    def _restore_active(ds: RuleState, active: Mapping[str, str]) -> None:
         for index, rule in enumerate(ds.program.rules):
             severity = active.get(rule.id)
             if severity is None:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from hub.lineproto import encode_point, parse_line, series_key
+from hub.ingest.lineproto import encode_point, parse_line, series_key
 from hub.model import FieldValue, Point
 from hub.store.base import StoreUnavailable, WriteResult
 

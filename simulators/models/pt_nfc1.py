@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
-from hub.sites import Checkpoint, Device, Route, Site
+from hub.sites.registry import Checkpoint, Device, Route, Site
 from simulators.message import SimMessage
 from simulators.models.base import COMMON_FAULTS, DeviceSim, jdump
 

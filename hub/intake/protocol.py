@@ -1,7 +1,7 @@
 """What the hub and its intake process agree on: the frames, the batch limits and the config.
 
 Imported by both sides; it imports nothing of the hub's, so the intake process loads neither
-prometheus_client nor the hub-side half of ``hub.intake`` (``tests/test_imports.py``).
+prometheus_client nor the hub-side half of ``hub.intake.process`` (``tests/test_imports.py``).
 """
 
 from __future__ import annotations

@@ -23,12 +23,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from hub.inbound import InboundMessage
-from hub.mqtt_common import (  # noqa: F401  (parse_mqtt_url, MqttUrl: re-exported)
+from hub.intake.common import (  # noqa: F401  (parse_mqtt_url, MqttUrl: re-exported)
     STATUS_TOPIC,
     MqttUrl,
     parse_mqtt_url,
 )
+from hub.intake.inbound import InboundMessage
 
 log = logging.getLogger(__name__)
 

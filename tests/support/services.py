@@ -471,3 +471,63 @@ __all__ = [
     "port_open",
     "which",
 ]
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PostgresServer(_Server):
+    """Debian's PostgreSQL 15 (``initdb`` + ``postgres``), trust auth for user ``hub``.
+
+    As root it runs as the ``postgres`` user (postgres refuses root). ``database()`` makes a
+    fresh database and returns its SQLAlchemy URL, so tests share one server but not data.
+    """
+
+    binary_name = "postgres"
+    start_timeout = 30.0
+
+    def __init__(self, workdir: Path, binary: str | None = None) -> None:
+        super().__init__(workdir, binary or str(PG_BIN / "postgres"))
+        self._run_as: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres")
+            self._run_as = ["runuser", "-u", "postgres", "--"]
+        self.data_dir = self.workdir / "pgdata"
+        self._count = 0
+
+    def _write_config(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        initdb = str(Path(self.binary).parent / "initdb")
+        subprocess.run([*self._run_as, initdb, "-D", str(self.data_dir), "-U", "hub",
+                        "-A", "trust", "--no-sync", "-E", "UTF8", "--locale", "C.UTF-8"],
+                       check=True, capture_output=True)
+
+    def _command(self) -> list[str]:
+        return [*self._run_as, self.binary, "-D", str(self.data_dir), "-p", str(self.port),
+                "-h", self.host, "-k", str(self.workdir), "-c", "fsync=off",
+                "-c", "full_page_writes=off", "-c", "max_connections=200"]
+
+    def _ready(self) -> bool:
+        if not port_open(self.host, self.port):
+            return False
+        done = subprocess.run(
+            [str(Path(self.binary).parent / "pg_isready"), "-h", self.host, "-p", str(self.port)],
+            capture_output=True)
+        return done.returncode == 0
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the server's ``postgres`` database."""
+        return f"postgresql+psycopg://hub@{self.host}:{self.port}/postgres"
+
+    def database(self) -> str:
+        """Create a fresh, empty database and return its SQLAlchemy URL."""
+        import psycopg
+
+        self._count += 1
+        name = f"t{os.getpid()}_{self._count}_{int(time.time() * 1000) % 100000}"
+        with psycopg.connect(f"host={self.host} port={self.port} user=hub dbname=postgres",
+                             autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://hub@{self.host}:{self.port}/{name}"

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.services import free_port, log_tail
+from tests.support.services import free_port, log_tail
 
 
 class HubProcess:

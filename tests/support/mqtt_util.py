@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.mqtt import parse_mqtt_url
+from hub.intake.paho_client import parse_mqtt_url
 
 
 def _client(url: str, client_id: str | None = None) -> paho.Client:

@@ -1,6 +1,6 @@
-"""The MQTT intake process (``python -m hub.intake_child``): paho here, the pipeline in the hub.
+"""The MQTT intake process (``python -m hub.intake.child``): paho here, the pipeline in the hub.
 
-Started and supervised by ``hub.intake.IntakeProcess``; see that module for the why and the
+Started and supervised by ``hub.intake.process.IntakeProcess``; see that module for the why and the
 frames. Three parts: paho's network thread queues each message as a plain tuple, a forwarder
 thread sends them to the hub in batches, and the main thread carries out the hub's acks,
 publishes and stop in the order they were sent.
@@ -23,9 +23,9 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from hub._malloc import trim
-from hub.handoff import Handoff
-from hub.intake_protocol import (
+from hub.intake.handoff import Handoff
+from hub.intake.paho_client import MqttClient
+from hub.intake.protocol import (
     CHILD_BACKLOG,
     FORWARD_BATCH,
     FRAME_ACK,
@@ -38,9 +38,10 @@ from hub.intake_protocol import (
     LOG_FORMAT,
     IntakeConfig,
 )
-from hub.mqtt import MqttClient
+from hub.tuning import tune_process
+from hub.tuning.malloc import trim
 
-log = logging.getLogger("hub.intake")
+log = logging.getLogger(__name__)
 
 
 class _ForwardingClient(MqttClient):
@@ -187,4 +188,5 @@ def child_main(up_fd: int, down_fd: int) -> None:
 
 
 if __name__ == "__main__":
+    tune_process()
     child_main(int(sys.argv[1]), int(sys.argv[2]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).parent / "golden"
+ROOT = Path(__file__).resolve().parents[1] / "golden"
 RECEIVED = "2026-11-28T00:05:00+00:00"  # 08:05 in Shanghai, a few minutes after the examples
 
 XS = {

@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from hub.ingest.router import TopicRoute, TopicRouter
 from hub.model import FieldValue, InboundMessage, Point, Reading, Refusal
 from hub.profiles.converters import CONVERTERS
 from hub.profiles.schema import MessageSpec, PointSpec, Profile, TimeSpec, ValueSpec
-from hub.route import Route, TopicRouter
-from hub.sites import UNASSIGNED_SITE, UNKNOWN_CHECKPOINT, SiteRegistry
+from hub.sites.registry import UNASSIGNED_SITE, UNKNOWN_CHECKPOINT, SiteRegistry
 
 EARLIEST_PLAUSIBLE_NS = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000_000
 MAX_AHEAD_NS = 300 * 1_000_000_000
@@ -648,7 +648,7 @@ class Normalizer:
     def _status(
         self,
         message: InboundMessage,
-        route: Route,
+        route: TopicRoute,
         device_id: str,
         site: str,
         base_tags: BaseTags,

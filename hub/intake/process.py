@@ -28,7 +28,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from hub.intake_protocol import (
+from hub.intake.common import STATUS_TOPIC, parse_mqtt_url
+from hub.intake.metrics import CONNECTED, CONNECTS, ReceivedCounter
+from hub.intake.protocol import (
     FRAME_ACK,
     FRAME_CONFIG,
     FRAME_MESSAGES,
@@ -39,8 +41,6 @@ from hub.intake_protocol import (
     IntakeConfig,
 )
 from hub.model import InboundMessage
-from hub.mqtt_common import STATUS_TOPIC, parse_mqtt_url
-from hub.mqtt_metrics import CONNECTED, CONNECTS, ReceivedCounter
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class IntakeProcess(ReceivedCounter):
         return None if self._proc is None else self._proc.pid
 
     def _spawn(self) -> None:
-        # A plain ``python -m hub.intake_child`` rather than multiprocessing's spawn: no resource
+        # A plain ``python -m hub.intake.child`` rather than multiprocessing's spawn: no resource
         # tracker process and no re-import of the hub's main module (~25 MB less in all).
         up_read, up_write = multiprocessing.Pipe(duplex=False)
         down_read, down_write = multiprocessing.Pipe(duplex=False)
@@ -137,7 +137,7 @@ class IntakeProcess(ReceivedCounter):
         self._epoch += 1
         fds = (up_write.fileno(), down_read.fileno())
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.intake_child", str(fds[0]), str(fds[1])], pass_fds=fds,
+            [sys.executable, "-m", "hub.intake.child", str(fds[0]), str(fds[1])], pass_fds=fds,
             stdin=subprocess.DEVNULL,
         )
         # Keep only our ends open: each side then sees EOF when the other goes away.

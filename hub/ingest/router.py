@@ -10,7 +10,7 @@ DEVICE_LEVEL = "{device_id}"
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class TopicRoute:
     """A topic pattern bound to its profile and message spec."""
 
     profile: Profile
@@ -29,13 +29,13 @@ class TopicRouter:
     """Maps concrete topics to routes in O(number of distinct pattern shapes)."""
 
     def __init__(self, profiles: list[Profile]) -> None:
-        self.routes: list[Route] = []
-        self._by_shape: dict[tuple[int, int], dict[tuple[str, ...], Route]] = {}
+        self.routes: list[TopicRoute] = []
+        self._by_shape: dict[tuple[int, int], dict[tuple[str, ...], TopicRoute]] = {}
         for profile in profiles:
             for name, spec in profile.messages.items():
                 levels = spec.topic.split("/")
                 id_level = levels.index(DEVICE_LEVEL)
-                route = Route(profile, name, spec, id_level, len(levels))
+                route = TopicRoute(profile, name, spec, id_level, len(levels))
                 key = tuple("" if i == id_level else lv for i, lv in enumerate(levels))
                 table = self._by_shape.setdefault((len(levels), id_level), {})
                 if key in table:
@@ -47,7 +47,7 @@ class TopicRouter:
                 table[key] = route
                 self.routes.append(route)
 
-    def match(self, topic: str) -> tuple[Route, str] | None:
+    def match(self, topic: str) -> tuple[TopicRoute, str] | None:
         """Return the route and device id for a topic, or None when no profile handles it."""
         levels = topic.split("/")
         count = len(levels)

@@ -3,8 +3,8 @@ with the hub's metrics, which the intake process's client does without."""
 
 from __future__ import annotations
 
-from hub.mqtt import MqttClient
-from hub.mqtt_metrics import CONNECTED, CONNECTS, ReceivedCounter
+from hub.intake.metrics import CONNECTED, CONNECTS, ReceivedCounter
+from hub.intake.paho_client import MqttClient
 
 
 class ThreadIntake(ReceivedCounter, MqttClient):

@@ -16,11 +16,11 @@ from typing import Any, Protocol
 from prometheus_client import Counter, Gauge
 
 from hub.clock import HubClock
-from hub.handoff import Handoff
-from hub.lineproto import encode_point
+from hub.ingest.lineproto import encode_point
+from hub.ingest.normalize import Normalizer
+from hub.ingest.refusals import RefusalLog
+from hub.intake.handoff import Handoff
 from hub.model import InboundMessage, Point, Reading, Refusal
-from hub.normalize import Normalizer
-from hub.refusals import RefusalLog
 from hub.state import DeviceStates
 
 log = logging.getLogger(__name__)

@@ -9,14 +9,14 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from hub.sites import load_sites
+from hub.sites.registry import load_sites
 from simulators.fleet import Fleet
 from simulators.message import SimMessage
 from simulators.scenario import Scenario, load_scenario
-from tests.hubproc import HubProcess
-from tests.mqtt_util import publish_many
+from tests.support.hubproc import HubProcess
+from tests.support.mqtt_util import publish_many
 
-REPO = Path(__file__).parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SITES = REPO / "sites"
 TOKENS = "ops:officer:t-officer,wall:viewer:t-viewer"
 VIEWER = {"Authorization": "Bearer t-viewer"}
