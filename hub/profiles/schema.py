@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hub.profiles.converters import CONVERTERS, DERIVED, LOOKUPS
+from hub.profiles.functions import CONVERTERS, DERIVED, LOOKUPS
 
 FieldType = Literal["float", "int", "str", "bool"]
 _IDENT = r"^[a-z][a-z0-9_]*$"
