@@ -153,7 +153,7 @@ def write_seeds(seed_dir: Path) -> int:
     from hub.ingest.normalize import Normalizer
     from hub.model import InboundMessage, Reading
     from hub.profiles.loader import load_profiles
-    from hub.sites.registry import load_sites
+    from hub.sites import load_sites
 
     normalizer = Normalizer(load_profiles(REPO / "device_profiles"), load_sites(REPO / "sites"))
     index = {id(route): i for i, route in enumerate(normalizer.router.routes)}

@@ -53,7 +53,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="memory-probe-"))
     write_site(tmp / "sites", args.devices, None)
     if args.sites_only:
-        from hub.sites.registry import load_sites
+        from hub.sites import load_sites
 
         gc.collect()
         before, started = rss(), time.monotonic()

@@ -68,7 +68,7 @@ def _check_rules_and_sites(settings: Settings, profiles: list[Any]) -> int:
 
     from hub.rules.engine import RuleEngine
     from hub.rules.schema import RuleError, load_rule_set
-    from hub.sites.registry import SiteRegistry, load_site_file
+    from hub.sites import SiteRegistry, load_site_file
 
     failures = 0
     for path in sorted(Path(settings.rules_dir).glob("*.yaml")):

@@ -19,7 +19,7 @@ from hub.patrol.service import PatrolService
 from hub.profiles.loader import load_profiles
 from hub.rules.engine import RuleEngine
 from hub.settings import Settings
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 from hub.state import DeviceStates
 from hub.store.base import PointStore
 from hub.store.embedded import EmbeddedStore

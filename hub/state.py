@@ -18,7 +18,7 @@ from hub.db import Base
 from hub.ingest.normalize import Normalizer, status_point
 from hub.model import FieldValue, Reading
 from hub.profiles.schema import Profile
-from hub.sites.registry import SiteRegistry
+from hub.sites import SiteRegistry
 
 HEARTBEAT_FACTOR = 3
 SAVE_CHUNK = 2000

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hub.sites.registry import Site, SiteRegistry, load_sites
+from hub.sites import Site, SiteRegistry, load_sites
 from simulators.message import SimMessage
 from simulators.models import MODELS, DeviceSim
 from simulators.scenario import Scenario, ScenarioError

@@ -21,7 +21,7 @@ from hub.alarms.service import AlarmService
 from hub.alarms.webhooks import WebhookSender
 from hub.db import make_engine
 from hub.model import Point
-from hub.sites.registry import Site, SiteRegistry
+from hub.sites import Site, SiteRegistry
 
 S = 1_000_000_000
 T0 = 1_795_000_000 * S

@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.intake.broker_acl import AclError, device_topics, generate_acl
 from hub.profiles.loader import load_profiles
-from hub.sites.registry import Device, Site, SiteRegistry, load_sites
+from hub.sites import Device, Site, SiteRegistry, load_sites
 from tests.support.require import require_binary
 from tests.support.services import MosquittoServer
 

@@ -10,7 +10,7 @@ import pytest
 from hub.cli import main
 from hub.ingest.normalize import Normalizer
 from hub.profiles.loader import load_profiles
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 
 REPO = Path(__file__).parent.parent
 

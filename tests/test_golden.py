@@ -18,7 +18,7 @@ from hub.ingest.lineproto import encode_point
 from hub.ingest.normalize import Normalizer
 from hub.model import InboundMessage, Refusal
 from hub.profiles.loader import load_profiles
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 
 ROOT = Path(__file__).parent / "golden"
 REPO = Path(__file__).parent.parent

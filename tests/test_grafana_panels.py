@@ -29,7 +29,7 @@ from hub.ingest.lineproto import encode_point
 from hub.ingest.normalize import Normalizer, status_point
 from hub.model import InboundMessage, Point, Reading
 from hub.profiles.loader import load_profiles
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 from simulators.fleet import Fleet
 from simulators.scenario import Scenario
 

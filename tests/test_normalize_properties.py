@@ -15,7 +15,7 @@ from hub.ingest.lineproto import encode_point
 from hub.ingest.normalize import Normalizer
 from hub.model import InboundMessage, Reading, Refusal
 from hub.profiles.loader import load_profiles
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 
 REPO = Path(__file__).parent.parent
 NORMALIZER = Normalizer(load_profiles(REPO / "device_profiles"), load_sites(REPO / "sites"))

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 from simulators.fleet import Fleet
 from simulators.scenario import load_scenario
 from tests.support.hubproc import HubProcess

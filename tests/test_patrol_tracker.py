@@ -19,7 +19,7 @@ from hub.patrol.kpi import percentile
 from hub.patrol.service import PatrolService
 from hub.patrol.tracker import ScanInfo, order_violations
 from hub.profiles.loader import load_profiles
-from hub.sites.registry import Route, load_sites
+from hub.sites import PatrolRoute, load_sites
 
 ROOT = Path(__file__).resolve().parent.parent
 TZ = ZoneInfo("Asia/Shanghai")
@@ -98,7 +98,7 @@ def rig(tmp_path: Path) -> Rig:
 
 
 def test_order_violations_tolerate_skips_and_extra_scans() -> None:
-    route = Route(id="R", name="r", order="strict", checkpoints=["A", "B", "C", "D"])
+    route = PatrolRoute(id="R", name="r", order="strict", checkpoints=["A", "B", "C", "D"])
 
     def scans(*pairs: tuple[str, int]) -> list[ScanInfo]:
         return [ScanInfo(cp, at) for cp, at in pairs]

@@ -16,7 +16,7 @@ from hub.model import FieldValue, Point, Reading
 from hub.rules.engine import RuleEngine
 from hub.rules.schema import RuleError
 from hub.rules.store import RuleStateStore
-from hub.sites.registry import Site, SiteRegistry
+from hub.sites import Site, SiteRegistry
 
 S = 1_000_000_000
 T0 = int(datetime(2026, 11, 28, 4, 0, tzinfo=ZoneInfo("UTC")).timestamp()) * S  # 12:00 +08

@@ -15,7 +15,7 @@ import pytest
 from hub.ingest.normalize import Normalizer
 from hub.model import InboundMessage, Refusal
 from hub.profiles.loader import load_profiles
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 from simulators.fleet import Fleet
 from simulators.scenario import load_scenario
 from tests.support.scenario_replay import (

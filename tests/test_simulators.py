@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 from simulators import cli
 from simulators.clock import SimClock
 from simulators.fleet import Fleet

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.sites.registry import SiteRegistry, load_sites
+from hub.sites import SiteRegistry, load_sites
 
 ROOT = Path(__file__).resolve().parent.parent
 SITES = ROOT / "sites"
@@ -113,7 +113,7 @@ YAML_CASES = [
 def test_site_yaml_loader_matches_safe_load(text: str, tmp_path: Path) -> None:
     import yaml
 
-    from hub.sites.registry import _load_yaml
+    from hub.sites.loader import _load_yaml
 
     path = tmp_path / "x.yaml"
     path.write_text(text, encoding="utf-8")
@@ -123,7 +123,7 @@ def test_site_yaml_loader_matches_safe_load(text: str, tmp_path: Path) -> None:
 def test_site_yaml_loader_errors_like_safe_load(tmp_path: Path) -> None:
     import yaml
 
-    from hub.sites.registry import _load_yaml
+    from hub.sites.loader import _load_yaml
 
     for text in ("a: [1, 2\n", "a: *nowhere\n", "---\na: 1\n---\nb: 2\n"):
         path = tmp_path / "x.yaml"
@@ -138,7 +138,7 @@ def test_site_yaml_loader_errors_like_safe_load(tmp_path: Path) -> None:
 def test_device_is_compact_read_only_and_validated_like_a_model() -> None:
     from pydantic import ValidationError
 
-    from hub.sites.registry import Device, Site
+    from hub.sites import Device, Site
 
     site = Site.model_validate({"site": "x", "name": "X", "devices": [
         {"id": "L1", "model": "XS-FL200", "active_hours": {"start": "18:00", "end": "06:00"}},
@@ -163,7 +163,7 @@ def test_device_is_compact_read_only_and_validated_like_a_model() -> None:
 def test_checkpoint_is_a_compact_record_and_pickles() -> None:
     import pickle
 
-    from hub.sites.registry import Checkpoint, Device, Site
+    from hub.sites import Checkpoint, Device, Site
 
     site = Site.model_validate({"site": "x", "name": "X", "checkpoints": [
         {"id": "C1", "tag_uid": "04A1", "name": "Gate", "lat": 28.1}]})
@@ -180,7 +180,7 @@ def test_site_file_items_become_records_as_parsed_with_the_same_result_and_error
     import yaml
     from pydantic import ValidationError
 
-    from hub.sites.registry import Site, load_site_file
+    from hub.sites import Site, load_site_file
 
     good = ("site: x\nname: X\ncommunities: [{id: c1, name: C}]\ndevices:\n"
             "  - {id: L1, model: XS-FL200, community: c1, lat: 28.1, lon: 112}\n"

@@ -45,7 +45,7 @@ from hub.alarms.store import AlarmStore, HistoryEntry
 from hub.alarms.webhooks import WebhookSender
 from hub.model import FieldValue, Point
 from hub.settings import Settings
-from hub.sites.registry import SiteRegistry
+from hub.sites import SiteRegistry
 
 log = logging.getLogger(__name__)
 

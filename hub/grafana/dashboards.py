@@ -44,7 +44,7 @@ from hub.grafana.queries import (
     influx_ref,
 )
 from hub.profiles.schema import Profile
-from hub.sites.registry import SiteRegistry
+from hub.sites import SiteRegistry
 
 TAG = "safety-hub"
 DEFAULT_HUB_URL = "http://localhost:8080"

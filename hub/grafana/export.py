@@ -8,7 +8,7 @@ from hub.grafana.dashboards import BuiltDashboard, build_dashboards
 from hub.grafana.datasource import dashboard_provider_yaml, provisioning_yaml
 from hub.profiles.loader import load_profiles
 from hub.settings import PACKAGE_ROOT
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 
 GRAFANA_DIR = PACKAGE_ROOT / "grafana"
 DASHBOARD_DIR = GRAFANA_DIR / "dashboards"

@@ -18,7 +18,7 @@ from pathlib import Path
 from hub.profiles.loader import ProfileLoadError, load_profiles
 from hub.profiles.schema import Profile
 from hub.settings import Settings
-from hub.sites.registry import SiteRegistry, load_sites
+from hub.sites import SiteRegistry, load_sites
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ def _cmd_daily(args: argparse.Namespace, settings: Settings) -> int:
     from hub.patrol import reports
     from hub.patrol.schedule import local_date
     from hub.patrol.service import PatrolService, UnknownSite
-    from hub.sites.registry import load_sites
+    from hub.sites import load_sites
 
     engine = make_engine(settings.resolved_database_url())
     try:

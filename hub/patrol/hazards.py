@@ -23,7 +23,7 @@ from hub.patrol.alarms import PatrolAlarms
 from hub.patrol.config import PatrolConfig
 from hub.patrol.schedule import NS, iso_z
 from hub.patrol.tables import HazardHistoryRow, HazardRow
-from hub.sites.registry import UNKNOWN_CHECKPOINT, SiteRegistry
+from hub.sites import UNKNOWN_CHECKPOINT, SiteRegistry
 
 STATUSES = ("reported", "dispatched", "rectified", "verified", "reopened")
 OPEN = frozenset({"reported", "dispatched", "reopened"})

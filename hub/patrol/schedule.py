@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from hub.sites.registry import Route, Site
+from hub.sites import PatrolRoute, Site
 
 NS = 1_000_000_000
 
@@ -18,7 +18,7 @@ class Occurrence:
 
     id: str
     site: str
-    route: Route
+    route: PatrolRoute
     index: int
     date: date
     start: time
@@ -49,7 +49,7 @@ def iso_z(t_ns: int | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def scheduled_on(route: Route, day: date) -> bool:
+def scheduled_on(route: PatrolRoute, day: date) -> bool:
     """True when the route has rounds on this local date."""
     return day.weekday() in route.weekdays and day not in route.skip_dates
 
@@ -82,7 +82,7 @@ def occurrences_between(site: Site, first: date, last: date) -> list[Occurrence]
     return out
 
 
-def containing(site: Site, route: Route, t_ns: int) -> Occurrence | None:
+def containing(site: Site, route: PatrolRoute, t_ns: int) -> Occurrence | None:
     """The round of ``route`` whose window holds ``t_ns`` (the earliest, if windows overlap)."""
     day = local_date(site, t_ns)
     for occ in occurrences(site, day - timedelta(days=1), route.id) + occurrences(

@@ -21,7 +21,7 @@ from hub.patrol.schedule import NS, iso_z, occurrences, occurrences_between, to_
 from hub.patrol.tables import TABLES, ScanRow
 from hub.patrol.tracker import RoundTracker, stored_rounds
 from hub.settings import Settings
-from hub.sites.registry import Site, SiteRegistry
+from hub.sites import Site, SiteRegistry
 
 PATROL_KIND = "patrol_reader"
 

@@ -35,7 +35,7 @@ from hub.patrol.schedule import (
     occurrences_between,
 )
 from hub.patrol.tables import PatrolSiteRow, RoundRow, ScanRow
-from hub.sites.registry import UNKNOWN_CHECKPOINT, Checkpoint, Route, Site, SiteRegistry
+from hub.sites import UNKNOWN_CHECKPOINT, Checkpoint, PatrolRoute, Site, SiteRegistry
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ScanInfo:
     time_ns: int
 
 
-def order_violations(route: Route, scans: list[ScanInfo]) -> list[tuple[str, str]]:
+def order_violations(route: PatrolRoute, scans: list[ScanInfo]) -> list[tuple[str, str]]:
     """(checkpoint, the one it should have followed) for a strict route walked out of order.
 
     Greedy over the route order: each scanned checkpoint needs a scan later than the one
@@ -74,7 +74,7 @@ def order_violations(route: Route, scans: list[ScanInfo]) -> list[tuple[str, str
     return out
 
 
-def round_state(route: Route, scans: list[ScanInfo], concluded: bool) -> str:
+def round_state(route: PatrolRoute, scans: list[ScanInfo], concluded: bool) -> str:
     """The state of a round from its counted scans and whether its window has closed."""
     done = {s.checkpoint_id for s in scans} & set(route.checkpoints)
     if len(done) == len(set(route.checkpoints)):
@@ -84,7 +84,7 @@ def round_state(route: Route, scans: list[ScanInfo], concluded: bool) -> str:
     return "in_progress" if done else "scheduled"
 
 
-def round_device(route: Route) -> str:
+def round_device(route: PatrolRoute) -> str:
     """The device id round alarms are raised on: the route's first reader (else the route)."""
     return route.readers[0] if route.readers else route.id
 
@@ -323,12 +323,12 @@ class RoundTracker:
 
     def _attribute(self, site: Site, checkpoint: Checkpoint, reader: str,
                    patroller: str | None, route_tag: str | None,
-                   t: int) -> tuple[Route | None, Occurrence | None]:
+                   t: int) -> tuple[PatrolRoute | None, Occurrence | None]:
         routes = self.sites.routes_for_checkpoint(site.site, checkpoint.id)
         if not routes:
             return None, None
 
-        def rank(route: Route) -> tuple[bool, bool, bool]:
+        def rank(route: PatrolRoute) -> tuple[bool, bool, bool]:
             return (reader not in route.readers, patroller not in route.inspectors,
                     route.id != route_tag)
 
@@ -338,7 +338,7 @@ class RoundTracker:
             return route, occ
         return min(routes, key=rank), None
 
-    def _insert(self, reading: Reading, site: Site, cp_id: str | None, route: Route | None,
+    def _insert(self, reading: Reading, site: Site, cp_id: str | None, route: PatrolRoute | None,
                 row: RoundRow | None, arrival_ns: int, distance: float | None,
                 late: bool) -> bool:
         lat, lon = reading.values.get("lat"), reading.values.get("lon")
@@ -404,7 +404,7 @@ class RoundTracker:
     # ------------------------------------------------------------------ text
 
     @staticmethod
-    def _missing(route: Route, scans: list[ScanInfo]) -> list[str]:
+    def _missing(route: PatrolRoute, scans: list[ScanInfo]) -> list[str]:
         done = {s.checkpoint_id for s in scans}
         return [cp for cp in route.checkpoints if cp not in done]
 
@@ -428,7 +428,7 @@ class RoundTracker:
 
     # ------------------------------------------------------------------ views
 
-    def route(self, site: str, route_id: str) -> Route | None:
+    def route(self, site: str, route_id: str) -> PatrolRoute | None:
         """A route by site and id."""
         return self._routes.get((site, route_id))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from hub.sites.registry import UNKNOWN_CHECKPOINT
+from hub.sites import UNKNOWN_CHECKPOINT
 
 if TYPE_CHECKING:
     from hub.ingest.normalize.context import MessageContext

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from hub.model import FieldValue, Reading
 from hub.rules import schema as s
-from hub.sites.registry import UNASSIGNED_SITE
+from hub.sites import UNASSIGNED_SITE
 
 NS = 1_000_000_000
 Test = Callable[[Any], bool]

@@ -28,7 +28,7 @@ from hub.rules import schema
 from hub.rules.compiled import NS, CompiledRule, Env, Level, Program, RuleState
 from hub.rules.store import RuleStateStore, SavedState
 from hub.settings import PACKAGE_ROOT, Settings
-from hub.sites.registry import UNASSIGNED_SITE, Device, Site, SiteRegistry
+from hub.sites import UNASSIGNED_SITE, Device, Site, SiteRegistry
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from hub.sites.registry import Device, Site
+from hub.sites import Device, Site
 from simulators.environment import DailyWeather
 from simulators.message import SimMessage
 from simulators.timeutil import zone

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import ClassVar
 
-from hub.sites.registry import Device, Site
+from hub.sites import Device, Site
 from simulators.message import SimMessage
 from simulators.models.lights import LightSim
 

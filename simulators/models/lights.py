@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any, ClassVar
 
-from hub.sites.registry import Device, Site
+from hub.sites import Device, Site
 from simulators.environment import poisson, traffic_factor
 from simulators.message import SimMessage
 from simulators.models.base import COMMON_FAULTS, DeviceSim

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
-from hub.sites.registry import Checkpoint, Device, Route, Site
+from hub.sites import Checkpoint, Device, PatrolRoute, Site
 from simulators.message import SimMessage
 from simulators.models.base import COMMON_FAULTS, DeviceSim, jdump
 
@@ -84,7 +84,7 @@ def photo_ref(local: datetime) -> str:
 class Walk:
     """One planned walk of a route."""
 
-    route: Route
+    route: PatrolRoute
     patroller: str
     window_end: datetime
     scans: list[tuple[datetime, Checkpoint]]
@@ -125,7 +125,7 @@ class PtNfc1Sim(DeviceSim):
         return f"patrol/{self.id}/scan"
 
     # -- schedule --------------------------------------------------------------------------
-    def _rounds_on(self, day: date) -> list[tuple[datetime, datetime, Route, int]]:
+    def _rounds_on(self, day: date) -> list[tuple[datetime, datetime, PatrolRoute, int]]:
         out = []
         for route in self.routes:
             if day.weekday() not in route.weekdays or day in route.skip_dates:
@@ -157,13 +157,13 @@ class PtNfc1Sim(DeviceSim):
         self.next_tick = self._next_round_start(t + timedelta(seconds=1))
         return out
 
-    def inspector_on_duty(self, route: Route, day: date, round_index: int) -> str:
+    def inspector_on_duty(self, route: PatrolRoute, day: date, round_index: int) -> str:
         """Inspectors take turns: one per round, rotating through the route's team."""
         team = route.inspectors or sorted(self.inspectors) or [f"{self.id}-P"]
         n_rounds = max(1, len(route.rounds))
         return team[(day.toordinal() * n_rounds + round_index) % len(team)]
 
-    def _plan(self, route: Route, index: int, begin: datetime, end: datetime,
+    def _plan(self, route: PatrolRoute, index: int, begin: datetime, end: datetime,
               now: datetime) -> Walk:
         rng = self.rng
         order = list(route.checkpoints)
@@ -274,7 +274,7 @@ class PtNfc1Sim(DeviceSim):
         if fault == "late_upload":
             self.outages.append((at - timedelta(hours=float(params["hours"])), at))
 
-    def _duty(self, t: datetime) -> tuple[Route | None, str]:
+    def _duty(self, t: datetime) -> tuple[PatrolRoute | None, str]:
         if not self.routes:
             return None, sorted(self.inspectors)[0] if self.inspectors else f"{self.id}-P"
         route = self.routes[0]

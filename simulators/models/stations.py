@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, ClassVar
 
-from hub.sites.registry import Device, Site
+from hub.sites import Device, Site
 from simulators.environment import hour_of_day
 from simulators.message import SimMessage
 from simulators.models.base import COMMON_FAULTS, DeviceSim, FollowUp

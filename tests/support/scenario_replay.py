@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 from simulators.fleet import Fleet
 from simulators.message import SimMessage
 from simulators.scenario import Scenario, load_scenario

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hub.sites.registry import SiteRegistry
+    from hub.sites import SiteRegistry
 
 # A device's base tags, sorted by key: (community?, device_id, model, site)
 BaseTags = tuple[tuple[str, str], ...]

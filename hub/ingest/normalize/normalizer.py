@@ -15,7 +15,7 @@ from hub.ingest.router import TopicRoute, TopicRouter
 from hub.model import FieldValue, InboundMessage, Point, Reading, Refusal
 from hub.profiles.functions import ABSENT
 from hub.profiles.schema import Profile
-from hub.sites.registry import UNASSIGNED_SITE, SiteRegistry
+from hub.sites import UNASSIGNED_SITE, SiteRegistry
 
 
 class Normalizer:
