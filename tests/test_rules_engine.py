@@ -521,7 +521,7 @@ def test_restart_without_saved_state_still_clears_open_alarms(tmp_path: Path) ->
 def test_default_rule_ids_are_fixed() -> None:
     engine = RuleEngine(_NullSink(), sites=SiteRegistry([]))
     ids = {
-        kind: {r.id for r in engine._program(kind, None, None).rules}  # type: ignore[union-attr]
+        kind: {r.id for r in engine.programs.program(kind, None, None).rules}  # type: ignore[union-attr]
         for kind in ("flashing_light", "fire_station", "patrol_reader")
     }
     assert ids == {
@@ -606,10 +606,10 @@ def test_timers_pop_in_due_order_once_each(hub: Hub) -> None:
 
     def schedule(name: str, at_ms: int) -> None:
         timers[name].deadline = base + at_ms * S // 1000
-        engine._schedule(timers[name])  # type: ignore[arg-type]
+        engine.timers.schedule(timers[name])  # type: ignore[arg-type]
 
     def due(at_ms: int) -> list[str]:
-        popped = engine._pop_due(base + at_ms * S // 1000)
+        popped = engine.timers.pop_due(base + at_ms * S // 1000)
         return [next(n for n, t in timers.items() if t is ds) for ds in popped]
 
     schedule("a", 1500)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from hub.patrol.config import KIND, PatrolConfig
 from hub.patrol.tables import AlarmItemRow
-from hub.rules.engine import render
+from hub.rules.render import render
 
 MAX_LISTED = 8
 

@@ -1,5 +1,8 @@
 """The rules engine: evaluates compiled rules per reading and on timer ticks.
 
+Which program a device runs is ``programs``; timers are ``timers``; saving and restoring rule
+state is ``persistence``; message templates are ``render``.
+
 Fed by the pipeline thread only (not thread-safe by itself). Per device it keeps one
 ``RuleState`` (slots), evaluates readings in device-time order and calls the alarm sink only
 when a rule's result matters: a raise, a severity change, a repeat (a reading that carries the
@@ -8,12 +11,8 @@ rule's input while it is breached) or a clear.
 
 from __future__ import annotations
 
-import heapq
 import logging
-import queue
-import re
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -25,16 +24,19 @@ from sqlalchemy import Engine
 from hub.alarms import metrics
 from hub.model import Reading
 from hub.rules import schema
-from hub.rules.compiled import NS, CompiledRule, Env, Level, Program, RuleState
-from hub.rules.store import RuleStateStore, SavedState
+from hub.rules.compiled import NS, CompiledRule, Env, Level, RuleState
+from hub.rules.persistence import StateWriter, restore, restore_active, snapshot
+from hub.rules.programs import ProgramResolver
+from hub.rules.render import render
+from hub.rules.store import RuleStateStore
+from hub.rules.timers import TimerBuckets
 from hub.settings import PACKAGE_ROOT, Settings
-from hub.sites import UNASSIGNED_SITE, Device, Site, SiteRegistry
+from hub.sites import Site, SiteRegistry
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RULES_DIR = PACKAGE_ROOT / "device_profiles" / "rules"
 SAVE_CHUNK = 1000  # devices snapshotted per tick
-TIMER_BUCKET_NS = NS  # the timers' buckets: one per second
 
 
 class AlarmSink(Protocol):
@@ -54,29 +56,7 @@ class AlarmSink(Protocol):
         ...
 
 
-class _Ctx(dict[str, Any]):
-    def __missing__(self, key: str) -> str:
-        return "?"
-
-
-_PLACEHOLDER = re.compile(r"\{(\w+)(?:![rsa])?(?::[^{}]*)?\}")
-
-
-def render(template: str, values: Mapping[str, Any], value: Any) -> str:
-    """Fill a message template; a missing or badly typed value shows plainly, never raises."""
-    ctx = _Ctx(values)
-    ctx["value"] = "?" if value is None else value
-    try:
-        return template.format_map(ctx)
-    except (ValueError, TypeError, IndexError, AttributeError, KeyError):
-        return _PLACEHOLDER.sub(lambda m: str(ctx[m.group(1)]), template)
-
-
 _FP = struct.Struct("q")  # a fingerprint (a hash: a signed 64-bit int), native order as "q"
-
-
-def _due_time(entry: tuple[int, RuleState]) -> int:
-    return entry[0]
 
 
 def _fingerprint(r: Reading) -> int:
@@ -84,26 +64,6 @@ def _fingerprint(r: Reading) -> int:
         return hash((r.message, r.online, tuple(r.values.items())))
     except TypeError:
         return hash((r.message, r.online, repr(sorted(r.values.items()))))
-
-
-class _Writer(threading.Thread):
-    """Writes rule-state snapshots off the pipeline thread (the newest batch wins per device)."""
-
-    def __init__(self, store: RuleStateStore, clock: Callable[[], int]) -> None:
-        super().__init__(name="rule-state-writer", daemon=True)
-        self.store = store
-        self.clock = clock
-        self.batches: queue.Queue[list[SavedState] | None] = queue.Queue()
-
-    def run(self) -> None:
-        while True:
-            batch = self.batches.get()
-            if batch is None:
-                return
-            try:
-                self.store.save(batch, self.clock())
-            except Exception:
-                log.exception("saving rule state failed (%d devices)", len(batch))
 
 
 class RuleEngine:
@@ -136,18 +96,17 @@ class RuleEngine:
         self.save_ns = int(save_interval_s * NS)
         self.default_tz = ZoneInfo(default_timezone)
         self.devices: dict[str, RuleState] = {}
-        self._programs: dict[tuple[str, str, str | None], Program | None] = {}
+        self.programs = ProgramResolver(self.rule_sets, self.sites)
         self._zones: dict[str, ZoneInfo] = {}
         self._last_scan = 0
-        self._buckets: dict[int, list[RuleState]] = {}  # timers: see _schedule
-        self._bucket_keys: list[int] = []
+        self.timers = TimerBuckets()
         self._last_save = clock()
         self._to_save: list[RuleState] = []
-        self._writer: _Writer | None = None
+        self._writer: StateWriter | None = None
         if state_store is not None and background_save:
-            self._writer = _Writer(state_store, clock)
+            self._writer = StateWriter(state_store, clock)
             self._writer.start()
-        self.validate_overrides(model_kinds)
+        self.programs.validate_overrides(model_kinds)
         if state_store is not None:
             self._load(state_store)
         self._reconcile_open_alarms()
@@ -173,59 +132,6 @@ class RuleEngine:
 
     # -- compiling ---------------------------------------------------------------------------
 
-    def validate_overrides(self, model_kinds: Mapping[str, str] | None = None) -> None:
-        """Compile every site's and device's overrides now; raise RuleError on the first bad one."""
-        kinds = set(self.rule_sets)
-        for site in self.sites.sites.values():
-            known: set[str] = set(kinds)
-            for rs in self.rule_sets.values():
-                known |= set(rs.rules)
-            for key, override in site.rules.items():
-                if key not in known and not schema.is_complete_rule(override):
-                    raise schema.RuleError(
-                        f"site {site.site}: rules: unknown rule or kind {key!r} "
-                        f"(known kinds: {', '.join(sorted(kinds))})")
-            for kind in kinds:
-                self._program(kind, site, None)
-            for device in site.devices:
-                if not device.rules:
-                    continue
-                known_kind = (model_kinds or {}).get(device.model)
-                candidates = [known_kind] if known_kind in kinds else [
-                    k for k in sorted(kinds)
-                    if all(r in self.rule_sets[k].rules or schema.is_complete_rule(v)
-                           for r, v in device.rules.items())
-                ]
-                if not candidates:
-                    raise schema.RuleError(
-                        f"site {site.site} device {device.id}: rules: no device kind has "
-                        f"rules {', '.join(sorted(device.rules))}")
-                for kind_name in candidates:
-                    if kind_name is not None:
-                        self._program(kind_name, site, device)
-
-    def _program(self, kind: str, site: Site | None, device: Device | None) -> Program | None:
-        key = (kind, site.site if site else UNASSIGNED_SITE,
-               device.id if device is not None and device.rules else None)
-        if key in self._programs:
-            return self._programs[key]
-        rule_set = self.rule_sets.get(kind)
-        if rule_set is None:
-            self._programs[key] = None
-            return None
-        layers: list[tuple[str, Mapping[str, Any]]] = []
-        if site is not None and site.rules:
-            layers.append((f"site {site.site}", schema.site_overrides_for_kind(
-                site.rules, kind, set(self.rule_sets))))
-        rules = schema.resolve_rules(rule_set, *layers, strict_ids=False)
-        if device is not None and device.rules:
-            dev_set = schema.RuleSet(kind=kind, rules=rules)
-            rules = schema.resolve_rules(
-                dev_set, (f"site {key[1]} device {device.id}", device.rules), strict_ids=True)
-        program = Program(rules)
-        self._programs[key] = program
-        return program
-
     def _zone(self, site: Site | None) -> ZoneInfo:
         if site is None:
             return self.default_tz
@@ -237,7 +143,7 @@ class RuleEngine:
     def _new_state(self, device_id: str, kind: str, site_id: str, model: str) -> RuleState | None:
         entry = self.sites.device(device_id)
         site, device = entry if entry is not None else (self.sites.sites.get(site_id), None)
-        program = self._program(kind, site, device)
+        program = self.programs.program(kind, site, device)
         if program is None:
             return None
         hours = None
@@ -318,15 +224,15 @@ class RuleEngine:
         # A clock that went back (device-clock mode starts from the wall clock) counts as due.
         if now - self._last_scan >= self.tick_ns or now < self._last_scan:
             if now < self._last_scan:
-                self._reschedule_all()
+                self.timers.reschedule_all(self.devices.values())
             self._last_scan = now
-            for ds in self._pop_due(now):
+            for ds in self.timers.pop_due(now):
                 deadline = ds.deadline
                 if deadline is not None and deadline + ds.offset <= now:
                     t = max(now - ds.offset, ds.last_t)
                     self._evaluate(ds, None, t, now)
                 else:
-                    self._schedule(ds)
+                    self.timers.schedule(ds)
         if self.state_store is not None and (
             now - self._last_save >= self.save_ns or now < self._last_save
         ):
@@ -382,58 +288,7 @@ class RuleEngine:
                 log.exception("rule %s failed for device %s", rule.id, ds.device_id)
         ds.deadline = deadline
         if deadline is not None:
-            self._schedule(ds)
-
-    # -- timers: devices in buckets of one second, the buckets' numbers in a heap ---------------
-    # A tick pops only what is due instead of scanning every device (100,000 devices took
-    # 10-20 ms a tick). A bucket holds a list slot per device, not a (due, seq, device) tuple
-    # (~90 bytes less a device: 8 MB at 100,000). A later deadline leaves the earlier entry in
-    # place; when that one pops the device is looked at and scheduled again, so there is about
-    # one entry per device. An entry whose device is now due in another bucket, or was handled
-    # already, is skipped.
-
-    def _schedule(self, ds: RuleState) -> None:
-        deadline = ds.deadline
-        if deadline is None:
-            return
-        due = deadline + ds.offset
-        if ds.scheduled is None or due < ds.scheduled:
-            ds.scheduled = due
-            key = due // TIMER_BUCKET_NS
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                bucket = self._buckets[key] = []
-                heapq.heappush(self._bucket_keys, key)
-            bucket.append(ds)
-
-    def _pop_due(self, now: int) -> list[RuleState]:
-        keys = self._bucket_keys
-        due_now: list[tuple[int, RuleState]] = []
-        while keys and keys[0] <= now // TIMER_BUCKET_NS:
-            key = heapq.heappop(keys)
-            waiting = []
-            for ds in self._buckets.pop(key):
-                due = ds.scheduled
-                if due is None or due // TIMER_BUCKET_NS != key:
-                    continue  # handled already, or due earlier in another bucket
-                if due <= now:
-                    ds.scheduled = None
-                    due_now.append((due, ds))
-                else:
-                    waiting.append(ds)  # later in the current second
-            if waiting:
-                self._buckets[key] = waiting
-                heapq.heappush(keys, key)
-                break
-        due_now.sort(key=_due_time)  # in due order; stable, so ties keep scheduling order
-        return [ds for _, ds in due_now]
-
-    def _reschedule_all(self) -> None:
-        self._buckets = {}
-        self._bucket_keys = []
-        for ds in self.devices.values():
-            ds.scheduled = None
-            self._schedule(ds)
+            self.timers.schedule(ds)
 
     def _raise(self, ds: RuleState, rule: CompiledRule, level: Level, t: int) -> None:
         value = level.cond.value(ds)
@@ -445,19 +300,6 @@ class RuleEngine:
         )
 
     # -- persistence -------------------------------------------------------------------------
-
-    def _snapshot(self, ds: RuleState) -> SavedState:
-        rules = ds.program.rules
-        return SavedState(ds.device_id, ds.kind, ds.site, ds.model, {
-            "sig": ds.program.signature,
-            "t": ds.last_t,
-            "o": ds.offset,
-            "rx": ds.last_rx,
-            "v": ds.program.value_dict(ds.values),
-            "s": [list(x) if isinstance(x, list) else x for x in ds.slots],
-            "a": {rules[i].id: rules[i].levels[a].severity
-                  for i, a in enumerate(ds.active) if a >= 0},
-        })
 
     def save(self, everything: bool = False) -> int:
         """Persist the state of changed devices (all with ``everything``); return the count."""
@@ -472,7 +314,7 @@ class RuleEngine:
         for ds in devices:
             if ds.dirty or everything:
                 ds.dirty = False
-                batch.append(self._snapshot(ds))
+                batch.append(snapshot(ds))
         if not batch:
             return 0
         assert self.state_store is not None
@@ -496,32 +338,9 @@ class RuleEngine:
             ds = self._new_state(saved.device_id, saved.kind, saved.site, saved.model)
             if ds is None:
                 continue
-            data = saved.data
-            ds.last_t = int(data.get("t", -1))
-            ds.offset = int(data.get("o", 0))
-            ds.clock_known = "o" in data and ds.last_t >= 0
-            # the hub was away: staleness counts from now, not from before the restart
-            ds.last_rx = max(int(data.get("rx", 0)), now)
-            saved_values = data.get("v") or {}
-            ds.values = tuple(saved_values.get(name, known) for name, known in
-                              zip(ds.program.value_names, ds.values, strict=True))
-            slots = data.get("s")
-            if data.get("sig") == ds.program.signature and isinstance(slots, list) \
-                    and len(slots) == len(ds.slots):
-                ds.writable_slots()[:] = slots
-            self._restore_active(ds, data.get("a") or {})
-            ds.deadline = now - ds.offset
-            self._schedule(ds)
+            restore(ds, saved, now)
+            self.timers.schedule(ds)
         log.info("rule state restored for %d devices", len(self.devices))
-
-    @staticmethod
-    def _restore_active(ds: RuleState, active: Mapping[str, str]) -> None:
-        for index, rule in enumerate(ds.program.rules):
-            severity = active.get(rule.id)
-            if severity is None:
-                continue
-            levels = [lv.severity for lv in rule.levels]
-            ds.set_active(index, levels.index(severity) if severity in levels else 0)
 
     def _reconcile_open_alarms(self) -> None:
         open_alarms: Callable[[], Iterable[tuple[str, str, str, str, str]]] | None = getattr(
@@ -537,7 +356,7 @@ class RuleEngine:
                     continue
                 ds.last_rx = now
                 ds.deadline = now
-                self._schedule(ds)
+                self.timers.schedule(ds)
             for index, rule in enumerate(ds.program.rules):
                 if rule.id == rule_id and ds.active[index] < 0:
-                    self._restore_active(ds, {rule_id: severity})
+                    restore_active(ds, {rule_id: severity})
