@@ -18,6 +18,7 @@ from hub.model import InboundMessage
 from hub.patrol.service import PatrolService
 from hub.profiles.loader import load_profiles
 from hub.rules.engine import RuleEngine
+from hub.setaside.rows import refusal_of
 from hub.settings import Settings
 from hub.sites import load_sites
 from hub.state import DeviceStates
@@ -114,11 +115,17 @@ class Hub:
         self.pipeline.add_reading_hook("patrol", self.patrol.on_reading)
         self.pipeline.add_tick_hook("patrol", self.patrol.on_tick)
         self.pipeline.add_flush_hook("patrol", self.patrol.tracker.flush)
+        self.patrol.tracker.on_set_aside = self._set_aside
+        self.states.on_set_aside = self._set_aside
         self.pipeline.add_stop_hook("patrol", self.patrol.tracker.flush)
         self.mqtt.on_connected = self.alarms.republish_all
         self.started_ns: int | None = None
         self._stopped = False
         self.extensions: dict[str, Any] = {}
+
+    def _set_aside(self, table: str, row: Any, reason: str) -> None:
+        """A state-store row the database refused: a refusal an operator can read."""
+        self.refusals.record(refusal_of(table, row, reason, time.time_ns()))
 
     def _flush_alarms(self) -> None:
         self.alarms.flush()

@@ -6,7 +6,7 @@ import logging
 import queue
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,10 +14,11 @@ import orjson
 from sqlalchemy import BigInteger, Boolean, String, Text, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from hub.db import Base
+from hub.db import DEVICE_ID_CHARS, Base
 from hub.ingest.normalize import Normalizer, status_point
 from hub.model import FieldValue, Reading
 from hub.profiles.schema import Profile
+from hub.setaside.rows import OnBad, write_rows
 from hub.sites import SiteRegistry
 
 HEARTBEAT_FACTOR = 3
@@ -33,7 +34,7 @@ class DeviceRow(Base):
 
     __tablename__ = "devices"
 
-    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(DEVICE_ID_CHARS), primary_key=True)
     model: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(64))
     site: Mapped[str] = mapped_column(String(64), index=True)
@@ -137,6 +138,7 @@ class DeviceStates:
         self._queued: set[str] = set()
         self._lock = threading.Lock()
         self._save_queue: queue.Queue[list[dict[str, Any]]] | None = None
+        self.on_set_aside: OnBad | None = None  # told of a state row the database refused
         self._timeouts = {
             p.model: int(HEARTBEAT_FACTOR * p.report_interval_s * 1e9)
             for p in profiles if not p.last_will
@@ -265,8 +267,9 @@ class DeviceStates:
         while True:
             rows = self._save_queue.get()
             try:
-                self._write_rows(rows)
-            except Exception:
+                # a row the database refuses is set aside (a refusal), never retried forever
+                write_rows("devices", rows, self._write_rows, self.on_set_aside)
+            except Exception:  # the database is down: save them again next time
                 log.exception("saving %d device states failed; retrying on the next save",
                               len(rows))
                 with self._lock:
@@ -274,7 +277,7 @@ class DeviceStates:
             finally:
                 self._save_queue.task_done()
 
-    def _write_rows(self, rows: list[dict[str, Any]]) -> None:
+    def _write_rows(self, rows: Sequence[dict[str, Any]]) -> None:
         """Upsert rows in chunks: one DBAPI executemany (SQLite / PostgreSQL), else ORM."""
         assert self._sessions is not None
         with self._sessions.begin() as session:

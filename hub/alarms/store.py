@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.alarms.model import OPEN_STATES, Alarm, iso
-from hub.db import Base
+from hub.db import DEVICE_ID_CHARS, Base
 from hub.rules.schema import SEVERITY_RANK
 
 
@@ -37,7 +37,7 @@ class AlarmRow(Base):
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    device_id: Mapped[str] = mapped_column(String(128))
+    device_id: Mapped[str] = mapped_column(String(DEVICE_ID_CHARS))
     site: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(64))
     rule: Mapped[str] = mapped_column(String(64))

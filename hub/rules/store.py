@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import BigInteger, Engine, String, Text, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hub.db import Base
+from hub.db import DEVICE_ID_CHARS, Base
 
 
 class RuleStateRow(Base):
@@ -18,7 +18,7 @@ class RuleStateRow(Base):
 
     __tablename__ = "rule_state"
 
-    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(DEVICE_ID_CHARS), primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
     site: Mapped[str] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(64))
