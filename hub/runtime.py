@@ -74,7 +74,8 @@ class Hub:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.profiles = load_profiles(settings.profiles_dir)
         self.sites = load_sites(settings.sites_dir)
-        self.normalizer = Normalizer(self.profiles, self.sites, settings.max_payload_bytes)
+        self.normalizer = Normalizer(self.profiles, self.sites, settings.max_payload_bytes,
+                                     max_unregistered=settings.max_unregistered_devices)
         self.engine = make_engine(settings.resolved_database_url())
         self.sessions = make_sessionmaker(self.engine)
         create_all(self.engine)

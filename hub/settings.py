@@ -50,7 +50,24 @@ class Settings(BaseSettings):
     batch_size: int = 5000
     batch_interval_s: float = 0.2
     spool_max_bytes: int = 2 * 1024**3
-    max_payload_bytes: int = 256 * 1024
+    max_payload_bytes: int = Field(
+        default=256 * 1024, gt=0,
+        description="larger payloads are refused (too_large); deploy/mosquitto sets the same",
+    )
+    max_unregistered_devices: int = Field(
+        default=10_000, ge=0,
+        description="unregistered devices tracked at most; messages of more are refused",
+    )
+    kpi_max_days: int = Field(default=400, ge=1, description="longest /api/kpi date range")
+    events_max_streams: int = Field(
+        default=200, ge=1, description="live event streams (/api/events) open at once, in all"
+    )
+    events_max_per_caller: int = Field(
+        default=8, ge=1, description="live event streams one caller may have open at once"
+    )
+    events_device_every_s: float = Field(
+        default=5.0, ge=0, description="a stream sends device changes at most this often"
+    )
     webhook_urls: str = Field(default="", description="comma list of alarm webhook URLs")
     webhook_secret: str = Field(default="", description="HMAC-SHA256 key of webhook bodies")
     webhook_queue_size: int = Field(default=1000, ge=1, description="per URL; drops oldest")

@@ -315,6 +315,8 @@ class DeviceStates:
             registered = self.sites.device(row.device_id)
             if registered is not None:
                 state.site = registered[0].site
+            elif row.model in self.profiles:  # tracked: counts towards the unregistered cap
+                self.normalizer.base_tags(row.device_id, row.model)
             state.last_seen_ns = row.last_seen_ns
             state.last_time_ns = row.last_time_ns
             state.online = row.online
@@ -361,6 +363,29 @@ class DeviceStates:
         with self._lock:
             seen = list(self._devices)
         return dict.fromkeys([*self.sites.devices, *seen]).keys()
+
+    def group_counts(self) -> list[dict[str, Any]]:
+        """Per site and kind: total, online, offline, never seen (the console's status panel)."""
+        with self._lock:
+            seen = dict(self._devices)
+        groups: dict[tuple[str, str], dict[str, Any]] = {}
+
+        def add(site: str, kind: str, online: bool | None) -> None:
+            row = groups.get((site, kind))
+            if row is None:
+                row = groups[(site, kind)] = {"site": site, "kind": kind, "total": 0,
+                                              "online": 0, "offline": 0, "never": 0}
+            row["total"] += 1
+            row["online" if online else "offline" if online is False else "never"] += 1
+
+        for device_id, device in self.sites.devices.items():
+            state = seen.pop(device_id, None)
+            profile = self.profiles.get(device.model)
+            add(device.site.site, profile.kind if profile else "unknown",
+                state.online if state is not None else None)
+        for state in seen.values():
+            add(state.site, state.kind, state.online)
+        return [groups[key] for key in sorted(groups)]
 
     def counts(self) -> dict[str, int]:
         """Counts for health: seen, online, offline, unassigned."""

@@ -23,7 +23,7 @@ from hub.model import InboundMessage, Reading, Refusal
 from hub.patrol.service import PatrolService
 from hub.patrol.tables import HazardRow, ScanRow
 from hub.profiles.loader import load_profiles
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 from hub.state import DeviceRow, DeviceStates, LiveState
 
 ROOT = Path(__file__).resolve().parent.parent

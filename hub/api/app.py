@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hub import console
 from hub.api import alarms as alarm_routes
-from hub.api import auth, events
+from hub.api import auth, events, limits
 from hub.api import patrol as patrol_routes
 from hub.runtime import Hub
 
@@ -55,8 +55,9 @@ def create_app(hub: Hub, *, stop_hub_on_shutdown: bool = False) -> FastAPI:
         kind: str | None = None,
         model: str | None = None,
         online: bool | None = None,
+        registered: bool | None = None,
         limit: int = Query(1000, ge=1, le=100_000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=limits.MAX_OFFSET),
     ) -> dict[str, Any]:
         """Registered and seen devices with their state; ``site=unassigned`` lists strangers."""
         states = _hub(request).states
@@ -73,8 +74,15 @@ def create_app(hub: Hub, *, stop_hub_on_shutdown: bool = False) -> FastAPI:
                 continue
             if online is not None and view.get("online") is not online:
                 continue
+            if registered is not None and view.get("registered") is not registered:
+                continue
             items.append(view)
         return {"total": len(items), "items": items[offset : offset + limit]}
+
+    @app.get("/api/devices/counts", dependencies=read)
+    def device_counts(request: Request) -> dict[str, Any]:
+        """Devices per site and kind: total, online, offline, never seen (counts, no list)."""
+        return {"items": _hub(request).states.group_counts()}
 
     @app.get("/api/devices/{device_id}", dependencies=read)
     def device(request: Request, device_id: str) -> dict[str, Any]:
