@@ -57,7 +57,8 @@ def make_mqtt(
     if s.mqtt_intake == "process":
         return IntakeProcess(
             s.mqtt_url, s.mqtt_client_id, subscriptions, ca_file=s.mqtt_ca_file,
-            cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol)
+            cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol,
+            max_payload_bytes=s.max_payload_bytes)
     from hub.intake.thread import ThreadIntake  # paho: only in thread mode is it in this process
 
     return ThreadIntake(

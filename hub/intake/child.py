@@ -35,6 +35,7 @@ from hub.intake.protocol import (
     FRAME_PUBLISH,
     FRAME_STATUS,
     FRAME_STOP,
+    HEAD_BYTES,
     LOG_FORMAT,
     IntakeConfig,
 )
@@ -58,7 +59,11 @@ class _ForwardingClient(MqttClient):
         self.on_connected = child.on_connect
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
-        self.child.take(msg.topic, msg.payload, msg.qos, bool(msg.retain), self._generation,
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # a broker that lets it through: the hub refuses it, named
+            topic = msg._topic.decode("utf-8", "backslashreplace")
+        self.child.take(topic, msg.payload, msg.qos, bool(msg.retain), self._generation,
                         msg.mid)
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
@@ -84,6 +89,8 @@ class _Child:
         self.unacked: deque[tuple[int, int, int]] = deque()
         self.next_token = self.first_unacked = config.first_token
         self.send_lock = threading.Lock()
+        self.max_payload = config.max_payload_bytes
+        self.oversized: dict[int, int] = {}  # token -> size of a payload sent as its head
         self.client = _ForwardingClient(config, self)
 
     def take(self, topic: str, payload: bytes | bytearray, qos: int, retain: bool, generation: int,
@@ -92,6 +99,10 @@ class _Child:
         token = self.next_token
         self.next_token = token + 1
         self.unacked.append((generation, mid, qos))  # before the hub can see and ack it
+        if self.max_payload and len(payload) > self.max_payload:
+            # refused by the hub as too_large: only its head crosses the pipe, with its size
+            self.oversized[token] = len(payload)
+            payload = bytes(payload[:HEAD_BYTES])
         self.backlog.put((topic, payload, qos, retain, time.time_ns(), token))
 
     def ack_upto(self, token: int) -> None:
@@ -139,7 +150,13 @@ class _Child:
                         trim()
                     continue
             count = min(len(backlog), FORWARD_BATCH)
-            self.send((FRAME_MESSAGES, [backlog.popleft() for _ in range(count)]))
+            batch = [backlog.popleft() for _ in range(count)]
+            if self.oversized:
+                pop = self.oversized.pop
+                sizes = {m[5]: pop(m[5]) for m in batch if m[5] in self.oversized}
+                self.send((FRAME_MESSAGES, batch, sizes))
+            else:
+                self.send((FRAME_MESSAGES, batch))
             forwarded = True
 
     def command_loop(self) -> None:

@@ -253,8 +253,10 @@ class MosquittoServer(_Server):
     binary_name = "mosquitto"
     start_timeout = 10.0
 
-    def __init__(self, workdir: Path, binary: str | None = None) -> None:
+    def __init__(self, workdir: Path, binary: str | None = None,
+                 extra_config: list[str] | None = None) -> None:
         super().__init__(workdir, binary)
+        self.extra_config = list(extra_config or [])  # lines added to the generated config
         self.persistence_dir = self.workdir / "persistence"
         self.persistence_dir.mkdir(exist_ok=True)
 
@@ -286,6 +288,7 @@ class MosquittoServer(_Server):
             "log_type information",
             "connection_messages true",
             "log_timestamp_format %H:%M:%S",
+            *self.extra_config,
         ]
         if os.geteuid() == 0:
             # As root mosquitto switches to user "mosquitto", which cannot write our 0700
