@@ -118,6 +118,7 @@ class Hub:
         self.pipeline.add_tick_hook("patrol", self.patrol.on_tick)
         self.pipeline.add_flush_hook("patrol", self.patrol.tracker.flush)
         self.patrol.tracker.on_set_aside = self._set_aside
+        self.patrol.on_refused = self.refusals.record
         self.states.on_set_aside = self._set_aside
         self.pipeline.add_stop_hook("patrol", self.patrol.tracker.flush)
         self.mqtt.on_connected = self.alarms.republish_all

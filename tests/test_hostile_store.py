@@ -225,3 +225,23 @@ def test_refusals_of_any_shape_are_stored(state_url: str) -> None:
         assert rig.count(RefusalRow.id) == 4
     finally:
         rig.close()
+
+
+def test_a_scan_by_an_unlisted_reader_counts_at_its_tags_site_or_is_refused(
+        state_url: str) -> None:
+    rig = _rig(state_url)
+    rig.patrol.on_refused = rig.refusals.record
+    try:
+        placed = rig.scan("FP-P001", 0, reader="FP-R99")  # a replacement reader, not listed yet
+        assert isinstance(placed, Reading) and placed.site == "unassigned"
+        moment = SCANNED.replace(minute=7)
+        rig.send("patrol/FP-R98/scan", {"reader": "FP-R98", "tag_uid": "FFFFFFFFFFFF",
+                                        "patroller": "FP-P001", "ts": moment.isoformat()})
+        rig.flush()
+        assert rig.count(ScanRow.id, ScanRow.device_id == "FP-R99",
+                         ScanRow.site == "fuping") == 1
+        with rig.sessions() as session:
+            rows = session.scalars(select(RefusalRow)).all()
+        assert [(r.reason, r.device_id) for r in rows] == [("scan_unattributed", "FP-R98")]
+    finally:
+        rig.close()
