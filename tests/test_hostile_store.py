@@ -23,6 +23,7 @@ from hub.model import InboundMessage, Reading, Refusal
 from hub.patrol.service import PatrolService
 from hub.patrol.tables import HazardRow, ScanRow
 from hub.profiles.loader import load_profiles
+from hub.rules.store import RuleStateStore, SavedState
 from hub.sites import load_sites
 from hub.state import DeviceRow, DeviceStates, LiveState
 
@@ -243,5 +244,27 @@ def test_a_scan_by_an_unlisted_reader_counts_at_its_tags_site_or_is_refused(
         with rig.sessions() as session:
             rows = session.scalars(select(RefusalRow)).all()
         assert [(r.reason, r.device_id) for r in rows] == [("scan_unattributed", "FP-R98")]
+    finally:
+        rig.close()
+
+
+def test_alarm_and_rule_state_writers_set_a_bad_row_aside(state_url: str) -> None:
+    rig = _rig(state_url)
+    try:
+        at = rig.now
+        rig.alarms.raise_or_update("FP-R01", "fuping", "patrol_reader", "battery_low",
+                                   "warning", 10, "low", "低", at)
+        rig.alarms.raise_or_update("Z" * 200, "fuping", "patrol_reader", "battery_low",
+                                   "warning", 10, "low", "低", at)  # past the boundary
+        rig.alarms.flush(force=True)
+        rig.alarms.raise_or_update("FP-R02", "fuping", "patrol_reader", "battery_low",
+                                   "warning", 10, "low", "低", at + NS)
+        rig.alarms.flush(force=True)
+        found, _total = rig.alarms.store.query(limit=10)
+        assert {"FP-R01", "FP-R02"} <= {a.device_id for a in found}
+        store = RuleStateStore(rig.engine)
+        store.save([SavedState("Z" * 200, "k", "s", "m", {}), SavedState("FP-R01", "k", "s",
+                                                                         "m", {"x": 1})], at)
+        assert [s.device_id for s in store.load_all() if s.device_id == "FP-R01"] == ["FP-R01"]
     finally:
         rig.close()

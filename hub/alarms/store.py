@@ -25,6 +25,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from hub.alarms.model import OPEN_STATES, Alarm, iso
 from hub.db import DEVICE_ID_CHARS, Base
 from hub.rules.schema import SEVERITY_RANK
+from hub.setaside.rows import write_rows
+
+_Item = tuple[Alarm | None, bool, list[dict[str, Any]]]  # an alarm row and its history rows
 
 
 class AlarmRow(Base):
@@ -141,17 +144,30 @@ class AlarmStore:
 
     def write_batch(self, rows: Sequence[tuple[Alarm, bool]],
                     history: Sequence[dict[str, Any]]) -> None:
-        """Insert (flag True) or update alarms, then append history rows, in one transaction."""
+        """Insert (flag True) or update alarms, then append history rows, in one transaction.
+
+        An alarm the database refuses (with its history) is set aside (``hub.setaside``): the
+        other alarms of the batch are written, and the batch is not retried forever.
+        """
+        by_alarm: dict[str, list[dict[str, Any]]] = {}
+        for entry in history:
+            by_alarm.setdefault(entry["alarm_id"], []).append(entry)
+        items: list[_Item] = [(a, new, by_alarm.pop(a.id, [])) for a, new in rows]
+        items += [(None, False, entries) for entries in by_alarm.values()]  # alarms stored before
+        write_rows("alarms", items, self._write_items)
+
+    def _write_items(self, items: Sequence[_Item]) -> None:
         with Session(self.engine) as session, session.begin():
-            inserts = [_row_values(a) for a, new in rows if new]
+            inserts = [_row_values(a) for a, new, _h in items if a is not None and new]
             if inserts:
                 session.execute(insert(AlarmRow), inserts)
-            for alarm, new in rows:
-                if not new:
+            for alarm, new, _h in items:
+                if alarm is not None and not new:
                     session.execute(update(AlarmRow).where(AlarmRow.id == alarm.id)
                                     .values(**_row_values(alarm)))
+            history = [entry for _a, _n, entries in items for entry in entries]
             if history:
-                session.execute(insert(AlarmHistoryRow), list(history))
+                session.execute(insert(AlarmHistoryRow), history)
 
     @staticmethod
     def history_row(alarm: Alarm, entry: HistoryEntry) -> dict[str, Any]:
