@@ -118,24 +118,26 @@ def test_a_kpi_range_is_capped_at_400_days(client: TestClient) -> None:
 def test_event_streams_are_capped_per_caller_and_in_all(client: TestClient) -> None:
     events: EventHub = client.app.state.events  # type: ignore[attr-defined]
     assert (events.max_streams, events.max_per_caller) == (200, 8)
-    for _ in range(8):
-        events.admit("wall")
+    mine = [events.admit("wall") for _ in range(8)]
     response = client.get("/api/events", headers=VIEWER)
     assert response.status_code == 429
     assert "HUB_EVENTS_MAX_PER_CALLER=8" in response.json()["detail"]["message"]
-    for _ in range(8):
-        events.release("wall")
-    for i in range(200):
-        events.admit(f"other-{i % 25}")
+    for ticket in mine:
+        events.release(ticket)
+        events.release(ticket)  # a second release changes nothing
+    others = [events.admit(f"other-{i % 25}") for i in range(200)]
     response = client.get("/api/events", headers=VIEWER)
     assert response.status_code == 429
     assert "HUB_EVENTS_MAX_STREAMS=200" in response.json()["detail"]["message"]
+    events.release(others[0])
+    assert events.admit("wall").caller == "wall"  # a freed slot is taken again
 
 
 def test_device_events_are_held_to_one_per_period() -> None:
     async def scenario(every_s: float) -> list[tuple[str, str]]:
         events = EventHub()
-        stream = _stream(events, User("wall", "viewer"), anyio.Event(), "wall", every_s)
+        stream = _stream(events, User("wall", "viewer"), anyio.Event(), events.admit("wall"),
+                         every_s)
         seen = [await anext(stream)]
         events.publish("device", {"device_id": "A", "online": True})
         seen.append(await anext(stream))
@@ -197,3 +199,55 @@ def test_unregistered_devices_are_capped() -> None:
     result = normalizer.process(InboundMessage(topic.replace("{device_id}", registered),
                                                b"online", 1, False, 1_800_000_000 * 10**9))
     assert not isinstance(result, Refusal), result
+
+
+def test_stream_slots_are_freed_when_streams_end(tmp_path: Path) -> None:
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    settings = Settings(data_dir=tmp_path / "data", mqtt_url="mqtt://127.0.0.1:9",
+                        api_tokens="wall:viewer:t-viewer", events_max_per_caller=2)
+    hub = Hub(settings)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(hub), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/api/events"
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with httpx.Client(timeout=10) as client:
+            opened = []
+            for _ in range(2):
+                stream = client.stream("GET", url, headers=VIEWER)
+                response = stream.__enter__()
+                assert response.status_code == 200
+                lines = response.iter_lines()  # kept: a dropped iterator closes the stream
+                assert next(lines).startswith("event: hello")
+                opened.append((stream, lines))
+            refused = client.get(url, headers=VIEWER)
+            assert refused.status_code == 429
+            assert "HUB_EVENTS_MAX_PER_CALLER=2" in refused.json()["detail"]["message"]
+            opened.pop()[0].__exit__(None, None, None)
+            while time.monotonic() < deadline:  # the server notices the client left
+                with client.stream("GET", url, headers=VIEWER) as again:
+                    if again.status_code == 200:
+                        break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the slot of a closed stream was never freed")
+            for stream, _lines in opened:
+                stream.__exit__(None, None, None)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        hub.alarms.close()
+        hub.engine.dispose()

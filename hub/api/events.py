@@ -34,6 +34,7 @@ import anyio
 import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from hub.api.auth import ANONYMOUS, ROLE_RANK, TokenTable, User
 
@@ -51,6 +52,16 @@ PATROL_MESSAGES = {"scan": "patrol", "hazard": "hazard"}
 
 class TooManyStreams(Exception):
     """A stream beyond the caps (in all or per caller): answered 429 with the limit."""
+
+
+class _Ticket:
+    """One admitted stream, released once (when the stream ends, or after the response)."""
+
+    __slots__ = ("caller", "released")
+
+    def __init__(self, caller: str) -> None:
+        self.caller = caller
+        self.released = False
 
 
 class _Subscriber:
@@ -99,7 +110,7 @@ class EventHub:
             except RuntimeError:  # its loop is closed: the server is gone
                 self.unsubscribe(subscriber)
 
-    def admit(self, caller: str) -> None:
+    def admit(self, caller: str) -> _Ticket:
         """Count a new stream of ``caller``; raise TooManyStreams beyond either cap."""
         with self._lock:
             total = sum(self._reserved.values())
@@ -111,10 +122,15 @@ class EventHub:
                 raise TooManyStreams(f"{caller!r} has {mine} live event streams open, the limit "
                                      f"(HUB_EVENTS_MAX_PER_CALLER={self.max_per_caller})")
             self._reserved[caller] = mine + 1
+            return _Ticket(caller)
 
-    def release(self, caller: str) -> None:
-        """A stream admitted with ``admit`` has ended."""
+    def release(self, ticket: _Ticket) -> None:
+        """A stream admitted with ``admit`` has ended (a second release changes nothing)."""
         with self._lock:
+            if ticket.released:
+                return
+            ticket.released = True
+            caller = ticket.caller
             left = self._reserved.get(caller, 0) - 1
             if left > 0:
                 self._reserved[caller] = left
@@ -214,9 +230,9 @@ def _group(items: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, 
     return grouped
 
 
-async def _stream(events: EventHub, user: User, shutdown: anyio.Event, caller: str,
+async def _stream(events: EventHub, user: User, shutdown: anyio.Event, ticket: _Ticket,
                   device_every_s: float = DEVICE_EVERY_S) -> AsyncIterator[dict[str, str]]:
-    subscriber = events.subscribe(caller)
+    subscriber = events.subscribe(ticket.caller)
     # device changes are held and sent at most every ``device_every_s``: a flood of new
     # devices then reloads the console's device panels once per period, not per burst
     held: dict[str, dict[str, Any]] = {}
@@ -253,7 +269,7 @@ async def _stream(events: EventHub, user: User, shutdown: anyio.Event, caller: s
                 yield {"event": "device", "data": orjson.dumps(batch).decode()}
     finally:
         events.unsubscribe(subscriber)
-        events.release(caller)
+        events.release(ticket)
 
 
 def _caller(request: Request, user: User) -> str:
@@ -271,9 +287,8 @@ async def event_stream(request: Request) -> EventSourceResponse:
     if events is None:
         raise HTTPException(503, detail={"error": "unavailable",
                                          "message": "live events are not enabled"})
-    caller = _caller(request, user)
     try:
-        events.admit(caller)
+        ticket = events.admit(_caller(request, user))
     except TooManyStreams as exc:
         raise HTTPException(429, detail={"error": "too_many_streams", "message": str(exc)},
                             headers={"Retry-After": "30"}) from None
@@ -281,6 +296,8 @@ async def event_stream(request: Request) -> EventSourceResponse:
     every = getattr(settings, "events_device_every_s", DEVICE_EVERY_S)
     shutdown = anyio.Event()
     return EventSourceResponse(
-        _stream(events, user, shutdown, caller, every), ping=PING_S, shutdown_event=shutdown,
+        _stream(events, user, shutdown, ticket, every), ping=PING_S, shutdown_event=shutdown,
         shutdown_grace_period=2 * SHUTDOWN_POLL_S,
+        # also released when the stream never started (the client left at once)
+        background=BackgroundTask(events.release, ticket),
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
