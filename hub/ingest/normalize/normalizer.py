@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import Gauge
 
+from hub.db import DEVICE_ID_CHARS
 from hub.ingest.normalize.context import BaseTags, MessageContext
 from hub.ingest.normalize.messages import CompiledMessage
 from hub.ingest.normalize.refused import BACKSLASH_END, Refused
@@ -129,9 +130,10 @@ class Normalizer:
             raise Refused("bad_device_id", f"device id {device_id!r} does not fit {profile.model}")
         if device_id[-1] == "\\":
             raise Refused("bad_device_id", f"device id {device_id!r} ends with {BACKSLASH_END}")
-        check_device_id(device_id)
+        if len(device_id) > DEVICE_ID_CHARS or not device_id.isprintable():
+            check_device_id(device_id)  # raises, with the reason (inline test: the hot path)
         payload = compiled.decode(message.payload)
-        site, device_id, base_tags = self._site_of(device_id, profile, admit=True)
+        site, device_id, base_tags = self._site_of(device_id, profile, True)
         if route.spec.decoder == "status":
             return self._status(message, route, device_id, site, base_tags, payload)
         if compiled.device_id_getter is not None:
