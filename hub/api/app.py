@@ -62,7 +62,8 @@ def create_app(hub: Hub, *, stop_hub_on_shutdown: bool = False) -> FastAPI:
         """Registered and seen devices with their state; ``site=unassigned`` lists strangers."""
         states = _hub(request).states
         items = []
-        for device_id in states.device_ids():
+        ids = list(states.sites.devices) if registered else states.device_ids()
+        for device_id in ids:
             view = states.describe(device_id)
             if view is None:
                 continue
