@@ -268,3 +268,20 @@ def test_alarm_and_rule_state_writers_set_a_bad_row_aside(state_url: str) -> Non
         assert [s.device_id for s in store.load_all() if s.device_id == "FP-R01"] == ["FP-R01"]
     finally:
         rig.close()
+
+
+def test_refusals_waiting_for_a_down_database_are_bounded(
+        state_url: str, monkeypatch: Any) -> None:
+    from hub.ingest import refusals as module
+
+    rig = _rig(state_url)
+    monkeypatch.setattr(module, "MAX_PENDING", 3)
+    try:
+        before = module.UNRECORDED._value.get()
+        for i in range(5):
+            rig.refusals.record(Refusal(f"t/{i}", i, "bad_json", "x", b"", None, None))
+        assert module.UNRECORDED._value.get() - before == 2
+        rig.refusals.flush()
+        assert rig.count(RefusalRow.id) == 3
+    finally:
+        rig.close()

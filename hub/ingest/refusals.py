@@ -29,6 +29,9 @@ from hub.setaside.rows import fit_text, write_rows
 REFUSED = Counter("hub_messages_refused_total", "messages refused, by reason", ["reason"])
 KEEP_ROWS = 20_000
 DETAIL_CHARS = 2000
+MAX_PENDING = 50_000  # refusals waiting for the database, at most
+UNRECORDED = Counter("hub_refusals_unrecorded_total",
+                     "refusals counted but not stored: the database was down and the queue full")
 
 
 class RefusalRow(Base):
@@ -60,10 +63,15 @@ class RefusalLog:
         self._written = 0
 
     def record(self, refusal: Refusal) -> None:
-        """Count a refusal and queue it for the next flush."""
+        """Count a refusal and queue it for the next flush (at most MAX_PENDING wait)."""
         REFUSED.labels(refusal.reason).inc()
         with self._lock:
-            self._pending.append(refusal)
+            if len(self._pending) < MAX_PENDING:
+                self._pending.append(refusal)
+                return
+        # the database has been down for a while and garbage keeps coming: counted, not kept,
+        # so that a flood cannot grow the hub without bound
+        UNRECORDED.inc()
 
     def flush(self) -> None:
         """Write queued refusals (called before the messages are acknowledged)."""
