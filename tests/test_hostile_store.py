@@ -285,3 +285,15 @@ def test_refusals_waiting_for_a_down_database_are_bounded(
         assert rig.count(RefusalRow.id) == 3
     finally:
         rig.close()
+
+
+def test_every_device_id_column_has_the_one_width_the_normalizer_checks() -> None:
+    import hub.runtime  # noqa: F401  (imports every table)
+    from hub.db import DEVICE_ID_CHARS, Base
+    from hub.ingest.normalize.text import IDENTIFIER_CHARS
+
+    widths = {f"{t.name}.{c.name}": c.type.length for t in Base.metadata.tables.values()
+              for c in t.columns if c.name == "device_id"}
+    assert len(widths) >= 6 and set(widths.values()) == {DEVICE_ID_CHARS}, widths
+    assert IDENTIFIER_CHARS["patroller_id"] == ScanRow.__table__.c.patroller_id.type.length
+    assert IDENTIFIER_CHARS["category"] == HazardRow.__table__.c.category.type.length
