@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from prometheus_client import Gauge
 
-from hub.db import DEVICE_ID_CHARS
 from hub.ingest.normalize.context import BaseTags, MessageContext
 from hub.ingest.normalize.messages import CompiledMessage
 from hub.ingest.normalize.refused import BACKSLASH_END, Refused
@@ -92,6 +91,10 @@ class Normalizer:
         if cached is not None:
             return UNASSIGNED_SITE, cached[0][1], cached  # no community: device_id first
         tracked = len(self._device_tags)
+        if admit:
+            # a new unregistered id (registered ones come from site files, cached ones passed):
+            # checked here, once per device, not on every message
+            check_device_id(device_id)
         if admit and tracked >= self.max_unregistered:
             raise Refused("unregistered_limit",
                           f"{tracked} unregistered devices are tracked, the limit "
@@ -130,8 +133,6 @@ class Normalizer:
             raise Refused("bad_device_id", f"device id {device_id!r} does not fit {profile.model}")
         if device_id[-1] == "\\":
             raise Refused("bad_device_id", f"device id {device_id!r} ends with {BACKSLASH_END}")
-        if len(device_id) > DEVICE_ID_CHARS or not device_id.isprintable():
-            check_device_id(device_id)  # raises, with the reason (inline test: the hot path)
         payload = compiled.decode(message.payload)
         site, device_id, base_tags = self._site_of(device_id, profile, True)
         if route.spec.decoder == "status":
