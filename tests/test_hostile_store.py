@@ -297,3 +297,21 @@ def test_every_device_id_column_has_the_one_width_the_normalizer_checks() -> Non
     assert len(widths) >= 6 and set(widths.values()) == {DEVICE_ID_CHARS}, widths
     assert IDENTIFIER_CHARS["patroller_id"] == ScanRow.__table__.c.patroller_id.type.length
     assert IDENTIFIER_CHARS["category"] == HazardRow.__table__.c.category.type.length
+
+
+def test_a_site_file_device_id_no_column_holds_is_refused_at_load(tmp_path: Path) -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from hub.sites import load_site_file
+
+    path = tmp_path / "site.yaml"
+    for good in ("FP-R01", "张-R01"):
+        path.write_text(f'site: t\nname: t\ntimezone: Asia/Shanghai\ndevices:\n'
+                        f'  - {{id: "{good}", model: PT-NFC1}}\n', encoding="utf-8")
+        assert load_site_file(path).devices[0].id == good
+    for bad in ("X" * 200, "FP\\u0000R01", "FP/R01"):
+        path.write_text(f'site: t\nname: t\ntimezone: Asia/Shanghai\ndevices:\n'
+                        f'  - {{id: "{bad}", model: PT-NFC1}}\n', encoding="utf-8")
+        with pytest.raises((ValidationError, ValueError)):
+            load_site_file(path)
