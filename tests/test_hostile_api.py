@@ -37,7 +37,8 @@ SANE = {"site": "fuping"}
 @pytest.fixture
 def hub(tmp_path: Path, state_url: str) -> Iterator[Hub]:
     settings = Settings(data_dir=tmp_path / "data", database_url=state_url,
-                        mqtt_url="mqtt://127.0.0.1:9", api_tokens="wall:viewer:t-viewer")
+                        mqtt_url="mqtt://127.0.0.1:9",
+                        api_tokens="wall:viewer:t-viewer,ops:officer:t-officer")
     hub = Hub(settings)  # never started: no broker needed
     yield hub
     hub.alarms.close()
@@ -251,3 +252,14 @@ def test_stream_slots_are_freed_when_streams_end(tmp_path: Path) -> None:
         thread.join(10)
         hub.alarms.close()
         hub.engine.dispose()
+
+
+def test_a_due_time_past_what_the_store_holds_answers_422(client: TestClient) -> None:
+    officer = {"Authorization": "Bearer t-officer"}
+    created = client.post("/api/hazards", headers=officer, json={
+        "site": "fuping", "category": "road_hazard", "note": "pothole"})
+    assert created.status_code == 201, created.text
+    response = client.post(f"/api/hazards/{created.json()['id']}/dispatch", headers=officer,
+                           json={"department": "roads", "due_at": "9999-12-31T00:00:00"})
+    assert response.status_code == 422
+    assert "2261-12-31" in response.json()["detail"]["message"]
