@@ -84,6 +84,8 @@ def rule_for(name: str, is_tag: bool) -> TextRule:
         return free_text
 
     def identifier(text: str) -> str:
+        if len(text) <= limit and text.isprintable():  # the usual case: no call out
+            return text
         problem = identifier_problem(text, limit)
         if problem is not None:
             raise Refused(problem[0], f"{name}: {text[:40]!r}: {problem[1]}")
