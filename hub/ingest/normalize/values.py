@@ -212,13 +212,22 @@ def compile_value(name: str, spec: ValueSpec, from_text: bool, is_tag: bool = Fa
             return value(item, groups, ctx)
 
         return fast_int
+    if kind == "str" and not scaled and allowed is not None:
+
+        def fast_enum(item: Any, groups: dict[str, str], ctx: MessageContext) -> Any:
+            if type(item) is dict:
+                raw = item.get(key)
+                if type(raw) is str and raw in allowed:  # one of the profile's own values
+                    return raw
+            return value(item, groups, ctx)
+
+        return fast_enum
     if kind == "str" and not scaled:
 
         def fast_str(item: Any, groups: dict[str, str], ctx: MessageContext) -> Any:
             if type(item) is dict:
                 raw = item.get(key)
-                if (type(raw) is str and len(raw) <= text_limit and raw.isprintable()
-                        and (allowed is None or raw in allowed)):
+                if type(raw) is str and len(raw) <= text_limit and raw.isprintable():
                     return raw
             return value(item, groups, ctx)
 
