@@ -15,6 +15,7 @@ from hub.ingest.pipeline import Pipeline
 from hub.ingest.refusals import DeadLetterLog, RefusalLog
 from hub.intake.process import IntakeProcess
 from hub.model import InboundMessage
+from hub.notify.service import NotifyService
 from hub.patrol.service import PatrolService
 from hub.profiles.loader import load_profiles
 from hub.rules.engine import RuleEngine
@@ -97,6 +98,9 @@ class Hub:
             settings, self.engine, emit_points=self.pipeline.emit_points,
             publish=self.mqtt.publish, sites=self.sites,
         )
+        self.notify = NotifyService.from_settings(settings, self.engine, self.sites, self.clock)
+        if self.notify is not None:
+            self.notify.attach(self.alarms)
         self.rules = RuleEngine.from_settings(
             settings, self.alarms, self.engine, profiles=self.profiles, sites=self.sites,
             clock=self.clock,
@@ -142,6 +146,8 @@ class Hub:
         )
         self.gc_freezer.freeze()  # profiles, sites and saved state: alive for good
         self.pipeline.start()
+        if self.notify is not None:
+            self.notify.start()
         self.mqtt.start(wait_s=wait_connected_s)
         self.started_ns = time.time_ns()
 
@@ -153,6 +159,8 @@ class Hub:
         log.info("hub stopping: draining the pipeline")
         self.pipeline.stop()
         self.writer.stop(timeout=30)
+        if self.notify is not None:
+            self.notify.close()
         self.mqtt.stop()
         self.store.close()
         self.engine.dispose()
@@ -164,7 +172,9 @@ class Hub:
         broker_ok = self.mqtt.connected
         store_ok = bool(writer.get("store_ok"))
         pipeline_ok = self.pipeline.running
-        status = "ok" if broker_ok and store_ok and pipeline_ok else "degraded"
+        notify = self.notify.health() if self.notify is not None else None
+        notify_ok = notify is None or notify["status"] == "ok"
+        status = "ok" if broker_ok and store_ok and pipeline_ok and notify_ok else "degraded"
         return {
             "status": status,
             "broker": {"connected": broker_ok, "url": self._safe_mqtt_url(),
@@ -181,6 +191,7 @@ class Hub:
                          "processed": self.pipeline.processed},
             "devices": self.states.counts(),
             "refusals": self.refusals.counts(),
+            "notify": notify,
         }
 
     def _safe_mqtt_url(self) -> str:

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     webhook_secret: str = Field(default="", description="HMAC-SHA256 key of webhook bodies")
     webhook_queue_size: int = Field(default=1000, ge=1, description="per URL; drops oldest")
     webhook_max_attempts: int = Field(default=6, ge=1)
+    notify_file: Path | None = Field(
+        default=None,
+        description="notifications: channels, people, rosters, policies (docs/notifications.md)",
+    )
+    notify_poll_s: float = Field(
+        default=0.25, gt=0, le=10, description="how often the outbox is checked for due steps"
+    )
     rules_dir: Path = PACKAGE_ROOT / "device_profiles" / "rules"
     state_save_s: float = Field(
         default=10.0, gt=0, description="device-state (latest values) save period, seconds"

@@ -258,8 +258,11 @@ def test_webhook_signed_and_retried(sqlite: Engine, receiver: Any) -> None:
     sender.close()
     assert receiver.received, "no webhook delivery"
     headers, body = receiver.received[0]
-    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    # the signed material is "<X-Hub-Timestamp>.<body>" (replays can be refused)
+    material = headers["X-Hub-Timestamp"].encode() + b"." + body
+    expected = "sha256=" + hmac.new(b"s3cret", material, hashlib.sha256).hexdigest()
     assert headers["X-Hub-Signature-256"] == expected
+    assert abs(int(headers["X-Hub-Timestamp"]) - time.time()) < 60
     event = json.loads(body)
     assert event["event"] == "alarm.raise" and event["alarm"]["id"] == alarm_id
     assert headers["X-Hub-Event"] == "alarm.raise"

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from hub.alarms import metrics
 from hub.alarms.model import (
@@ -50,6 +51,7 @@ from hub.sites import SiteRegistry
 log = logging.getLogger(__name__)
 
 EmitPoints = Callable[[list[Point]], None]
+TransitionHook = Callable[[str, Alarm, str], Callable[[Session], None] | None]
 Publish = Callable[[str, bytes, bool], None]
 
 
@@ -109,6 +111,10 @@ class AlarmService:
         self._pending_history: list[dict[str, Any]] = []
         self.max_pending = max_pending
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        # transition hooks return an op run in the transaction that writes the transition
+        self.transition_hooks: list[TransitionHook] = []
+        self._pending_ops: list[Callable[[Session], None]] = []
+        self.write_listeners: list[Callable[[], None]] = []
         self._last_flush = clock()
         for alarm in self.store.load_open():
             self._remember(alarm)
@@ -198,6 +204,23 @@ class AlarmService:
     def add_listener(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
         """Call ``listener(action, alarm_json)`` on every transition (holds the lock: be brief)."""
         self.listeners.append(listener)
+
+    def add_transition_hook(self, hook: TransitionHook) -> None:
+        """Call ``hook(action, alarm, actor)`` on every transition (lock held: be brief); an op
+        it returns runs in the transaction that writes the transition."""
+        self.transition_hooks.append(hook)
+
+    def add_write_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after each write of transitions has committed."""
+        self.write_listeners.append(listener)
+
+    def peek(self, alarm_id: str) -> dict[str, Any] | None:
+        """The JSON of an alarm held in memory (open, or closed and not yet written), or None."""
+        with self._lock:
+            alarm = self._by_id.get(alarm_id)
+            if alarm is None and alarm_id in self._pending_rows:
+                alarm = self._pending_rows[alarm_id][0]
+            return None if alarm is None else alarm.to_json()
 
     def open_alarms(self) -> list[tuple[str, str, str, str, str]]:
         """Return (device_id, site, kind, rule, severity) of every active alarm."""
@@ -317,7 +340,7 @@ class AlarmService:
                 now = self.clock()
                 repeats_due = bool(self._dirty) and (
                     force or now - self._last_flush >= self.flush_ns)
-                if not self._pending_rows and not repeats_due:
+                if not self._pending_rows and not repeats_due and not self._pending_ops:
                     return 0
                 pending = dict(self._pending_rows)
                 repeats: Sequence[Alarm] = ()
@@ -328,14 +351,19 @@ class AlarmService:
                 rows = [(copy.copy(a), new) for a, new in pending.values()]
                 rows += [(copy.copy(a), False) for a in repeats]
                 history = list(self._pending_history)
+                ops = list(self._pending_ops)
                 self._pending_rows.clear()
                 self._pending_history.clear()
+                self._pending_ops.clear()
             try:
-                self.store.write_batch(rows, history)
+                self.store.write_batch(rows, history, ops)
             except Exception:
                 log.exception("writing %d alarms failed; retrying on the next flush", len(rows))
-                self._requeue(pending, repeats, history)
+                self._requeue(pending, repeats, history, ops)
                 return 0
+            if ops:
+                for listener in self.write_listeners:
+                    listener()
             with self._lock:
                 for alarm in repeats:
                     if alarm.id in self._by_id:
@@ -343,7 +371,8 @@ class AlarmService:
             return len(rows)
 
     def _requeue(self, pending: dict[str, tuple[Alarm, bool]], repeats: Sequence[Alarm],
-                 history: Sequence[dict[str, Any]]) -> None:
+                 history: Sequence[dict[str, Any]],
+                 ops: Sequence[Callable[[Session], None]] = ()) -> None:
         with self._lock:
             for alarm_id, (alarm, new) in pending.items():
                 queued = self._pending_rows.get(alarm_id)
@@ -351,6 +380,7 @@ class AlarmService:
             for alarm in repeats:
                 self._dirty.setdefault(alarm.id, alarm)
             self._pending_history[:0] = history
+            self._pending_ops[:0] = ops
 
     def _write_loop(self) -> None:
         while not self._closing:
@@ -436,6 +466,14 @@ class AlarmService:
         self._emit_point(alarm, at_ns)
         self._publish(alarm)
         self._notify(action, alarm)
+        for hook in self.transition_hooks:
+            try:
+                op = hook(action, alarm, actor)
+            except Exception:
+                log.exception("alarm transition hook failed")
+                continue
+            if op is not None:
+                self._pending_ops.append(op)
         if self.webhooks is not None:
             self.webhooks.submit(f"alarm.{action}", {
                 "actor": actor, "at": iso(at_ns), "from_state": before, "note": note,

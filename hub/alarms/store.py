@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -140,8 +140,10 @@ class AlarmStore:
             return [row_to_alarm(r) for r in rows]
 
     def write_batch(self, rows: Sequence[tuple[Alarm, bool]],
-                    history: Sequence[dict[str, Any]]) -> None:
-        """Insert (flag True) or update alarms, then append history rows, in one transaction."""
+                    history: Sequence[dict[str, Any]],
+                    ops: Sequence[Callable[[Session], None]] = ()) -> None:
+        """Insert (flag True) or update alarms, append history rows, then run the transition
+        hooks' ops (e.g. the notification outbox), all in one transaction."""
         with Session(self.engine) as session, session.begin():
             inserts = [_row_values(a) for a, new in rows if new]
             if inserts:
@@ -152,6 +154,8 @@ class AlarmStore:
                                     .values(**_row_values(alarm)))
             if history:
                 session.execute(insert(AlarmHistoryRow), list(history))
+            for op in ops:
+                op(session)
 
     @staticmethod
     def history_row(alarm: Alarm, entry: HistoryEntry) -> dict[str, Any]:
