@@ -114,13 +114,20 @@ def list_alarms(
     except ValueError as exc:
         raise HTTPException(422, detail={"error": "invalid", "message": str(exc)}) from None
     response.headers["X-Total-Count"] = str(total)
+    for view in getattr(request.app.state, "alarm_views", ()):
+        for item in items:
+            view(item, False)
     return items
 
 
 @router.get("/{alarm_id}")
 def get_alarm(request: Request, alarm_id: str, user: Viewer) -> dict[str, Any]:
-    """One alarm with its history (every transition, who and when)."""
-    return _call(_service(request).get, alarm_id)
+    """One alarm with its history (every transition, who and when) and its notifications."""
+    data = _call(_service(request).get, alarm_id)
+    for view in getattr(request.app.state, "alarm_views", ()):
+        view(data, True)
+    data.setdefault("notifications", [])
+    return data
 
 
 @router.post("/{alarm_id}/ack")

@@ -51,6 +51,8 @@ class _Channel(_Strict):
     max_attempts: int = Field(default=8, ge=1, le=50)
     backoff_s: float = Field(default=2.0, gt=0)
     max_backoff_s: float = Field(default=300.0, gt=0)
+    rate_limited_wait_s: float | None = Field(
+        default=None, gt=0, description="wait after a rate-limit answer (default: platform's)")
 
 
 class DingTalkChannel(_Channel):

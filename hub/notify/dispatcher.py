@@ -247,6 +247,9 @@ class Dispatcher:
             for notice, rows in self._notices(batch):
                 if budget.wait_ns(self.wall()) > 0:
                     break  # the rest waits, grouped with what comes next
+                rows = self._still_wanted(rows)
+                if not rows:
+                    continue
                 to = Recipients()
                 for row in rows:
                     to = to.merge(self.service.recipients(row))
@@ -261,6 +264,23 @@ class Dispatcher:
             with self._lock:
                 self._busy.discard(batch.channel)
             self._wake.set()
+
+    def _still_wanted(self, rows: list[Due]) -> list[Due]:
+        # an ack may have come while the batch waited for its sender thread
+        stale = []
+        for row in rows:
+            alarm = self.service.alarm_json(row.alarm_id)
+            if row.kind in (STEP, REMINDER) and (alarm is None or
+                                                  alarm["state"] != ACTIVE_UNACK):
+                stale.append(row)
+        if stale:
+            self.outbox.finish(stale, CANCELLED, self.service.clock(), error=None, answer=None)
+        return [r for r in rows if r not in stale]
+
+    def idle(self) -> bool:
+        """True when no request is in flight."""
+        with self._lock:
+            return not self._busy
 
     def _record(self, driver: ChannelDriver, budget: SendBudget, rows: list[Due],
                 answer: Answer) -> None:
@@ -288,8 +308,9 @@ class Dispatcher:
             if attempts < cfg.max_attempts:
                 delay = min(cfg.backoff_s * 2 ** (attempts - 1), cfg.max_backoff_s)
                 if answer.retry_after_s is not None:
-                    delay = max(delay, answer.retry_after_s)
-                    budget.pause(wall + int(answer.retry_after_s * 1e9))
+                    wait = cfg.rate_limited_wait_s or answer.retry_after_s
+                    delay = max(delay, wait)
+                    budget.pause(wall + int(wait * 1e9))
                 self.outbox.retry(rows, now + int(delay * 1e9), answer.detail)
                 metrics.RETRIES.labels(driver.id).inc()
                 with self._lock:

@@ -210,10 +210,11 @@ class Outbox:
         """Mark rows sent, failed, suppressed or cancelled; plan the next reminder of sent ones."""
         if not rows:
             return
+        tried = 1 if status in (SENT, FAILED) else 0
         with Session(self.engine) as session, session.begin():
             session.execute(update(OutboxRow).where(OutboxRow.id.in_([r.id for r in rows]))
                             .values(status=status, at_ns=now_ns, error=error, answer=answer,
-                                    attempts=OutboxRow.attempts + (status in (SENT, FAILED))))
+                                    attempts=OutboxRow.attempts + tried))
             for row in reminders:
                 self._next_reminder(session, row, now_ns)
 

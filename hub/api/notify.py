@@ -1,0 +1,131 @@
+"""HTTP API of notifications: silences, who is on duty, the demo's stand-in robot messages.
+
+``POST /api/silences`` (officer) ``{match, starts_at?, ends_at, comment}`` -> 201 ``{id, ...}``;
+``GET /api/silences?site=&all=`` (viewer); ``DELETE /api/silences/{id}`` (officer).
+``GET /api/duty?site=`` (viewer): on duty now and next, per site with a roster.
+``GET /api/notify/received`` (viewer): what the demo's stand-in receiver got.
+An alarm's ``notifications`` are added to ``GET /api/alarms/{id}`` (``alarm_view``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.api.auth import officer, viewer
+from hub.notify.config import Match
+from hub.notify.service import NotifyService
+
+router = APIRouter(tags=["notifications"])
+Viewer = Annotated[str, Depends(viewer)]
+Officer = Annotated[str, Depends(officer)]
+MAX_SILENCE_DAYS = 90
+
+
+class SilenceBody(BaseModel):
+    """A new silence: which alarms, from when (default now) until when, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+    match: Match
+    starts_at: datetime | None = None
+    ends_at: datetime
+    comment: str = Field(min_length=1, max_length=2000)
+
+
+def _service(request: Request) -> NotifyService:
+    service = getattr(request.app.state, "notify", None)
+    if service is None:
+        raise HTTPException(404, detail={"error": "not_configured", "message":
+                                         "notifications are off: set HUB_NOTIFY_FILE"})
+    assert isinstance(service, NotifyService)
+    return service
+
+
+def _ns(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1e9)
+
+
+@router.post("/api/silences", status_code=201)
+def create_silence(request: Request, body: SilenceBody, user: Officer) -> dict[str, Any]:
+    """Silence the alarms a match selects, until ``ends_at`` (at most 90 days)."""
+    service = _service(request)
+    if not any(v is not None for v in body.match.model_dump().values()):
+        raise HTTPException(422, detail={"error": "invalid", "message":
+                                         "match must name at least one of site, severity, "
+                                         "kind, rule, device_id"})
+    now = service.clock()
+    starts = _ns(body.starts_at) if body.starts_at is not None else now
+    ends = _ns(body.ends_at)
+    if ends - starts > MAX_SILENCE_DAYS * 86400 * 10**9:
+        raise HTTPException(422, detail={"error": "invalid", "message":
+                                         f"a silence lasts at most {MAX_SILENCE_DAYS} days"})
+    try:
+        silence = service.silences.create(body.match, starts, ends, body.comment, user, now)
+    except ValueError as exc:
+        raise HTTPException(422, detail={"error": "invalid", "message": str(exc)}) from None
+    return silence.to_json(now)
+
+
+@router.get("/api/silences")
+def list_silences(request: Request, user: Viewer, site: str | None = None,
+                  all_: bool = Query(False, alias="all", description="also ended and deleted"),
+                  limit: int = Query(200, ge=1, le=1000)) -> list[dict[str, Any]]:
+    """Silences in force or to come (``all=true``: also the ended ones), newest first."""
+    service = _service(request)
+    now = service.clock()
+    return [s.to_json(now) for s in service.silences.list(
+        site=site, include_ended=all_, now_ns=now, limit=limit)]
+
+
+@router.delete("/api/silences/{silence_id}")
+def delete_silence(request: Request, silence_id: str, user: Officer) -> dict[str, Any]:
+    """End a silence now."""
+    service = _service(request)
+    now = service.clock()
+    silence = service.silences.delete(silence_id, user, now)
+    if silence is None:
+        raise HTTPException(404, detail={"error": "not_found",
+                                         "message": f"no silence {silence_id!r}"})
+    return silence.to_json(now)
+
+
+@router.get("/api/duty")
+def duty(request: Request, user: Viewer, site: str | None = None) -> list[dict[str, Any]]:
+    """Who is on duty now and who comes next, per site (``site=`` for one)."""
+    return _service(request).duty(site)
+
+
+@router.get("/api/notify/received")
+def received(request: Request, user: Viewer,
+             limit: int = Query(50, ge=1, le=200)) -> list[dict[str, Any]]:
+    """Messages the demo's stand-in robot receiver got, newest first (404 outside the demo)."""
+    standin = getattr(request.app.state, "notify_standin", None)
+    if standin is None:
+        raise HTTPException(404, detail={"error": "not_running", "message":
+                                         "no stand-in receiver: it runs in `hub demo` only"})
+    items: list[dict[str, Any]] = standin.recent(limit)
+    return [{**m, "at": datetime.fromtimestamp(m["at"], UTC).isoformat()} for m in items]
+
+
+def alarm_view(service: NotifyService) -> Any:
+    """The decorator of alarm JSON: ``notifications`` (one alarm) and ``silenced``."""
+
+    def decorate(alarm: dict[str, Any], full: bool) -> None:
+        alarm["silenced"] = service.is_silenced(alarm)
+        if full:
+            alarm["notifications"] = service.notifications(alarm["id"])
+
+    return decorate
+
+
+def install(app: FastAPI, service: NotifyService | None) -> None:
+    """Mount the routes; with a service, decorate alarm JSON with its notifications."""
+    app.state.notify = service
+    app.include_router(router)
+    if service is not None:
+        app.state.alarm_views = [*getattr(app.state, "alarm_views", []), alarm_view(service)]
