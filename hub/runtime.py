@@ -15,7 +15,6 @@ from hub.ingest.pipeline import Pipeline
 from hub.ingest.refusals import DeadLetterLog, RefusalLog
 from hub.intake.process import IntakeProcess
 from hub.model import InboundMessage
-from hub.notify.service import NotifyService
 from hub.patrol.service import PatrolService
 from hub.profiles.loader import load_profiles
 from hub.rules.engine import RuleEngine
@@ -31,6 +30,7 @@ from hub.tuning.gcfreeze import GcFreezer
 
 if TYPE_CHECKING:
     from hub.intake.thread import ThreadIntake
+    from hub.notify.service import NotifyService
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,14 @@ class Hub:
             settings, self.engine, emit_points=self.pipeline.emit_points,
             publish=self.mqtt.publish, sites=self.sites,
         )
-        self.notify = NotifyService.from_settings(settings, self.engine, self.sites, self.clock)
-        if self.notify is not None:
-            self.notify.attach(self.alarms)
+        self.notify: NotifyService | None = None
+        if settings.notify_file is not None:  # imported only when on (resident memory)
+            from hub.notify.service import NotifyService
+
+            self.notify = NotifyService.from_settings(settings, self.engine, self.sites,
+                                                      self.clock)
+            if self.notify is not None:
+                self.notify.attach(self.alarms)
         self.rules = RuleEngine.from_settings(
             settings, self.alarms, self.engine, profiles=self.profiles, sites=self.sites,
             clock=self.clock,
