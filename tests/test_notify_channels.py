@@ -19,7 +19,7 @@ from hub.notify.config import NotifyConfigError, Roster, parse_config
 from hub.notify.message import Notice, describe
 from hub.notify.roster import next_change, on_duty
 from hub.settings import PACKAGE_ROOT
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 from tests.support.fake_robots import FakeRobots
 
 SITES = load_sites(PACKAGE_ROOT / "sites")

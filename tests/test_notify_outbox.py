@@ -21,7 +21,7 @@ from hub.notify.config import Match, parse_config
 from hub.notify.outbox import OutboxRow
 from hub.notify.service import NotifyService
 from hub.settings import PACKAGE_ROOT
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 from tests.support.fake_robots import FakeRobots, Robot
 
 SITES = load_sites(PACKAGE_ROOT / "sites")

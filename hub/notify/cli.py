@@ -39,7 +39,7 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
     from hub.notify.config import NotifyConfig
     from hub.notify.roster import on_duty
-    from hub.sites.registry import load_sites
+    from hub.sites import load_sites
 
     config = _load(settings)
     if not isinstance(config, NotifyConfig):
@@ -80,7 +80,7 @@ def _cmd_test(args: argparse.Namespace, settings: Settings) -> int:
     if args.site:
         from zoneinfo import ZoneInfo
 
-        from hub.sites.registry import load_sites
+        from hub.sites import load_sites
 
         site = load_sites(settings.sites_dir).sites.get(args.site)
         zone = ZoneInfo(site.timezone if site is not None else "Asia/Shanghai")

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hub.sites.registry import SiteRegistry
+from hub.sites import SiteRegistry
 
 # key: (English, 简体中文)
 LABELS: dict[str, tuple[str, str]] = {

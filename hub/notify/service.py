@@ -32,7 +32,7 @@ from hub.notify.dispatcher import Dispatcher
 from hub.notify.outbox import REMINDER, STEP, Due, Op, Outbox, Planned, plan, stop
 from hub.notify.roster import next_change, on_duty
 from hub.notify.silences import Silence, Silences
-from hub.sites.registry import SiteRegistry
+from hub.sites import SiteRegistry
 
 if TYPE_CHECKING:
     from hub.alarms.service import AlarmService
