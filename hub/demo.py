@@ -8,6 +8,7 @@ incident timeline, and the API with the duty console.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 DEMO_TOKENS = "admin:admin:demo-admin,duty:officer:demo-officer,screen:viewer:demo-viewer"
 DEMO_SCENARIO = PACKAGE_ROOT / "simulators" / "scenarios" / "demo_incidents.yaml"
+DEMO_NOTIFY = PACKAGE_ROOT / "deploy" / "notify" / "demo.yaml"
 CATCH_UP = timedelta(hours=6)
 
 
@@ -36,7 +38,7 @@ ROLE_NOTE = {"admin": "everything", "officer": "acknowledge, clear, comment, mov
 
 
 def _banner(settings: Settings, broker: EmbeddedBroker | None, speed: float,
-            scenario: Any = None) -> str:
+            scenario: Any = None, standin: Any = None) -> str:
     base = f"http://{settings.api_host}:{settings.api_port}"
     tokens = "\n".join(
         f"    {token:<14} {role:<8} {name:<7} {ROLE_NOTE.get(role, '')}"
@@ -45,6 +47,10 @@ def _banner(settings: Settings, broker: EmbeddedBroker | None, speed: float,
     broker_line = f"{broker.url} (embedded amqtt)" if broker else settings.mqtt_url
     data_dir = settings.data_dir.resolve()
     store_line = settings.influx_url or f"{data_dir / 'telemetry.sqlite'} (embedded)"
+    notify_line = (f"{settings.notify_file}" if settings.notify_file else "off")
+    if standin is not None:
+        notify_line += (f"\n                to the STAND-IN robots at {standin.url} (no account "
+                        f"needed): console {base}/#duty")
     steps = getattr(scenario, "timeline", [])
     watch = "\n".join(
         f"    {f'~{step.at / speed:.0f} s':<7} {step.device:<11} "
@@ -59,6 +65,7 @@ def _banner(settings: Settings, broker: EmbeddedBroker | None, speed: float,
   Live events   {base}/api/events   Metrics {base}/metrics
   MQTT broker   {broker_line}
   Telemetry     {store_line}
+  Notifications {notify_line}
   Tokens (console sign-in, or Authorization: Bearer <token>):
 {tokens}
   Simulated time runs {speed:g}x from {CATCH_UP.total_seconds() / 3600:g} h ago until it meets
@@ -86,8 +93,19 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
         overrides["clock"] = "device"  # timers follow the simulated devices' time
     if not settings.api_tokens:
         overrides["api_tokens"] = DEMO_TOKENS
+    standin = None
+    if "notify_file" not in settings.model_fields_set and DEMO_NOTIFY.exists():
+        from hub.notify.standin import DEMO_ENV, StandInRobots
+
+        standin = StandInRobots(secrets=DEMO_ENV).start()
+        for name, value in DEMO_ENV.items():
+            os.environ.setdefault(name, value)
+        os.environ["DEMO_ROBOTS_URL"] = standin.url  # this run's stand-in
+        overrides["notify_file"] = DEMO_NOTIFY
     settings = settings.model_copy(update=overrides)
     hub = Hub(settings)
+    if standin is not None:
+        hub.extensions["notify_standin"] = standin
     hub.start(wait_connected_s=15)
 
     start = datetime.now(UTC).replace(microsecond=0) - CATCH_UP
@@ -106,7 +124,7 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
 
     simulator = threading.Thread(target=simulate, name="simulators", daemon=True)
     simulator.start()
-    print(_banner(settings, broker, speed, scenario), flush=True)
+    print(_banner(settings, broker, speed, scenario, standin), flush=True)
     timer = None
     if duration_s is not None:
         timer = threading.Timer(duration_s, _interrupt_main)
@@ -123,6 +141,8 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
         simulator.join(10)
         if broker is not None:
             broker.stop()
+        if standin is not None:
+            standin.stop()
     print(f"  demo stopped; data kept in {settings.data_dir.resolve()}", flush=True)
     return 0
 

@@ -131,6 +131,24 @@ def test_demo_starts_bare_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         for token in ("demo-admin", "demo-officer", "demo-viewer"):
             assert token in banner
         assert "Watch for" in banner
+        assert "STAND-IN robots" in banner
+
+        # the notifications reach the demo's stand-in robots and the console shows them
+        received: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and not received:
+            got = _get(f"{api}/api/notify/received", headers=VIEWER)
+            received = got.json() if got is not None and got.status_code == 200 else []
+            time.sleep(0.5)
+        assert received, f"no message at the stand-in robots\n{log_tail(log_path)}"
+        duty = httpx.get(f"{api}/console/p/duty", headers=VIEWER, timeout=5)
+        assert duty.status_code == 200 and 'data-platform="' in duty.text
+        assert 'class="on-duty"' in duty.text
+        told = next(a for a in httpx.get(f"{api}/api/alarms", headers=VIEWER, params={
+            "limit": 1000}, timeout=5).json() if httpx.get(
+            f"{api}/api/alarms/{a['id']}", headers=VIEWER, timeout=5).json()["notifications"])
+        page = httpx.get(f"{api}/console/p/alarm/{told['id']}", headers=VIEWER, timeout=5)
+        assert 'table class="notifications"' in page.text
 
         if screenshots_enabled():
             knocked = next((a for a in alarms if a["rule"] == "knocked_over"), alarms[0])

@@ -93,7 +93,7 @@ def test_demo_file_is_valid() -> None:
     from hub.notify.standin import DEMO_ENV
 
     config = load_config(PACKAGE_ROOT / "deploy" / "notify" / "demo.yaml",
-                         env={**DEMO_ENV, "HUB_DEMO_ROBOTS": "http://127.0.0.1:1"})
+                         env={**DEMO_ENV, "DEMO_ROBOTS_URL": "http://127.0.0.1:1"})
     assert {r.site for r in config.rosters} == {"guoyuan", "fuping", "longtoupu"}
 
 

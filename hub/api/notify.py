@@ -33,7 +33,8 @@ class SilenceBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     match: Match
     starts_at: datetime | None = None
-    ends_at: datetime
+    ends_at: datetime | None = Field(default=None, description="or duration_h")
+    duration_h: float | None = Field(default=None, gt=0, description="hours from starts_at")
     comment: str = Field(min_length=1, max_length=2000)
 
 
@@ -61,7 +62,13 @@ def create_silence(request: Request, body: SilenceBody, user: Officer) -> dict[s
                                          "kind, rule, device_id"})
     now = service.clock()
     starts = _ns(body.starts_at) if body.starts_at is not None else now
-    ends = _ns(body.ends_at)
+    if body.ends_at is not None:
+        ends = _ns(body.ends_at)
+    elif body.duration_h is not None:
+        ends = starts + int(body.duration_h * 3600 * 1e9)
+    else:
+        raise HTTPException(422, detail={"error": "invalid",
+                                         "message": "give ends_at (or duration_h)"})
     if ends - starts > MAX_SILENCE_DAYS * 86400 * 10**9:
         raise HTTPException(422, detail={"error": "invalid", "message":
                                          f"a silence lasts at most {MAX_SILENCE_DAYS} days"})

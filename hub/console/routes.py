@@ -264,6 +264,7 @@ async def _build_alarms(ctx: Ctx) -> None:
     assert got is not None
     items, headers = got
     ctx.values.update(alarms=items, total=int(headers.get("x-total-count", len(items))),
+                      notify_on=_notify_on(ctx.request),
                       counts=Counter(a["severity"] for a in items if a["state"] in ACTIVE),
                       severities=SEVERITY_ORDER)
 
@@ -536,7 +537,32 @@ async def _build_alarm(ctx: Ctx, alarm_id: str) -> None:
     assert got is not None
     alarm = got[0]
     ctx.values.update(alarm=alarm, history=alarm.get("history", []),
+                      notifications=alarm.get("notifications", []),
+                      notify_on=_notify_on(ctx.request),
                       grafana=_grafana_links(ctx.request, alarm))
+
+
+def _notify_on(request: Request) -> bool:
+    return getattr(request.app.state, "notify", None) is not None
+
+
+async def _build_duty(ctx: Ctx) -> None:
+    api = Api(ctx.request)
+    notify_on = _notify_on(ctx.request)
+    ctx.values.update(notify_on=notify_on, duty=[], silences=[], received=None)
+    if not notify_on:
+        return
+    duty = await api.get("/api/duty")
+    silences = await api.get("/api/silences")
+    received = await api.get("/api/notify/received", optional=True, limit=20)
+    ctx.values.update(duty=duty[0] if duty else [], silences=silences[0] if silences else [],
+                      received=received[0] if received else None)
+
+
+@router.get("/console/p/duty")
+async def p_duty(request: Request) -> Response:
+    """Who is on duty now and next, the silences in force, the demo's stand-in messages."""
+    return await _partial(request, "duty.html", _build_duty)
 
 
 @router.get("/console/p/alarm/{alarm_id}")

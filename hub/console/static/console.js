@@ -60,9 +60,9 @@
   body.addEventListener("htmx:sendError", function () { toast(L.err_network, "error"); });
 
   // -- actions: POST JSON to the API with the officer's token ---------------------------------
-  function post(url, payload) {
+  function post(url, payload, method) {
     return fetch(url, {
-      method: "POST",
+      method: method || "POST",
       headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
       body: JSON.stringify(payload || {}),
     }).then(function (r) {
@@ -93,6 +93,8 @@
       input.id = "action-field-" + i;
       input.name = f.name;
       input.required = !!f.required;
+      if (f.value) input.value = f.value;
+      if (f.type) input.type = f.type;
       fields.appendChild(label);
       fields.appendChild(input);
     });
@@ -105,7 +107,7 @@
     e.preventDefault();
     if (!dialogSpec) return;
     var spec = dialogSpec;
-    var payload = {};
+    var payload = Object.assign({}, spec.extra || {});
     $("action-fields").querySelectorAll("input, textarea").forEach(function (el) {
       if (el.value.trim() !== "") payload[el.name] = el.value.trim();
     });
@@ -125,6 +127,16 @@
       post(button.dataset.post, {}).then(function (ok) {
         button.disabled = false;
         if (ok) toast(button.dataset.done || L.done);
+      });
+      return;
+    }
+    var remover = e.target.closest("[data-delete]");
+    if (remover) {
+      e.preventDefault();
+      remover.disabled = true;
+      post(remover.dataset.delete, {}, "DELETE").then(function (ok) {
+        remover.disabled = false;
+        if (ok) toast(remover.dataset.done || L.done);
       });
       return;
     }
