@@ -285,3 +285,31 @@ def test_describe_unknown_device_falls_back_to_ids() -> None:
     text = describe(alarm, SITES, "zh-CN", "http://x")
     assert (text.device, text.site, text.place) == ("ZZ-1", "nowhere", "")
     assert text.time.endswith("(Asia/Shanghai)")
+
+
+def test_hub_notify_test_prints_the_platform_answer(tmp_path: Path, fake: FakeRobots,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from hub.cli import main
+
+    robot, url = fake.dingtalk("T-cli", "SECcli")
+    path = tmp_path / "notify.yaml"
+    path.write_text(
+        "channels:\n"
+        f"  - {{id: gy, type: dingtalk, url: '{url}', secret: '${{CLI_SECRET}}'}}\n"
+        "people: [{id: zhang, name: 张伟, mobile: '13800000001'}]\n"
+        "rosters: [{site: guoyuan, shifts: [{start: '00:00', end: '24:00', people: [zhang]}]}]\n",
+        encoding="utf-8")
+    monkeypatch.setenv("HUB_NOTIFY_FILE", str(path))
+    monkeypatch.setenv("CLI_SECRET", "SECcli")
+    assert main(["notify", "test", "--channel", "gy", "--site", "guoyuan"]) == 0
+    assert capsys.readouterr().out.strip() == "gy (dingtalk): sent: errcode 0: ok"
+    assert robot.messages[0]["payload"]["at"]["atMobiles"] == ["13800000001"]
+    monkeypatch.setenv("CLI_SECRET", "SECwrong")
+    assert main(["notify", "test", "--channel", "gy"]) == 1
+    assert "config: errcode 310000: sign not match" in capsys.readouterr().out
+    assert main(["notify", "check"]) == 0
+    assert "on duty at guoyuan: 张伟" in capsys.readouterr().out
+    path.write_text("channels: [{id: gy, type: dingtalk}]\n", encoding="utf-8")
+    assert main(["notify", "check"]) == 1
+    assert "channels[0].url: Field required" in capsys.readouterr().err

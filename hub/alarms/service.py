@@ -4,7 +4,8 @@ Transitions (raise, reopen, escalate, de-escalate, clear, ack, assign, comment) 
 once: an ``alarm`` point, the retained MQTT topic and the webhooks. Their rows and history are
 written off the pipeline's thread (a commit under load took 10-67 ms): by the hub's flush hook,
 in the store writer's thread before the batch that caused them is acknowledged; a writer thread
-of this service is the backstop (every ``flush_interval_s``, or at once past ``max_pending``);
+of this service is the backstop (every ``flush_interval_s``, at once past ``max_pending``, and
+at once when a transition hook queued an op, e.g. a notification to send);
 officer actions and reads write what is pending first.
 Repeats of an active alarm (count, value, last seen) stay in memory and are written and
 republished at most every ``flush_interval_s``. Thread-safe: the pipeline thread raises and
@@ -474,6 +475,7 @@ class AlarmService:
                 continue
             if op is not None:
                 self._pending_ops.append(op)
+                self._wake.set()  # someone is waiting for this one (a notification): write now
         if self.webhooks is not None:
             self.webhooks.submit(f"alarm.{action}", {
                 "actor": actor, "at": iso(at_ns), "from_state": before, "note": note,

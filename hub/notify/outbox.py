@@ -271,8 +271,8 @@ class Outbox:
                 select(OutboxRow.channel, OutboxRow.at_ns).where(
                     OutboxRow.status == SENT, OutboxRow.at_ns >= since_ns).distinct())]
 
-    def counts(self) -> dict[str, int]:
-        """Rows per status."""
+    def pending(self) -> int:
+        """How many rows wait to be sent (due or not)."""
         with Session(self.engine) as session:
-            return {s: int(n) for s, n in session.execute(
-                select(OutboxRow.status, func.count()).group_by(OutboxRow.status))}
+            return int(session.execute(select(func.count()).select_from(OutboxRow)
+                                       .where(OutboxRow.status == PENDING)).scalar_one())

@@ -70,6 +70,10 @@ class NotifyService:
         self.reload_error: str | None = None
         self._silenced: set[str] = set()
         self.dispatcher = Dispatcher(self, self.outbox, poll_s=poll_s)
+        for roster in config.rosters:
+            if roster.site not in sites.sites:
+                log.warning("notify file: roster for site %r, which no site file defines",
+                            roster.site)
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine, sites: SiteRegistry,
@@ -300,7 +304,7 @@ class NotifyService:
                     health["consecutive_failures"] >= FAILING_AFTER):
                 degraded = True
         try:
-            pending = self.outbox.counts().get("pending", 0)
+            pending = self.outbox.pending()
         except Exception:  # the state store is down: health says so elsewhere
             pending = -1
         return {"status": "degraded" if degraded else "ok",
