@@ -283,3 +283,53 @@ def test_restart_sends_the_next_step_once_and_the_earlier_not_again(state_url: s
         assert [n["status"] for n in again.notifications(alarm_id)] == ["sent", "sent"]
     finally:
         again.close()
+
+
+def test_silence_ends_by_itself(state_url: str, fake: FakeRobots) -> None:
+    data, duty, _ = config(fake)
+    rig = Rig(state_url, data)
+    try:
+        now = time.time_ns()
+        silence = rig.notify.silences.create(Match(site="guoyuan"), now, now + 700_000_000,
+                                             "short window", "zhang", now)
+        quiet = rig.raise_("GY-FL-0005")
+        wait(lambda: rig.notifications(quiet) and {
+            n["status"] for n in rig.notifications(quiet)} == {"suppressed"}, what="suppressed")
+        wait(lambda: rig.notify.silences.matching({"site": "guoyuan"}, time.time_ns()) is None,
+             what="the silence to end")
+        assert silence.to_json(time.time_ns())["state"] == "expired"
+        loud = rig.raise_("GY-FL-0006")
+        wait(lambda: any(f"/alarms/{loud}" in t for t in texts(duty)), what="after the end")
+        assert [s.id for s in rig.notify.silences.list(now_ns=time.time_ns())] == []
+        assert [s.id for s in rig.notify.silences.list(now_ns=time.time_ns(),
+                                                       include_ended=True)] == [silence.id]
+    finally:
+        rig.close()
+
+
+def test_send_budget_bursts_then_spaces_and_keeps_per_second_limits() -> None:
+    from hub.notify.config import Rate
+    from hub.notify.ratelimit import SendBudget
+
+    second = 10**9
+    ding = SendBudget(Rate(per_minute=20))
+    t = 1_000 * second
+    for _ in range(5):  # a quarter of the minute's budget at once
+        assert ding.wait_ns(t) == 0
+        ding.record(t)
+    assert ding.wait_ns(t) == 3 * second  # then one every 60/20 s
+    sent = 5
+    while t < 1_060 * second:
+        t += ding.wait_ns(t)
+        if t >= 1_060 * second:
+            break
+        ding.record(t)
+        sent += 1
+    assert sent <= 20
+    feishu = SendBudget(Rate(per_minute=100, per_second=5))
+    for _ in range(5):
+        feishu.record(t)
+    assert 0 < feishu.wait_ns(t) <= second
+    paused = SendBudget(Rate(per_minute=20))
+    paused.pause(t + 60 * second)
+    assert paused.wait_ns(t) == 60 * second

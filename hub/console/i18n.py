@@ -173,6 +173,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "silence": ("Silence", "静默"),
     "silence_title": ("Silence alarms of", "静默告警："),
     "silence_hours": ("Hours", "时长（小时）"),
+    "silence_device": ("Silence a device", "静默设备告警"),
     "silence_comment": ("Why", "原因"),
     "silence_default": ("repair crew on site", "维修人员在现场"),
     "silence_done": ("Silenced", "已静默"),

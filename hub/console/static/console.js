@@ -109,7 +109,10 @@
     var spec = dialogSpec;
     var payload = Object.assign({}, spec.extra || {});
     $("action-fields").querySelectorAll("input, textarea").forEach(function (el) {
-      if (el.value.trim() !== "") payload[el.name] = el.value.trim();
+      if (el.value.trim() === "") return;
+      var path = el.name.split("."), node = payload;  // "match.device_id" nests
+      path.slice(0, -1).forEach(function (key) { node = node[key] = node[key] || {}; });
+      node[path[path.length - 1]] = el.value.trim();
     });
     $("action-send").disabled = true;
     post(spec.url, payload).then(function (ok) {
