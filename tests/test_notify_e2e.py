@@ -229,6 +229,14 @@ def test_storm_silence_rate_limit_and_roster_change(tmp_path: Path, mosquitto: A
         viewer_try = httpx.post(f"{rig.hub.api}/api/silences", headers=VIEWER, json={
             "match": {"device_id": "ST-FL-0040"}, "ends_at": ends, "comment": "x"})
         assert viewer_try.status_code == 403
+        for bad, says in ((
+            {"match": {"site": "x" * 100}, "ends_at": ends, "comment": "x"}, "64 characters"),
+            ({"match": {}, "ends_at": ends, "comment": "x"}, "at least one"),
+            ({"match": {"site": "stormtown"}, "comment": "x"}, "ends_at"),
+            ({"match": {"site": "stormtown"}, "ends_at": "2020-01-01T00:00:00Z",
+              "comment": "x"}, "after")):
+            refused = httpx.post(f"{rig.hub.api}/api/silences", headers=OFFICER, json=bad)
+            assert refused.status_code == 422 and says in refused.text, refused.text
         listed = httpx.get(f"{rig.hub.api}/api/silences", headers=VIEWER,
                            params={"site": "stormtown"}).json()
         assert [s["id"] for s in listed] == [made.json()["id"]]

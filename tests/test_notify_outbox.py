@@ -333,3 +333,19 @@ def test_send_budget_bursts_then_spaces_and_keeps_per_second_limits() -> None:
     paused = SendBudget(Rate(per_minute=20))
     paused.pause(t + 60 * second)
     assert paused.wait_ns(t) == 60 * second
+
+
+def test_webhook_reminders_each_have_their_own_delivery_id(state_url: str,
+                                                           fake: FakeRobots) -> None:
+    hook, url = fake.webhook("ops", "whsecret")  # refuses a delivery id it has seen (409)
+    data = {"channels": [{"id": "ops", "type": "webhook", "url": url, "secret": "whsecret"}],
+            "policies": [{"steps": [{"channels": ["ops"]}], "repeat_s": 0.3, "max_repeats": 3}]}
+    rig = Rig(state_url, data)
+    try:
+        alarm_id = rig.raise_()
+        wait(lambda: len(hook.messages) >= 3, what="the step and two reminders")
+        kinds = [m["payload"]["kind"] for m in hook.messages[:3]]
+        assert kinds == ["step", "reminder", "reminder"]
+        assert not [n for n in rig.notifications(alarm_id) if n["status"] == "failed"]
+    finally:
+        rig.close()

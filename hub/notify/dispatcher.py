@@ -226,7 +226,9 @@ class Dispatcher:
 
         def split(ids: list[str]) -> None:
             step = max(r.step for i in ids for r in by_alarm[i])
-            notice = Notice(batch.kind, batch.lang, tuple(first_text[i] for i in ids), step)
+            key = ",".join(str(r.id) for i in ids for r in by_alarm[i])
+            notice = Notice(batch.kind, batch.lang, tuple(first_text[i] for i in ids), step,
+                            key)
             if len(ids) == 1 or driver.fits(notice):
                 parts.append((notice, [r for i in ids for r in by_alarm[i]]))
                 return

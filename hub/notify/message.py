@@ -123,7 +123,7 @@ class Notice:
     lang: str
     alarms: tuple[AlarmText, ...]
     step: int = 1
-
+    key: str = ""  # the outbox rows it carries: one delivery id per notification
     def title(self) -> str:
         """The message's title line."""
         lang = self.lang

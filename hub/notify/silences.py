@@ -20,6 +20,9 @@ from hub.alarms.model import iso
 from hub.db import Base
 from hub.notify.config import Match
 
+MAX_VALUE = {"device_id": 128}  # the alarm table's column lengths (others 64)
+MAX_VALUES = 200
+
 
 class SilenceRow(Base):
     """One silence."""
@@ -104,6 +107,14 @@ class Silences:
         """Store a new silence; raise ValueError when it ends before it starts."""
         if ends_ns <= starts_ns:
             raise ValueError("ends_at must be after starts_at")
+        for name, value in match.model_dump(exclude_none=True).items():
+            longest = MAX_VALUE.get(name, 64)
+            for item in [value] if isinstance(value, str) else value:
+                if len(item) > longest or "\x00" in item:
+                    raise ValueError(f"match.{name}: at most {longest} characters a value, "
+                                     "no NUL")
+            if not isinstance(value, str) and len(value) > MAX_VALUES:
+                raise ValueError(f"match.{name}: at most {MAX_VALUES} values")
         if ends_ns <= now_ns:
             raise ValueError("ends_at is in the past")
         with self._lock:

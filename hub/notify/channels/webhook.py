@@ -76,7 +76,8 @@ class Webhook(ChannelDriver):
                         "count": a.count, "link": a.link} for a in notice.alarms],
             "mention": {"names": list(to.names), "mobiles": list(to.mobiles)}}
         body = orjson.dumps(payload)
-        delivery = delivery or hashlib.sha256(body).hexdigest()[:32]
+        delivery = delivery or hashlib.sha256(
+            notice.key.encode() if notice.key else body).hexdigest()[:32]
         return Request("POST", self.config.url,
                        signed_headers(self.config.secret, body, now_s, delivery,
                                       payload["event"]), body)
