@@ -29,6 +29,12 @@ SECRET = "SECtest"
 
 
 @pytest.fixture
+def sqlite_url(tmp_path: Any) -> str:
+    """For tests of the dispatcher's logic, not of a state-store path (those use state_url)."""
+    return f"sqlite:///{tmp_path / 'state.sqlite'}"
+
+
+@pytest.fixture
 def fake() -> Iterator[FakeRobots]:
     robots = FakeRobots()
     yield robots
@@ -38,12 +44,12 @@ def fake() -> Iterator[FakeRobots]:
 class Rig:
     """An alarm service with notifications, on one state store, sending to the fakes."""
 
-    def __init__(self, url: str, config: dict[str, Any]) -> None:
+    def __init__(self, url: str, config: dict[str, Any], owner: str = "") -> None:
         self.engine = make_engine(url)
         self.alarms = AlarmService(self.engine, sites=SITES, flush_interval_s=0.05)
         self.notify = NotifyService(parse_config(config, env={}), self.engine, SITES,
                                     clock=time.time_ns, console_url="http://duty.example",
-                                    poll_s=0.05)
+                                    poll_s=0.05, owner=owner)
         self.notify.attach(self.alarms)
         self.notify.start()
 
@@ -206,11 +212,11 @@ def test_rate_limit_answer_is_retried_and_delivered(state_url: str, fake: FakeRo
         rig.close()
 
 
-def test_bad_signature_is_a_configuration_error_not_retried(state_url: str,
+def test_bad_signature_is_a_configuration_error_not_retried(sqlite_url: str,
                                                             fake: FakeRobots) -> None:
     data, duty, _ = config(fake)
     data["channels"][0]["secret"] = "SECwrong"
-    rig = Rig(state_url, data)
+    rig = Rig(sqlite_url, data)
     try:
         alarm_id = rig.raise_()
         step1 = wait(lambda: [n for n in rig.notifications(alarm_id)
@@ -225,11 +231,11 @@ def test_bad_signature_is_a_configuration_error_not_retried(state_url: str,
         rig.close()
 
 
-def test_storm_of_forty_alarms_all_delivered_under_the_robot_limit(state_url: str,
+def test_storm_of_forty_alarms_all_delivered_under_the_robot_limit(sqlite_url: str,
                                                                    fake: FakeRobots) -> None:
     data, duty, _ = config(fake)
     data["policies"][0]["steps"] = data["policies"][0]["steps"][:1]
-    rig = Rig(state_url, data)
+    rig = Rig(sqlite_url, data)
     try:
         ids = []
         for wave in range(8):  # five lights a wave, a wave every 0.3 s
@@ -335,12 +341,12 @@ def test_send_budget_bursts_then_spaces_and_keeps_per_second_limits() -> None:
     assert paused.wait_ns(t) == 60 * second
 
 
-def test_webhook_reminders_each_have_their_own_delivery_id(state_url: str,
+def test_webhook_reminders_each_have_their_own_delivery_id(sqlite_url: str,
                                                            fake: FakeRobots) -> None:
     hook, url = fake.webhook("ops", "whsecret")  # refuses a delivery id it has seen (409)
     data = {"channels": [{"id": "ops", "type": "webhook", "url": url, "secret": "whsecret"}],
             "policies": [{"steps": [{"channels": ["ops"]}], "repeat_s": 0.3, "max_repeats": 3}]}
-    rig = Rig(state_url, data)
+    rig = Rig(sqlite_url, data)
     try:
         alarm_id = rig.raise_()
         wait(lambda: len(hook.messages) >= 3, what="the step and two reminders")
@@ -349,3 +355,21 @@ def test_webhook_reminders_each_have_their_own_delivery_id(state_url: str,
         assert not [n for n in rig.notifications(alarm_id) if n["status"] == "failed"]
     finally:
         rig.close()
+
+
+def test_hubs_sharing_a_state_store_each_send_their_own_rows(state_url: str,
+                                                            fake: FakeRobots) -> None:
+    data, duty, _ = config(fake)
+    first = Rig(state_url, data, owner="hub-a")
+    second = Rig(state_url, data, owner="hub-b")
+    try:
+        alarm_id = first.raise_()
+        wait(lambda: [n["status"] for n in first.notifications(alarm_id)][:1] == ["sent"],
+             what="hub-a sends its step 1")
+        wait(first.notify.dispatcher.idle, what="idle")
+        second.notify.dispatcher.poll()  # hub-b finds nothing of its own to send
+        wait(second.notify.dispatcher.idle, what="idle")
+        assert len(duty.messages) == 1
+    finally:
+        second.close()
+        first.close()

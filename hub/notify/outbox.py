@@ -57,6 +57,7 @@ class OutboxRow(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(128), default="")  # the hub that sends it
     alarm_id: Mapped[str] = mapped_column(String(36), index=True)
     site: Mapped[str] = mapped_column(String(64))
     round: Mapped[int] = mapped_column(Integer)
@@ -110,8 +111,8 @@ class Due:
 
 
 def _values(alarm_id: str, site: str, round_: int, item: Planned, status: str,
-            now_ns: int) -> dict[str, Any]:
-    return {"alarm_id": alarm_id, "site": site, "round": round_, "kind": item.kind,
+            now_ns: int, owner: str) -> dict[str, Any]:
+    return {"owner": owner, "alarm_id": alarm_id, "site": site, "round": round_, "kind": item.kind,
             "step": item.step, "seq": item.seq, "channel": item.channel,
             "mention_json": orjson.dumps(list(item.mention)).decode(), "due_ns": item.due_ns,
             "next_try_ns": item.due_ns, "repeat_ns": item.repeat_ns,
@@ -129,7 +130,7 @@ def _cancel_pending(session: Session, alarm_id: str, now_ns: int, kinds: Sequenc
 
 
 def plan(alarm_id: str, site: str, items: Sequence[Planned], now_ns: int, *,
-         new_round: bool, suppressed: bool) -> Op:
+         new_round: bool, suppressed: bool, owner: str = "") -> Op:
     """The op that plans a round of steps (a new round cancels the old round's pending rows)."""
     status = SUPPRESSED if suppressed else PENDING
 
@@ -140,7 +141,7 @@ def plan(alarm_id: str, site: str, items: Sequence[Planned], now_ns: int, *,
             return  # planned already (a replayed raise): never twice
         round_ = 0 if current is None else current + 1
         _cancel_pending(session, alarm_id, now_ns, (STEP, REMINDER))
-        rows = [_values(alarm_id, site, round_, item, status, now_ns) for item in items
+        rows = [_values(alarm_id, site, round_, item, status, now_ns, owner) for item in items
                 if not (suppressed and item.kind == REMINDER)]
         if rows:
             session.execute(insert(OutboxRow), rows)
@@ -149,7 +150,7 @@ def plan(alarm_id: str, site: str, items: Sequence[Planned], now_ns: int, *,
 
 
 def stop(alarm_id: str, site: str, now_ns: int, *, clear_notice: bool,
-         suppressed: bool) -> Op:
+         suppressed: bool, owner: str = "") -> Op:
     """The op that cancels pending steps and reminders (ack, clear), with an optional notice
     on clear to every channel a step of the current round was sent to."""
 
@@ -172,7 +173,7 @@ def stop(alarm_id: str, site: str, now_ns: int, *, clear_notice: bool,
                                             OutboxRow.round == round_,
                                             OutboxRow.kind == CLEAR)).scalars())
         rows = [_values(alarm_id, site, round_, Planned(CLEAR, 0, 0, channel, (), now_ns),
-                        SUPPRESSED if suppressed else PENDING, now_ns)
+                        SUPPRESSED if suppressed else PENDING, now_ns, owner)
                 for channel in channels if channel not in existing]
         if rows:
             session.execute(insert(OutboxRow), rows)
@@ -183,8 +184,9 @@ def stop(alarm_id: str, site: str, now_ns: int, *, clear_notice: bool,
 class Outbox:
     """Reads and updates outbox rows outside the alarm transactions (the dispatcher's side)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, owner: str = "") -> None:
         self.engine = engine
+        self.owner = owner  # hubs sharing a state store each send the rows they planned
         Base.metadata.create_all(engine, tables=[OutboxRow.__table__])  # type: ignore[list-item]
 
     def due(self, now_ns: int, limit: int = 1000) -> list[Due]:
@@ -192,18 +194,12 @@ class Outbox:
         with Session(self.engine) as session:
             rows = session.execute(
                 select(OutboxRow).where(OutboxRow.status == PENDING,
-                                        OutboxRow.next_try_ns <= now_ns)
+                                        OutboxRow.next_try_ns <= now_ns,
+                                        OutboxRow.owner == self.owner)
                 .order_by(OutboxRow.due_ns, OutboxRow.id).limit(limit)).scalars().all()
             return [Due(r.id, r.alarm_id, r.site, r.round, r.kind, r.step, r.seq, r.channel,
                         tuple(orjson.loads(r.mention_json)), r.due_ns, r.repeat_ns,
                         r.max_repeats, r.attempts) for r in rows]
-
-    def next_due_ns(self) -> int | None:
-        """When the next pending row is due, or None."""
-        with Session(self.engine) as session:
-            value = session.execute(select(func.min(OutboxRow.next_try_ns))
-                                    .where(OutboxRow.status == PENDING)).scalar_one_or_none()
-            return None if value is None else int(value)
 
     def finish(self, rows: Sequence[Due], status: str, now_ns: int, *, error: str | None,
                answer: str | None, reminders: Sequence[Due] = ()) -> None:
@@ -218,8 +214,7 @@ class Outbox:
             for row in reminders:
                 self._next_reminder(session, row, now_ns)
 
-    @staticmethod
-    def _next_reminder(session: Session, row: Due, now_ns: int) -> None:
+    def _next_reminder(self, session: Session, row: Due, now_ns: int) -> None:
         if row.repeat_ns <= 0 or row.seq >= row.max_repeats:
             return
         exists = session.execute(select(OutboxRow.id).where(
@@ -232,7 +227,7 @@ class Outbox:
         session.execute(insert(OutboxRow), [_values(
             row.alarm_id, row.site, row.round,
             Planned(REMINDER, row.step, row.seq + 1, row.channel, row.mention, due,
-                    row.repeat_ns, row.max_repeats), PENDING, now_ns)])
+                    row.repeat_ns, row.max_repeats), PENDING, now_ns, self.owner)])
 
     def retry(self, rows: Sequence[Due], next_try_ns: int, error: str) -> None:
         """Count an attempt and try again at ``next_try_ns``."""
@@ -269,7 +264,8 @@ class Outbox:
         with Session(self.engine) as session:
             return [(c, int(t or 0)) for c, t in session.execute(
                 select(OutboxRow.channel, OutboxRow.at_ns).where(
-                    OutboxRow.status == SENT, OutboxRow.at_ns >= since_ns).distinct())]
+                    OutboxRow.status == SENT, OutboxRow.at_ns >= since_ns,
+                    OutboxRow.owner == self.owner).distinct())]
 
     def pending(self) -> int:
         """How many rows wait to be sent (due or not)."""

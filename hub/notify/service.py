@@ -54,12 +54,13 @@ class NotifyService:
 
     def __init__(self, config: NotifyConfig, engine: Engine, sites: SiteRegistry, *,
                  clock: Any, console_url: str, path: Path | None = None,
-                 poll_s: float = 0.25) -> None:
+                 poll_s: float = 0.25, owner: str = "") -> None:
         self.path = path
         self.sites = sites
         self.clock = clock
         self.console_url = console_url
-        self.outbox = Outbox(engine)
+        self.owner = owner
+        self.outbox = Outbox(engine, owner)
         self.silences = Silences(engine)
         self.alarms: AlarmService | None = None
         self._lock = threading.Lock()
@@ -85,7 +86,7 @@ class NotifyService:
         config = load_config(path)
         console = settings.console_url or f"http://{settings.api_host}:{settings.api_port}"
         return cls(config, engine, sites, clock=clock, console_url=console, path=path,
-                   poll_s=settings.notify_poll_s)
+                   poll_s=settings.notify_poll_s, owner=settings.mqtt_client_id)
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -170,11 +171,11 @@ class NotifyService:
             if not items and action == "raise":
                 return None
             return plan(alarm.id, alarm.site, items, now, new_round=action != "raise",
-                        suppressed=silence is not None)
+                        suppressed=silence is not None, owner=self.owner)
         if action in ("ack", "clear"):
             found = config.policy_for(fields)
             notice = action == "clear" and found is not None and found[1].notify_clear
-            return stop(alarm.id, alarm.site, now, clear_notice=notice,
+            return stop(alarm.id, alarm.site, now, clear_notice=notice, owner=self.owner,
                         suppressed=alarm.id in self._silenced
                         or self.silences.matching(fields, now) is not None)
         return None
