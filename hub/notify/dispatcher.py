@@ -138,16 +138,21 @@ class Dispatcher:
         self._client.close()
 
     def _loop(self) -> None:
+        failures = 0
         while not self._stopping:
-            self._wake.wait(self.poll_s)
+            # the state store down: back off (and log) instead of failing four times a second
+            self._wake.wait(min(self.poll_s * 2 ** failures, 10.0))
             self._wake.clear()
             if self._stopping:
                 return
             try:
                 self.service.maybe_reload()
                 self.poll()
+                failures = 0
             except Exception:
-                log.exception("notification dispatcher failed; going on")
+                if failures < 6:
+                    log.exception("notification dispatcher failed; going on")
+                failures = min(failures + 1, 6)
 
     # -- one poll ------------------------------------------------------------------------------
 
