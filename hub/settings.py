@@ -77,7 +77,8 @@ class Settings(BaseSettings):
         default=None, description="InfluxDB URL as Grafana reaches it (default influx_url)"
     )
     console_url: str | None = Field(
-        default=None, description="duty console base URL for Grafana's alarm links"
+        default=None,
+        description="duty console base URL: Grafana's alarm links, the link in notifications",
     )
     patrol_clock: Literal["wall", "device"] = Field(
         default="wall",

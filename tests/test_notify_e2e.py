@@ -214,6 +214,9 @@ def test_escalation_storm_silence_and_roster_change(tmp_path: Path, mosquitto: A
         assert [n["status"] for n in acked["notifications"]] == ["sent"]
         health = rig.hub.health()
         assert health["notify"]["channels"]["st-duty"]["state"] == "ok"
+        metrics = httpx.get(f"{rig.hub.api}/metrics", timeout=5).text
+        assert 'hub_notify_messages_total{channel="st-duty",outcome="sent"}' in metrics
+        assert 'hub_notify_notifications_total{channel="st-leader",status="sent"}' in metrics
         # acknowledged: its reminders stop; on to the storm
         httpx.post(f"{rig.hub.api}/api/alarms/{first['id']}/ack", headers=OFFICER)
 
