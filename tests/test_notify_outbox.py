@@ -238,6 +238,7 @@ def test_storm_of_forty_alarms_all_delivered_under_the_robot_limit(sqlite_url: s
     rig = Rig(sqlite_url, data)
     try:
         ids = []
+        started = time.time()
         for wave in range(8):  # five lights a wave, a wave every 0.3 s
             ids += [rig.raise_(f"GY-FL-{wave * 5 + i + 1:04d}") for i in range(5)]
             time.sleep(0.3)
@@ -246,7 +247,7 @@ def test_storm_of_forty_alarms_all_delivered_under_the_robot_limit(sqlite_url: s
              timeout=30, what="every alarm in some message")
         assert duty.violations == 0 and duty.max_in_window(60) <= 20
         assert len(duty.messages) < 40  # grouped
-        assert first_at - duty.messages[0]["at"] == 0
+        assert first_at - started < 5.0  # the first of a quiet period is not held back
         for alarm_id in ids:
             assert [n["status"] for n in rig.notifications(alarm_id)] == ["sent"]
     finally:
