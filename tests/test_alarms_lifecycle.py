@@ -310,3 +310,25 @@ def test_alarm_store_on_real_postgres(pg_url: str) -> None:
     assert alarm["history"][3]["note"] == "送修"
     assert again.list(state="active")[1] == 1
     engine.dispose()
+
+
+def test_a_failing_transition_hook_op_never_keeps_alarms_out(sqlite: Engine) -> None:
+    from sqlalchemy import text
+
+    svc = make_service(sqlite, Recorder())
+    ran: list[str] = []
+
+    def bad_op(session: Any) -> None:
+        session.execute(text("SELECT * FROM no_such_table"))
+
+    def good_op(session: Any) -> None:
+        ran.append("good")
+
+    svc.add_transition_hook(lambda action, alarm, actor: bad_op)
+    svc.add_transition_hook(lambda action, alarm, actor: good_op)
+    alarm_id = raise_(svc)
+    svc.flush(force=True)
+    assert svc.store.get(alarm_id) is not None  # written although an op failed
+    assert "good" in ran  # the other op still ran, in its own transaction
+    assert svc.flush(force=True) == 0  # nothing requeued forever
+    svc.close()

@@ -359,9 +359,11 @@ class AlarmService:
             try:
                 self.store.write_batch(rows, history, ops)
             except Exception:
-                log.exception("writing %d alarms failed; retrying on the next flush", len(rows))
-                self._requeue(pending, repeats, history, ops)
-                return 0
+                if not ops or not self._write_without(rows, history, ops):
+                    log.exception("writing %d alarms failed; retrying on the next flush",
+                                  len(rows))
+                    self._requeue(pending, repeats, history, ops)
+                    return 0
             if ops:
                 for listener in self.write_listeners:
                     listener()
@@ -370,6 +372,24 @@ class AlarmService:
                     if alarm.id in self._by_id:
                         self._publish(alarm)
             return len(rows)
+
+    def _write_without(self, rows: Sequence[tuple[Alarm, bool]],
+                       history: Sequence[dict[str, Any]],
+                       ops: Sequence[Callable[[Session], None]]) -> bool:
+        # A hook's op must never keep alarms out of the database: write them alone, then
+        # each op in its own transaction (a failing one is logged, counted and dropped).
+        try:
+            self.store.write_batch(rows, history)
+        except Exception:
+            return False
+        log.exception("a transition hook's op failed; alarms written without it, ops one by one")
+        for op in ops:
+            try:
+                self.store.write_batch((), (), (op,))
+            except Exception:
+                metrics.ALARM_OUTPUT_ERRORS.labels("transition_hook").inc()
+                log.exception("a transition hook's op failed again: dropped")
+        return True
 
     def _requeue(self, pending: dict[str, tuple[Alarm, bool]], repeats: Sequence[Alarm],
                  history: Sequence[dict[str, Any]],
