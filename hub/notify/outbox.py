@@ -236,13 +236,14 @@ class Outbox:
                             .values(next_try_ns=next_try_ns, error=error,
                                     attempts=OutboxRow.attempts + 1))
 
-    def of_alarm(self, alarm_id: str) -> list[dict[str, Any]]:
-        """The notifications of an alarm (cancelled ones left out), in planning order."""
+    def of_alarm(self, alarm_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest ``limit`` notifications of an alarm (cancelled ones left out), in
+        planning order (a flapping alarm starts a round each time it reopens)."""
         with Session(self.engine) as session:
-            rows = session.execute(
+            rows = list(reversed(session.execute(
                 select(OutboxRow).where(OutboxRow.alarm_id == alarm_id,
                                         OutboxRow.status.in_(list(SHOWN)))
-                .order_by(OutboxRow.id)).scalars().all()
+                .order_by(OutboxRow.id.desc()).limit(limit)).scalars().all()))
             return [{"step": r.step, "channel": r.channel, "status": r.status,
                      "at": iso(r.at_ns if r.at_ns is not None else r.next_try_ns),
                      "error": r.error, "kind": r.kind, "round": r.round, "seq": r.seq,
