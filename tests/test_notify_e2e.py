@@ -50,18 +50,24 @@ def notify_file(path: Path, fake: FakeRobots, *, on_duty: str = "zhang",
     if ("dingtalk", "st-duty") not in fake.robots:
         fake.dingtalk("st-duty", "SECe2e")
         fake.wecom("st-leader")
+        fake.sms("st-akid", "st-aksecret", {"SMS_E2E": ["level", "what", "where"]})
     steps = [{"after_s": 0, "channels": ["st-duty"], "mention": "on_duty"},
-             {"after_s": step2_after, "channels": ["st-leader"], "mention": "leaders"}]
+             {"after_s": step2_after, "channels": ["st-leader", "st-sms"],
+              "mention": "leaders"}]
     escalating: dict[str, Any] = {"match": {"device_id": ESCALATING}, "steps": steps}
     if repeat_s is not None:
         escalating["repeat_s"] = repeat_s
     rest = {"match": {"site": "stormtown", "severity": ["critical", "major"]},
-            "steps": [steps[0], {**steps[1], "after_s": 600}]}
+            "steps": [steps[0], {**steps[1], "after_s": 600, "channels": ["st-leader"]}]}
     data = {
         "channels": [
             {"id": "st-duty", "type": "dingtalk", "secret": "${ST_SECRET}",
              "url": f"{fake.base}/robot/send?access_token=st-duty",
              "backoff_s": 0.2, "rate_limited_wait_s": 0.5},
+            {"id": "st-sms", "type": "sms", "access_key_id": "st-akid",
+             "access_key_secret": "${ST_SMS_SECRET}", "sign_name": "风暴镇应急办",
+             "template_code": "SMS_E2E", "endpoint": f"{fake.base}/",
+             "template_params": {"level": "severity", "what": "message", "where": "device"}},
             {"id": "st-leader", "type": "wecom",
              "url": f"{fake.base}/cgi-bin/webhook/send?key=st-leader"}],
         "people": [{"id": "zhang", "name": "张伟", "mobile": "13800000001"},
@@ -86,6 +92,7 @@ class Rig:
             tmp_path / "sites"), api_tokens=TOKENS, notify_file=self.file,
             notify_poll_s=0.1, console_url="http://duty.example")
         self.hub.settings["ST_SECRET"] = "SECe2e"
+        self.hub.settings["ST_SMS_SECRET"] = "st-aksecret"
         self.t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
 
     @property
@@ -162,7 +169,7 @@ def test_sigkill_between_steps_sends_the_next_step_exactly_once(tmp_path: Path, 
     # between the steps: step 1 is marked sent (the window between the platform's answer and
     # that mark is the one place a kill can repeat a message: docs/notifications.md)
     rig.wait(lambda: [n["status"] for n in rig.alarm(1)["notifications"]] == [
-        "sent", "pending"], what="step 1 marked sent")
+        "sent", "pending", "pending"], what="step 1 marked sent")
     rig.wait(lambda: rule_state_saved(tmp_path, "ST-FL-0001"), what="rule state saved")
     rig.hub.kill()
     assert not mentions(rig.leader, alarm["id"])
@@ -174,7 +181,7 @@ def test_sigkill_between_steps_sends_the_next_step_exactly_once(tmp_path: Path, 
         time.sleep(1.0)  # anything repeated would come now
         assert len(mentions(rig.duty, alarm["id"])) == 1
         assert len(mentions(rig.leader, alarm["id"])) == 1
-        assert [n["step"] for n in shown["notifications"]] == [1, 2]
+        assert [n["step"] for n in shown["notifications"]] == [1, 2, 2]  # WeCom and SMS
     finally:
         rig.hub.stop()
 
@@ -207,7 +214,10 @@ def test_escalation_storm_silence_and_roster_change(tmp_path: Path, mosquitto: A
         assert shown is not None
         steps = [(n["step"], n["channel"], n["status"]) for n in shown["notifications"]
                  if n["kind"] == "step"]
-        assert steps == [(1, "st-duty", "sent"), (2, "st-leader", "sent")]
+        assert steps == [(1, "st-duty", "sent"), (2, "st-leader", "sent"), (2, "st-sms", "sent")]
+        texted = rig.fake.robots[("sms", "st-akid")].messages
+        assert texted[0]["payload"]["numbers"] == ["13800000003"]  # the leader, by SMS
+        assert texted[0]["payload"]["params"]["level"] == "紧急"
         assert shown["silenced"] is False
         acked = rig.alarm(2)
         assert acked is not None
