@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.patrol import cli as patrol_cli
 
     patrol_cli.register(sub, _add_settings_flags, _settings)  # hub report daily
+    from hub.accounts import cli as accounts_cli
+
+    accounts_cli.register(sub, _add_settings_flags, _settings)  # hub users ...
     return parser
 
 

@@ -16,10 +16,14 @@ LABELS: dict[str, tuple[str, str]] = {
     "switch_lang_title": ("切换到中文", "Switch to English"),
     "sign_in": ("Sign in", "登录"),
     "sign_out": ("Sign out", "退出"),
-    "token": ("Access token", "访问令牌"),
-    "token_help": ("Paste the token your administrator gave you (HUB_API_TOKENS). It is kept "
-                   "in this browser only.",
-                   "请粘贴管理员提供的令牌（HUB_API_TOKENS），令牌只保存在本浏览器中。"),
+    "username": ("User name", "用户名"),
+    "password": ("Password", "密码"),
+    "login_help": ("Your administrator creates your account (hub users add). Several "
+                   "failed attempts lock the name for a few minutes.",
+                   "账号由管理员创建（hub users add）。多次输错后该账号将被锁定几分钟。"),
+    "err_login": ("Wrong user name or password.", "用户名或密码错误。"),
+    "err_locked": ("Too many failed attempts: try again later.", "尝试次数过多，请稍后再试。"),
+    "sites_all": ("all sites", "全部乡镇"),
     "live": ("live", "实时"),
     "offline_stream": ("reconnecting…", "正在重连…"),
     "loading": ("Loading…", "加载中…"),
@@ -153,8 +157,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "not_available": ("Not available on this hub", "本中心暂未提供"),
     "not_available_detail": ("{path} answered 404: this part of the hub is not installed yet.",
                              "{path} 返回 404：该功能尚未安装。"),
-    "err_401": ("Not signed in or the token is invalid: sign in again.",
-                "未登录或令牌无效，请重新登录。"),
+    "err_401": ("Not signed in or the session has ended: sign in again.",
+                "未登录或登录已过期，请重新登录。"),
     "err_403": ("Not allowed", "无权限"),
     "err_409": ("Conflict", "操作冲突"),
     "err_network": ("The hub does not answer.", "无法连接到中心。"),
@@ -188,7 +192,7 @@ LABELS: dict[str, tuple[str, str]] = {
 SCRIPT_KEYS: tuple[str, ...] = (
     "acked", "commented", "cleared", "done", "err_401", "err_403", "err_409", "err_network",
     "err_other", "live", "offline_stream", "confirm_clear", "sign_in", "role_viewer",
-    "role_officer", "role_admin",
+    "role_officer", "role_admin", "err_login", "err_locked", "sites_all",
 )
 
 HAZARD_CATEGORIES: dict[str, tuple[str, str]] = {

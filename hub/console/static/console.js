@@ -1,10 +1,11 @@
-// Duty console glue: token login, htmx auth header, live events, actions, errors, language.
+// Duty console glue: account sign-in, CSRF header, live events, actions, errors, language.
 // Panels are server-rendered partials loaded by htmx; this file only wires them together.
+// The session is an HttpOnly cookie the browser sends by itself; this script never sees it.
+// Writes carry the session's CSRF token (from /api/me or the sign-in answer), kept in memory.
 (function () {
   "use strict";
   var L = JSON.parse(document.getElementById("i18n").textContent);
-  var KEY = "hub_token";
-  var token = localStorage.getItem(KEY) || "";
+  var csrf = "";
   var me = null;
   var source = null;
   var connectedOnce = false;
@@ -12,7 +13,7 @@
 
   function $(id) { return document.getElementById(id); }
   function fire(name, detail) { if (window.htmx) htmx.trigger(body, name, detail || {}); }
-  function authHeaders() { return token ? { Authorization: "Bearer " + token } : {}; }
+  function csrfHeaders() { return csrf ? { "X-CSRF-Token": csrf } : {}; }
 
   // -- errors and toasts ---------------------------------------------------------------------
   function detailMessage(text) {
@@ -50,9 +51,9 @@
     toast(status + " · " + label + ": " + msg, "error");
   }
 
-  // -- htmx: every partial request carries the token ----------------------------------------
+  // -- htmx: partial requests carry the session cookie; writes also the CSRF token -----------
   body.addEventListener("htmx:configRequest", function (e) {
-    if (token) e.detail.headers.Authorization = "Bearer " + token;
+    if (csrf) e.detail.headers["X-CSRF-Token"] = csrf;
   });
   body.addEventListener("htmx:responseError", function (e) {
     showError(e.detail.xhr.status, e.detail.xhr.responseText);
@@ -63,7 +64,8 @@
   function post(url, payload) {
     return fetch(url, {
       method: "POST",
-      headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
+      headers: Object.assign({ "Content-Type": "application/json" }, csrfHeaders()),
+      credentials: "same-origin",
       body: JSON.stringify(payload || {}),
     }).then(function (r) {
       return r.text().then(function (text) {
@@ -137,8 +139,7 @@
 
   function connect() {
     if (source) source.close();
-    var url = "/api/events" + (token ? "?access_token=" + encodeURIComponent(token) : "");
-    source = new EventSource(url);
+    source = new EventSource("/api/events"); // the session cookie goes along, no token in URLs
     source.addEventListener("hello", function () {
       setLive(true);
       if (connectedOnce) fire("hub:refresh"); // we may have missed events while away
@@ -160,31 +161,35 @@
     $("main").hidden = true;
     $("login").hidden = false;
     $("login-error").textContent = message || "";
-    $("login-token").focus();
+    $("login-username").focus();
   }
 
   function signOut(reload) {
-    localStorage.removeItem(KEY);
-    token = "";
+    if (reload) {
+      fetch("/api/logout", { method: "POST", credentials: "same-origin", headers: csrfHeaders() })
+        .then(function () { location.reload(); }, function () { location.reload(); });
+    }
+    csrf = "";
     me = null;
     if (source) { source.close(); source = null; }
     setLive(false);
     $("who").hidden = true;
     $("sign-out").hidden = true;
-    if (reload) location.reload();
   }
 
-  function whoami(candidate) {
-    return fetch("/api/me", { headers: candidate ? { Authorization: "Bearer " + candidate } : {} });
+  function whoami() {
+    return fetch("/api/me", { credentials: "same-origin" });
   }
 
   function begin(user) {
     me = user;
+    csrf = user.csrf_token || "";
     body.dataset.role = user.role;
     $("who-name").textContent = user.name;
     $("who-role").textContent = L["role_" + user.role] || user.role;
+    $("who-sites").textContent = user.sites ? user.sites.join(", ") : L.sites_all;
     $("who").hidden = false;
-    $("sign-out").hidden = !token;
+    $("sign-out").hidden = !csrf;
     $("login").hidden = true;
     $("main").hidden = false;
     connect();
@@ -192,7 +197,7 @@
   }
 
   function start() {
-    whoami(token).then(function (r) {
+    whoami().then(function (r) {
       if (r.status === 401) { signOut(false); showLogin(""); return; }
       if (!r.ok) { toast(L.err_other + " " + r.status, "error"); setTimeout(start, 5000); return; }
       return r.json().then(begin);
@@ -201,15 +206,19 @@
 
   $("login-form").addEventListener("submit", function (e) {
     e.preventDefault();
-    var candidate = $("login-token").value.trim();
-    whoami(candidate).then(function (r) {
+    var payload = { username: $("login-username").value.trim(), password: $("login-password").value };
+    fetch("/api/login", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
+    }).then(function (r) {
       if (!r.ok) {
-        r.text().then(function (text) { $("login-error").textContent = r.status + " · " + detailMessage(text); });
+        r.text().then(function (text) {
+          var label = r.status === 429 ? L.err_locked : r.status === 401 ? L.err_login : L.err_other;
+          $("login-error").textContent = r.status + " · " + label + " (" + detailMessage(text) + ")";
+        });
         return;
       }
-      token = candidate;
-      localStorage.setItem(KEY, token);
-      $("login-token").value = "";
+      $("login-password").value = "";
       return r.json().then(begin);
     }, function () { $("login-error").textContent = L.err_network; });
   });
