@@ -259,9 +259,9 @@ class AccountStore:
             if row is None or row.disabled or not good:
                 self.throttle.failed(key)
                 return None
-            if self.hasher.check_needs_rehash(stored):
-                with session.begin():
-                    row.password_hash = self.hasher.hash(password)
+            if self.hasher.check_needs_rehash(stored):  # parameters raised since: upgrade
+                row.password_hash = self.hasher.hash(password)
+                session.commit()
             user = User(row.name, row.role, _sites_set(row.sites), "session")
         self.throttle.succeeded(key)
         return user
