@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         default=12 * 3600, gt=0, description="console sign-in session lifetime, seconds")
     login_max_failures: int = Field(
         default=5, ge=1, description="failed sign-ins for one name before it is locked")
+    broker_admin_url: str | None = Field(
+        default=None,
+        description="mqtt://admin:pw@host:port of Mosquitto's dynamic-security admin: "
+                    "onboarding then creates each device's broker client and role")
     login_lockout_s: float = Field(
         default=300, gt=0, description="how long a name stays locked after too many failures")
     batch_size: int = 5000

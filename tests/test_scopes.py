@@ -104,6 +104,9 @@ BODIES: dict[tuple[str, str], Any] = {
                                    "site": B, "name": "x"},
     ("PATCH", "/api/checkpoints/{checkpoint_id}"): {"name": "renamed"},
 }
+RAW_BODIES: dict[tuple[str, str], bytes] = {
+    ("POST", "/api/devices/import"): b"id,model,site\nFP-NEW-02,PT-NFC1,fuping\n",
+}
 QUERIES: dict[str, dict[str, str]] = {
     "/api/devices/import": {"site": B},
 }
@@ -166,8 +169,13 @@ def test_a_site_a_caller_never_sees_or_changes_site_b(
         for method in sorted(route.methods - {"HEAD"}):
             label = f"{method} {route.path}"
             body = BODIES.get((method, route.path))
-            response = client.request(method, path, params=query, headers=GY,
-                                      json=body if body is not None else None)
+            raw = RAW_BODIES.get((method, route.path))
+            if raw is not None:
+                response = client.request(method, path, params=query, content=raw,
+                                          headers={**GY, "Content-Type": "text/csv"})
+            else:
+                response = client.request(method, path, params=query, headers=GY,
+                                          json=body if body is not None else None)
             checked.append(label)
             if method == "GET":
                 if scope == "all_sites":
@@ -192,6 +200,9 @@ def test_a_site_a_caller_never_sees_or_changes_site_b(
     assert hazard["status"] == "reported"
     accounts = client.app.state.accounts  # type: ignore[attr-defined]
     assert accounts.get("fp-duty") is not None and accounts.get("fp-new") is None
+    assert "FP-R01" in hub.sites.devices and "FP-NEW-01" not in hub.sites.devices
+    assert "FP-NEW-02" not in hub.sites.devices
+    assert any(c.id == "FP-CP001" for c in hub.sites.sites[B].checkpoints)
 
 
 def test_lists_keep_the_callers_own_site(client: TestClient, objects: dict[str, str]) -> None:

@@ -89,7 +89,7 @@ def _check_known_sites(sites: frozenset[str] | None, settings: Settings) -> None
     """Refuse sites that no site file defines (a typo would lock the account out of all)."""
     if sites is None:
         return
-    from hub.sites.registry import load_sites
+    from hub.sites import load_sites
 
     known = set(load_sites(settings.sites_dir).sites)
     unknown = sorted(sites - known)

@@ -17,6 +17,7 @@ from hub.accounts.store import AccountStore, LoginThrottle
 from hub.api import accounts as account_routes
 from hub.api import alarms as alarm_routes
 from hub.api import auth, events, security
+from hub.api import devices as device_routes
 from hub.api import patrol as patrol_routes
 from hub.api.scope import filter_sites, policy, require_site, sites_of
 from hub.runtime import Hub
@@ -66,6 +67,7 @@ def create_app(hub: Hub, *, stop_hub_on_shutdown: bool = False) -> FastAPI:
     app.state.audit = audit_log
     security.install(app, settings.api_docs)  # headers; /docs behind a token when asked
     app.include_router(account_routes.router)  # login, logout, me, users, audit
+    app.include_router(device_routes.router)  # onboarding: devices and checkpoints
     app.include_router(alarm_routes.router)
     app.include_router(patrol_routes.router)  # rounds, hazards, KPIs, reports (hub/patrol)
     events.install(app, hub)  # GET /api/events: live alarm and device updates (SSE)

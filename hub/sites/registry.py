@@ -42,6 +42,53 @@ class SiteRegistry:
         """Return the routes that include a checkpoint."""
         return self.checkpoint_routes.get((site, checkpoint_id), [])
 
+    # -- live changes (hub.onboarding calls these on the pipeline thread, or before start) --
+
+    def place(self, device: Device, site_id: str) -> Device:
+        """Register ``device`` in ``site_id`` (replacing an entry of the same id anywhere)."""
+        site = self.sites[site_id]
+        self.retire(device.id)
+        placed = _placed(device, site)
+        site.devices.append(placed)
+        self.devices[placed.id] = placed
+        return placed
+
+    def retire(self, device_id: str) -> Device | None:
+        """Remove a device from the registry; return what it was (None if unregistered)."""
+        device = self.devices.pop(device_id, None)
+        if device is not None:
+            devices = device.site.devices
+            devices[:] = [d for d in devices if d.id != device_id]
+        return device
+
+    def place_checkpoint(self, checkpoint: Checkpoint, site_id: str,
+                         route_id: str | None = None) -> None:
+        """Register a checkpoint (replacing one of the same id), on ``route_id`` if given."""
+        site = self.sites[site_id]
+        self.retire_checkpoint(site_id, checkpoint.id)
+        site.checkpoints.append(checkpoint)
+        self.tags[checkpoint.tag_uid.upper()] = (site, checkpoint)
+        for route in site.routes:
+            if route.id == route_id and checkpoint.id not in route.checkpoints:
+                route.checkpoints.append(checkpoint.id)
+            if checkpoint.id in route.checkpoints:
+                self.checkpoint_routes.setdefault((site_id, checkpoint.id), [])
+                if route not in self.checkpoint_routes[(site_id, checkpoint.id)]:
+                    self.checkpoint_routes[(site_id, checkpoint.id)].append(route)
+
+    def retire_checkpoint(self, site_id: str, checkpoint_id: str) -> Checkpoint | None:
+        """Remove a checkpoint from its site, its tag and its routes; return it or None."""
+        site = self.sites[site_id]
+        found = next((c for c in site.checkpoints if c.id == checkpoint_id), None)
+        if found is None:
+            return None
+        site.checkpoints[:] = [c for c in site.checkpoints if c.id != checkpoint_id]
+        self.tags.pop(found.tag_uid.upper(), None)
+        for route in self.checkpoint_routes.pop((site_id, checkpoint_id), []):
+            if len(route.checkpoints) > 1:  # a route keeps at least one checkpoint
+                route.checkpoints[:] = [c for c in route.checkpoints if c != checkpoint_id]
+        return found
+
 
 def _placed(device: Device, site: Site) -> Device:
     """``device`` registered in ``site``: itself, or a copy if it is already in another site."""
