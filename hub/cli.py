@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.accounts import cli as accounts_cli
 
     accounts_cli.register(sub, _add_settings_flags, _settings)  # hub users ...
+    from hub.onboarding import cli as onboarding_cli
+
+    onboarding_cli.register(sub, _add_settings_flags, _settings)  # hub sites export
     return parser
 
 
