@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.onboarding import cli as onboarding_cli
 
     onboarding_cli.register(sub, _add_settings_flags, _settings)  # hub sites export
+    from hub.intake import broker_cli
+
+    broker_cli.register(sub, _add_settings_flags, _settings)  # hub broker setup
     return parser
 
 

@@ -169,3 +169,28 @@ class Dynsec:
                            ignore=("Client already exists",))
         if created and created[0].get("error") == "Client already exists":
             self.run([{"command": "modifyClient", **fields}])
+
+
+HUB_ROLE = "hub"
+
+
+def hub_acls() -> list[dict[str, Any]]:
+    """The hub reads every topic and writes under ``hub/#``."""
+    return [*read_acls("#"),
+            {"acltype": "publishClientSend", "topic": "hub/#", "allow": True, "priority": 0}]
+
+
+def site_reader_role(site: str) -> str:
+    """The role that may read one township's alarms, ``hub/alarms/{site}/#``."""
+    return SITE_READER_PREFIX + site
+
+
+def setup(dynsec: Dynsec, hub_user: str, hub_password: str, hub_client_id: str,
+          sites: Sequence[str], devices: Sequence[tuple[str, list[str]]] = ()) -> dict[str, str]:
+    """Create the hub's role and client (client id bound), a reader role per site and, for
+    ``devices`` (id, topics), clients and roles; return the devices' new passwords."""
+    dynsec.ensure_role(HUB_ROLE, hub_acls())
+    dynsec.ensure_client(hub_user, hub_password, hub_client_id, [HUB_ROLE])
+    for site in sites:
+        dynsec.ensure_role(site_reader_role(site), read_acls(f"hub/alarms/{site}/#"))
+    return {device_id: dynsec.add_device(device_id, topics) for device_id, topics in devices}
