@@ -16,6 +16,30 @@ LABELS: dict[str, tuple[str, str]] = {
     "switch_lang_title": ("切换到中文", "Switch to English"),
     "sign_in": ("Sign in", "登录"),
     "sign_out": ("Sign out", "退出"),
+    "nav_devices": ("Devices", "设备管理"),
+    "devices_title": ("Devices: onboard, edit, retire", "设备管理：接入、修改、退役"),
+    "devices_help": ("Changes take effect at once, without a restart: the device's next "
+                     "message is tagged with its site. Site files stay valid input; "
+                     "changes made here win over them (hub sites export writes them back).",
+                     "修改立即生效，无需重启：设备的下一条消息即带上所属乡镇。站点文件仍然有效；"
+                     "此处的修改优先（hub sites export 可导出为站点文件）。"),
+    "add_device": ("Add a device", "接入设备"),
+    "edit_device": ("Edit device", "修改设备"),
+    "save": ("Save", "保存"),
+    "edit": ("Edit", "修改"),
+    "retire": ("Retire", "退役"),
+    "confirm_retire": ("Retire this device? Its broker credentials are deleted.",
+                       "确定退役该设备？其接入凭据将被删除。"),
+    "import_csv": ("Import CSV", "批量导入 CSV"),
+    "import_help": ("Header: id,model,site,community,name,lat,lon,place. All rows or none.",
+                    "表头：id,model,site,community,name,lat,lon,place。全部成功或全部不导入。"),
+    "mqtt_password_once": ("Broker password (shown once, write it into the device):",
+                           "设备接入密码（只显示一次，请写入设备）："),
+    "admins_only": ("Only admins manage devices.", "仅管理员可管理设备。"),
+    "device_id": ("Device id", "设备编号"),
+    "device_name": ("Name", "名称"),
+    "place": ("Place", "位置类型"),
+    "registered_devices": ("Registered devices", "已登记设备"),
     "username": ("User name", "用户名"),
     "password": ("Password", "密码"),
     "login_help": ("Your administrator creates your account (hub users add). Several "
@@ -192,7 +216,8 @@ LABELS: dict[str, tuple[str, str]] = {
 SCRIPT_KEYS: tuple[str, ...] = (
     "acked", "commented", "cleared", "done", "err_401", "err_403", "err_409", "err_network",
     "err_other", "live", "offline_stream", "confirm_clear", "sign_in", "role_viewer",
-    "role_officer", "role_admin", "err_login", "err_locked", "sites_all",
+    "role_officer", "role_admin", "err_login", "err_locked", "sites_all", "confirm_retire",
+    "mqtt_password_once",
 )
 
 HAZARD_CATEGORIES: dict[str, tuple[str, str]] = {

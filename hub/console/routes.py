@@ -232,6 +232,13 @@ def index(request: Request) -> HTMLResponse:
     return _page(request, "index.html", page="index")
 
 
+@router.get("/devices", response_class=HTMLResponse)
+@policy("public")
+def devices_page(request: Request) -> HTMLResponse:
+    """Admins onboard, edit and retire devices (the panel needs an admin)."""
+    return _page(request, "devices.html", page="devices")
+
+
 @router.get("/alarms/{alarm_id}", response_class=HTMLResponse)
 @policy("public")
 def alarm_page(request: Request, alarm_id: str) -> HTMLResponse:
@@ -513,6 +520,30 @@ async def _build_hazards(ctx: Ctx) -> None:
 async def p_hazards(request: Request) -> Response:
     """Hazards as a board by lifecycle state, with the KPIs (GET /api/hazards, /api/kpi)."""
     return await _partial(request, "hazards.html", _build_hazards)
+
+
+async def _build_devices(ctx: Ctx) -> None:
+    is_admin = ROLE_RANK[ctx.user.role] >= ROLE_RANK["admin"]
+    ctx.values.update(is_admin=is_admin)
+    if not is_admin:
+        return
+    registry = _sites(ctx.request)
+    sites = []
+    for site_id, site in registry.sites.items():
+        if ctx.user.sees(site_id):
+            sites.append({"id": site_id, "name": _site_name(ctx.request, site_id, ctx.lang),
+                          "communities": [{"id": c.id, "name": c.name} for c in site.communities]})
+    devices = [d for d in await _devices(Api(ctx.request)) if d.get("registered")]
+    devices.sort(key=lambda d: (d.get("site") or "", d["device_id"]))
+    models = sorted(ctx.request.app.state.hub.normalizer.profiles)
+    ctx.values.update(sites=sites, devices=devices, models=models)
+
+
+@router.get("/console/p/devices")
+@policy("sites")
+async def p_devices(request: Request) -> Response:
+    """The registered devices of the caller's sites with add, edit, retire and CSV import."""
+    return await _partial(request, "devices.html", _build_devices)
 
 
 def _grafana_links(request: Request, alarm: dict[str, Any]) -> list[tuple[str, str]]:

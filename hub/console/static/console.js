@@ -60,13 +60,15 @@
   });
   body.addEventListener("htmx:sendError", function () { toast(L.err_network, "error"); });
 
-  // -- actions: POST JSON to the API with the officer's token ---------------------------------
-  function post(url, payload) {
+  // -- actions: JSON (or CSV) to the API with the session's CSRF token -------------------------
+  function post(url, payload) { return send("POST", url, payload); }
+
+  function send(method, url, payload, contentType) {
     return fetch(url, {
-      method: "POST",
-      headers: Object.assign({ "Content-Type": "application/json" }, csrfHeaders()),
+      method: method,
+      headers: Object.assign({ "Content-Type": contentType || "application/json" }, csrfHeaders()),
       credentials: "same-origin",
-      body: JSON.stringify(payload || {}),
+      body: method === "DELETE" ? undefined : contentType ? payload : JSON.stringify(payload || {}),
     }).then(function (r) {
       return r.text().then(function (text) {
         if (!r.ok) { showError(r.status, text); return null; }
@@ -134,6 +136,85 @@
     if (opener) { e.preventDefault(); openDialog(JSON.parse(opener.dataset.dialog)); }
   });
 
+  // -- devices page: add, edit, retire, import ------------------------------------------------
+  function deviceForm() { return $("device-form"); }
+
+  function resetDeviceForm() {
+    var form = deviceForm();
+    if (!form) return;
+    form.reset();
+    delete form.dataset.editing;
+    form.elements.id.disabled = false;
+    $("device-form-title").textContent = $("device-form-title").dataset.add;
+  }
+
+  function showSecret(id, password) {
+    $("device-secret-id").textContent = id;
+    $("device-secret-value").textContent = password;
+    $("device-secret").hidden = false;
+  }
+
+  document.addEventListener("submit", function (e) {
+    var form = e.target.closest("form[data-device-form]");
+    if (form) {
+      e.preventDefault();
+      var data = {};
+      Array.prototype.forEach.call(form.elements, function (el) {
+        if (!el.name || el.disabled) return;
+        var value = el.value.trim();
+        if (value === "") { if (form.dataset.editing) data[el.name] = null; return; }
+        data[el.name] = (el.name === "lat" || el.name === "lon") && !isNaN(Number(value)) ? Number(value) : value;
+      });
+      var editing = form.dataset.editing;
+      var request = editing
+        ? send("PATCH", "/api/devices/" + encodeURIComponent(editing), data)
+        : send("POST", "/api/devices", data);
+      request.then(function (result) {
+        if (!result) return;
+        if (result.mqtt_password) showSecret(result.id, result.mqtt_password);
+        resetDeviceForm();
+        toast(L.done);
+      });
+      return;
+    }
+    var importer = e.target.closest("form[data-import-form]");
+    if (importer) {
+      e.preventDefault();
+      send("POST", "/api/devices/import", importer.elements.csv.value, "text/csv").then(function (result) {
+        if (!result) return;
+        var secrets = result.mqtt_passwords || {};
+        var ids = Object.keys(secrets);
+        if (ids.length) showSecret(ids.join(", "), ids.map(function (k) { return secrets[k]; }).join(", "));
+        toast(L.done + ": +" + result.added + " / ~" + result.updated);
+      });
+    }
+  });
+
+  document.addEventListener("click", function (e) {
+    var edit = e.target.closest("[data-edit-device]");
+    if (edit) {
+      var device = JSON.parse(edit.dataset.editDevice);
+      var form = deviceForm();
+      Object.keys(device).forEach(function (key) {
+        if (form.elements[key]) form.elements[key].value = device[key] === null ? "" : device[key];
+      });
+      form.dataset.editing = device.id;
+      form.elements.id.disabled = true;
+      $("device-form-title").textContent = $("device-form-title").dataset.edit + " " + device.id;
+      form.scrollIntoView({ block: "nearest" });
+      return;
+    }
+    var retire = e.target.closest("[data-retire-device]");
+    if (retire) {
+      if (!window.confirm(L.confirm_retire)) return;
+      send("DELETE", "/api/devices/" + encodeURIComponent(retire.dataset.retireDevice)).then(function (ok) {
+        if (ok) toast(L.done);
+      });
+      return;
+    }
+    if (e.target.id === "device-form-cancel") resetDeviceForm();
+  });
+
   // -- live events ----------------------------------------------------------------------------
   function setLive(on) { $("live").classList.toggle("off", !on); }
 
@@ -188,6 +269,7 @@
     $("who-name").textContent = user.name;
     $("who-role").textContent = L["role_" + user.role] || user.role;
     $("who-sites").textContent = user.sites ? user.sites.join(", ") : L.sites_all;
+    $("devices-link").hidden = user.role !== "admin";
     $("who").hidden = false;
     $("sign-out").hidden = !csrf;
     $("login").hidden = true;
