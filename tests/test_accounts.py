@@ -204,3 +204,23 @@ def test_security_headers_and_docs_behind_a_token(tmp_path: Path) -> None:
             assert client.get("/openapi.json").status_code == 404
     finally:
         hub.engine.dispose()
+
+
+def test_token_changes_leave_one_audit_row_per_change(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 't.sqlite'}"
+    for tokens in ("a:viewer:one", "a:viewer:one", "a:viewer:two,b:admin:three:guoyuan"):
+        hub = _hub(tmp_path, url, api_tokens=tokens)
+        try:
+            create_app(hub)
+        finally:
+            hub.engine.dispose()
+    hub = _hub(tmp_path, url, api_tokens="a:viewer:two,b:admin:three:guoyuan")
+    try:
+        rows, total = create_app(hub).state.audit.query(action="config.tokens")
+    finally:
+        hub.engine.dispose()
+    assert total == 2
+    assert rows[0]["detail"]["tokens"] == [
+        {"name": "a", "role": "viewer", "sites": None},
+        {"name": "b", "role": "admin", "sites": ["guoyuan"]}]
+    assert "two" not in str(rows[0]) and "three" not in str(rows[0])

@@ -31,6 +31,17 @@ def _hub(request: Request) -> Hub:
     return hub
 
 
+def _audit_token_changes(log: AuditLog, table: auth.TokenTable) -> None:
+    """An audit row when HUB_API_TOKENS differs from the last start (names, never tokens)."""
+    fingerprint = table.fingerprint()
+    last, _ = log.query(action="config.tokens", limit=1)
+    if last and (last[0]["detail"] or {}).get("fingerprint") == fingerprint:
+        return
+    log.record("config", "config.tokens", target="HUB_API_TOKENS", source="environment",
+               detail={"fingerprint": fingerprint,
+                       "tokens": [u.public() for u in table.users()]})
+
+
 def create_app(hub: Hub, *, stop_hub_on_shutdown: bool = False) -> FastAPI:
     """Build the API for a hub; optionally stop the hub when the server shuts down."""
 
@@ -65,6 +76,7 @@ def create_app(hub: Hub, *, stop_hub_on_shutdown: bool = False) -> FastAPI:
     if not isinstance(audit_log, AuditLog):
         audit_log = hub.extensions["audit"] = AuditLog(hub.engine)
     app.state.audit = audit_log
+    _audit_token_changes(audit_log, table)
     security.install(app, settings.api_docs)  # headers; /docs behind a token when asked
     app.include_router(account_routes.router)  # login, logout, me, users, audit
     app.include_router(device_routes.router)  # onboarding: devices and checkpoints

@@ -112,6 +112,12 @@ class TokenTable:
         """Every configured token's user (for checks at start)."""
         return list(self._users.values())
 
+    def fingerprint(self) -> str:
+        """A digest of every entry (tokens included) that tells whether the table changed."""
+        lines = sorted(f"{d.hex()}:{u.name}:{u.role}:{sorted(u.sites or [])}"
+                       for d, u in self._users.items())
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
     def lookup(self, token: str) -> User | None:
         """Return the user of a token or None."""
         digest = hashlib.sha256(token.encode()).digest()
