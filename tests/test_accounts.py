@@ -224,3 +224,15 @@ def test_token_changes_leave_one_audit_row_per_change(tmp_path: Path) -> None:
         {"name": "a", "role": "viewer", "sites": None},
         {"name": "b", "role": "admin", "sites": ["guoyuan"]}]
     assert "two" not in str(rows[0]) and "three" not in str(rows[0])
+
+
+def test_the_live_stream_takes_no_token_in_the_url(tmp_path: Path) -> None:
+    """A token in ``?access_token=`` lands in access logs: refused, even a valid one."""
+    hub = _hub(tmp_path, f"sqlite:///{tmp_path / 'e.sqlite'}", api_tokens="ops:viewer:t-ops")
+    try:
+        with TestClient(create_app(hub)) as client:
+            refused = client.get("/api/events?access_token=t-ops")
+            assert refused.status_code == 401
+            assert "missing bearer token or session" in refused.json()["detail"]["message"]
+    finally:
+        hub.engine.dispose()
