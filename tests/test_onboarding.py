@@ -175,6 +175,8 @@ def test_checkpoints_onboarded_and_retired(hub: Hub, client: TestClient) -> None
     assert dup_tag.status_code == 422 and "is fixed at checkpoint FP-CP900" in dup_tag.text
     renamed = client.patch("/api/checkpoints/FP-CP900", json={"name": "改名"}, headers=ROOT_H)
     assert renamed.status_code == 200 and renamed.json()["name"] == "改名"
+    assert "FP-CP900" in route.checkpoints  # a change keeps the checkpoint on its routes
+    assert hub.sites.checkpoint_for_tag("04A1B2C3D4E5F6")[1].name == "改名"  # type: ignore[index]
     retired = client.delete("/api/checkpoints/FP-CP900", headers=ROOT_H)
     assert retired.status_code == 200
     assert hub.sites.checkpoint_for_tag("04A1B2C3D4E5F6") is None

@@ -63,18 +63,25 @@ class SiteRegistry:
 
     def place_checkpoint(self, checkpoint: Checkpoint, site_id: str,
                          route_id: str | None = None) -> None:
-        """Register a checkpoint (replacing one of the same id), on ``route_id`` if given."""
+        """Register a checkpoint, or replace the one of the same id (keeping its routes); add
+        it to ``route_id`` if given."""
         site = self.sites[site_id]
-        self.retire_checkpoint(site_id, checkpoint.id)
-        site.checkpoints.append(checkpoint)
+        old = next((c for c in site.checkpoints if c.id == checkpoint.id), None)
+        if old is not None:
+            self.tags.pop(old.tag_uid.upper(), None)
+            site.checkpoints[:] = [checkpoint if c.id == checkpoint.id else c
+                                   for c in site.checkpoints]
+        else:
+            site.checkpoints.append(checkpoint)
         self.tags[checkpoint.tag_uid.upper()] = (site, checkpoint)
         for route in site.routes:
             if route.id == route_id and checkpoint.id not in route.checkpoints:
                 route.checkpoints.append(checkpoint.id)
-            if checkpoint.id in route.checkpoints:
-                self.checkpoint_routes.setdefault((site_id, checkpoint.id), [])
-                if route not in self.checkpoint_routes[(site_id, checkpoint.id)]:
-                    self.checkpoint_routes[(site_id, checkpoint.id)].append(route)
+            on_route = self.checkpoint_routes.setdefault((site_id, checkpoint.id), [])
+            if checkpoint.id in route.checkpoints and route not in on_route:
+                on_route.append(route)
+        if not self.checkpoint_routes.get((site_id, checkpoint.id)):
+            self.checkpoint_routes.pop((site_id, checkpoint.id), None)
 
     def retire_checkpoint(self, site_id: str, checkpoint_id: str) -> Checkpoint | None:
         """Remove a checkpoint from its site, its tag and its routes; return it or None."""
