@@ -198,3 +198,24 @@ def test_sites_export_writes_the_merged_registry(hub: Hub, client: TestClient,
         "huayuan"
     # the export is valid site-file input
     assert main(["check-profiles", "--sites-dir", str(out)]) == 0
+
+
+def test_checkpoint_csv_import(hub: Hub, client: TestClient) -> None:
+    route = hub.sites.sites["guoyuan"].routes[0] if hub.sites.sites["guoyuan"].routes else None
+    site = "guoyuan" if route is not None else "fuping"
+    route = route or hub.sites.sites["fuping"].routes[0]
+    good = (f"id,tag_uid,site,route,name,lat,lon\n"
+            f"CP-NEW-1,04B1B2B3B4B5B6,{site},{route.id},一号,28.1,113.1\n"
+            f"CP-NEW-2,04C1C2C3C4C5C6,{site},,二号,,\n")
+    bad = good + f"CP-NEW-3,04C1C2C3C4C5C6,{site},no-route,三号,,\n"
+    refused = client.post("/api/checkpoints/import", content=bad.encode(),
+                          headers={**ROOT_H, "Content-Type": "text/csv"})
+    assert refused.status_code == 422
+    errors = refused.json()["detail"]["errors"]
+    assert any(e.startswith("line 4: tag_uid: 04C1C2C3C4C5C6 is on line 3 too") for e in errors)
+    assert any(e.startswith("line 4: route:") for e in errors)
+    assert hub.sites.checkpoint_for_tag("04B1B2B3B4B5B6") is None
+    done = client.post("/api/checkpoints/import", content=good.encode(),
+                       headers={**ROOT_H, "Content-Type": "text/csv"})
+    assert done.status_code == 201 and done.json() == {"added": 2, "updated": 0}
+    assert "CP-NEW-1" in route.checkpoints

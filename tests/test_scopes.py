@@ -106,6 +106,7 @@ BODIES: dict[tuple[str, str], Any] = {
 }
 RAW_BODIES: dict[tuple[str, str], bytes] = {
     ("POST", "/api/devices/import"): b"id,model,site\nFP-NEW-02,PT-NFC1,fuping\n",
+    ("POST", "/api/checkpoints/import"): b"id,tag_uid,site,name\nFP-CP998,04AA,fuping,x\n",
 }
 QUERIES: dict[str, dict[str, str]] = {
     "/api/devices/import": {"site": B},

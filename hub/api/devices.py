@@ -154,6 +154,25 @@ def add_checkpoint(request: Request, user: Admin, body: Fields) -> dict[str, Any
     return result
 
 
+@router.post("/api/checkpoints/import", status_code=201)
+@policy("sites")
+async def import_checkpoints(request: Request, user: Admin) -> dict[str, Any]:
+    """CSV (header: id, tag_uid, site, route, name, community, lat, lon): all rows or none."""
+    rows, errors = read_csv(await request.body(), CHECKPOINT_FIELDS)
+    if errors:
+        raise _fail(OnboardingError(errors))
+    foreign = [f"line {n}: site {r.get('site')!r} is not yours"
+               for n, r in enumerate(rows, start=2) if not user.sees(r.get("site"))]
+    if foreign:
+        raise HTTPException(403, detail={"error": "forbidden", "message": "; ".join(foreign),
+                                         "errors": foreign})
+    result = _call(_onboarding(request).import_checkpoints, rows, user.name, user.sees)
+    sites = sorted({r.get("site", "") for r in rows})
+    audit(request, user.name, "checkpoint.import", target=f"{len(rows)} rows",
+          site=sites[0] if len(sites) == 1 else None, detail=result)
+    return result
+
+
 def _checkpoint_site(request: Request, checkpoint_id: str, site: str | None) -> str:
     service = _onboarding(request)
     if site is None:

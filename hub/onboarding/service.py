@@ -268,6 +268,40 @@ class Onboarding:
                                                        fields["route"]))
             return {**fields}
 
+    def import_checkpoints(self, rows: Iterable[dict[str, Any]], actor: str,
+                           may_write: Callable[[str], bool]) -> dict[str, Any]:
+        """Add or change every checkpoint row, or none: all errors named with their line."""
+        checked: list[dict[str, Any]] = []
+        errors: list[str] = []
+        seen: set[tuple[str, str]] = set()
+        tags: dict[str, int] = {}
+        for line, raw in enumerate(rows, start=2):
+            fields, problems = validate.checkpoint_fields(raw, self.hub.sites, ())
+            site = fields.get("site")
+            if site is not None and not problems and not may_write(site):
+                problems.append(f"site: not yours to change ({site})")
+            key = (site or "", fields.get("id") or "")
+            if key in seen:
+                problems.append(f"id: {key[1]} appears twice in the file for {key[0]}")
+            seen.add(key)
+            tag = fields.get("tag_uid")
+            if tag and tag in tags:
+                problems.append(f"tag_uid: {tag} is on line {tags[tag]} too")
+            if tag:
+                tags[tag] = line
+            errors += [f"line {line}: {p}" for p in problems]
+            checked.append(fields)
+        if errors:
+            raise OnboardingError(errors)
+        if not checked:
+            raise OnboardingError(["file: no rows"])
+        added = 0
+        for fields in checked:
+            site = self.hub.sites.sites[fields["site"]]
+            added += not any(c.id == fields["id"] for c in site.checkpoints)
+            self.add_checkpoint(fields, actor, replace=True)
+        return {"added": added, "updated": len(checked) - added}
+
     def find_checkpoint(self, checkpoint_id: str) -> tuple[str, Checkpoint] | None:
         """The (site, checkpoint) of an id (ids are unique per site; the first site wins)."""
         for site in self.hub.sites.sites.values():
