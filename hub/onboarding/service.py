@@ -224,17 +224,34 @@ class Onboarding:
             raise OnboardingError(errors)
         if not checked:
             raise OnboardingError(["file: no rows"])
-        added = updated = 0
+        with self._lock:
+            return self._store_many(checked, actor)
+
+    def _store_many(self, checked: list[dict[str, Any]], actor: str) -> dict[str, Any]:
+        """Broker credentials for the new ones, one transaction, one registry change."""
+        new = [f["id"] for f in checked if f["id"] not in self.hub.sites.devices]
         passwords: dict[str, str] = {}
-        for fields in checked:
-            is_new = fields["id"] not in self.hub.sites.devices
-            with self._lock:
-                result = self._store_device(fields, actor, credentials=is_new)
-            if "mqtt_password" in result:
-                passwords[fields["id"]] = result["mqtt_password"]
-            added += is_new
-            updated += not is_new
-        body: dict[str, Any] = {"added": added, "updated": updated}
+        if self.provisioner is not None:
+            by_id = {f["id"]: f for f in checked}
+            for device_id in new:
+                topics = self.topics(device_id, by_id[device_id]["model"]) if self.topics else []
+                passwords[device_id] = self.provisioner.add_device(device_id, topics)
+        now = time.time_ns()
+        with Session(self.engine) as session, session.begin():
+            for fields in checked:
+                row = session.get(RegistryDeviceRow, fields["id"])
+                if row is None:
+                    row = RegistryDeviceRow(id=fields["id"])
+                    session.add(row)
+                for name in DEVICE_FIELDS:
+                    setattr(row, name, fields[name])
+                row.retired = False
+                row.updated_ns = now
+                row.updated_by = actor[:64]
+        pairs = [(Device(**{k: f[k] for k in DEVICE_FIELDS if k != "site"}), f["site"])
+                 for f in checked]
+        self._apply(lambda: self._place_many(pairs))
+        body: dict[str, Any] = {"added": len(new), "updated": len(checked) - len(new)}
         if passwords:
             body["mqtt_passwords"] = passwords
         return body
@@ -367,6 +384,13 @@ class Onboarding:
         if state is not None:
             state.site = site_id
         self.hub.rules.devices.pop(placed.id, None)  # recompiled for its site at the next one
+
+    def _place_many(self, pairs: list[tuple[Device, str]]) -> None:
+        for placed in self.hub.sites.place_many(pairs):
+            state = self.hub.states.get(placed.id)
+            if state is not None:
+                state.site = placed.site.site
+            self.hub.rules.devices.pop(placed.id, None)
 
     def _retire(self, device_id: str) -> None:
         self.hub.sites.retire(device_id)

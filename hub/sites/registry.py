@@ -53,6 +53,24 @@ class SiteRegistry:
         self.devices[placed.id] = placed
         return placed
 
+    def place_many(self, devices: list[tuple[Device, str]]) -> list[Device]:
+        """Register many (device, site id) pairs at once: one pass per site they replace in
+        (a CSV of 10,000 rows into a site of 100,000 devices stays one pass, not 10,000)."""
+        ids = {device.id for device, _site in devices}
+        replaced = [self.devices[i] for i in ids if i in self.devices]
+        for site in {id(d.site): d.site for d in replaced}.values():
+            site.devices[:] = [d for d in site.devices if d.id not in ids]
+        for device in replaced:
+            del self.devices[device.id]
+        placed = []
+        for device, site_id in devices:
+            site = self.sites[site_id]
+            entry = _placed(device, site)
+            site.devices.append(entry)
+            self.devices[entry.id] = entry
+            placed.append(entry)
+        return placed
+
     def retire(self, device_id: str) -> Device | None:
         """Remove a device from the registry; return what it was (None if unregistered)."""
         device = self.devices.pop(device_id, None)
