@@ -219,3 +219,17 @@ def test_checkpoint_csv_import(hub: Hub, client: TestClient) -> None:
                        headers={**ROOT_H, "Content-Type": "text/csv"})
     assert done.status_code == 201 and done.json() == {"added": 2, "updated": 0}
     assert "CP-NEW-1" in route.checkpoints
+
+
+def test_rule_state_follows_the_device_to_its_site(hub: Hub, client: TestClient) -> None:
+    reading = hub.normalizer.process(_telemetry("GY-FL-9001"))
+    assert isinstance(reading, Reading)
+    hub.rules.on_reading(reading)
+    old = hub.rules.devices["GY-FL-9001"]
+    assert old.site == "unassigned"
+    assert client.post("/api/devices", json=NEW, headers=ROOT_H).status_code == 201
+    assert "GY-FL-9001" not in hub.rules.devices and old.scheduled is None  # timers skip it
+    again = hub.normalizer.process(_telemetry("GY-FL-9001"))
+    assert isinstance(again, Reading)
+    hub.rules.on_reading(again)
+    assert hub.rules.devices["GY-FL-9001"].site == "guoyuan"

@@ -383,21 +383,21 @@ class Onboarding:
         state = self.hub.states.get(placed.id)
         if state is not None:
             state.site = site_id
-        self.hub.rules.devices.pop(placed.id, None)  # recompiled for its site at the next one
+        self.hub.rules.forget(placed.id)  # recompiled for its site at its next reading
 
     def _place_many(self, pairs: list[tuple[Device, str]]) -> None:
         for placed in self.hub.sites.place_many(pairs):
             state = self.hub.states.get(placed.id)
             if state is not None:
                 state.site = placed.site.site
-            self.hub.rules.devices.pop(placed.id, None)
+            self.hub.rules.forget(placed.id)
 
     def _retire(self, device_id: str) -> None:
         self.hub.sites.retire(device_id)
         state = self.hub.states.get(device_id)
         if state is not None:
             state.site = UNASSIGNED_SITE
-        self.hub.rules.devices.pop(device_id, None)
+        self.hub.rules.forget(device_id)
 
     def _place_checkpoint(self, checkpoint: Checkpoint, site_id: str, route: str | None) -> None:
         self.hub.sites.place_checkpoint(checkpoint, site_id, route)
