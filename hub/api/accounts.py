@@ -93,6 +93,7 @@ def login(request: Request, response: Response, body: LoginBody) -> dict[str, An
         SESSION_COOKIE, session.cookie, max_age=int(store.session_ttl_s), path="/",
         httponly=True, samesite="strict", secure=_https(request))
     response.headers["Cache-Control"] = "no-store"
+    response.headers["X-CSRF-Token"] = session.csrf
     audit(request, user.name, "login.ok", target=user.name,
           site=None if user.sites is None or len(user.sites) != 1 else next(iter(user.sites)))
     from datetime import UTC, datetime
@@ -119,13 +120,14 @@ def logout(request: Request, response: Response) -> dict[str, Any]:
 
 @router.get("/api/me")
 @policy("caller")
-def me(request: Request) -> dict[str, Any]:
-    """The caller: ``{name, role, sites}`` (sites null for all; a session adds csrf_token)."""
+def me(request: Request, response: Response) -> dict[str, Any]:
+    """The caller: ``{name, role, sites}`` (sites null for all); a session's CSRF token is in
+    the ``X-CSRF-Token`` header."""
     user = resolve(request)
-    body = user.public()
     if user.csrf:
-        body["csrf_token"] = user.csrf
-    return body
+        response.headers["X-CSRF-Token"] = user.csrf
+        response.headers["Cache-Control"] = "no-store"
+    return user.public()
 
 
 @router.get("/api/audit")

@@ -282,7 +282,8 @@
     whoami().then(function (r) {
       if (r.status === 401) { signOut(false); showLogin(""); return; }
       if (!r.ok) { toast(L.err_other + " " + r.status, "error"); setTimeout(start, 5000); return; }
-      return r.json().then(begin);
+      var token = r.headers.get("X-CSRF-Token");
+      return r.json().then(function (user) { user.csrf_token = token || ""; begin(user); });
     }, function () { toast(L.err_network, "error"); setTimeout(start, 5000); });
   }
 
