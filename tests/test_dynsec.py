@@ -197,3 +197,28 @@ def test_onboarded_device_publishes_at_once_and_is_locked_out_when_retired(
         assert [r["action"] for r in audit["items"]] == ["device.retire", "device.add"]
     finally:
         hub.stop()
+
+
+def test_hub_broker_setup_command(broker: MosquittoServer, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``hub broker setup --devices --simulator sim`` against the real plugin."""
+    from hub.cli import main
+
+    monkeypatch.setenv("SIM_MQTT_PASSWORD", "sim-password-1")
+    code = main(["broker", "setup", "--devices", "--simulator", "sim",
+                 "--mqtt-url", f"mqtt://hub:{HUB_PASSWORD}@127.0.0.1:{broker.port}",
+                 "--broker-admin-url", broker.admin_url,
+                 "--sites-dir", str(ROOT / "sites")])
+    assert code == 0
+    lines = dict(line.split(",", 1) for line in capsys.readouterr().out.splitlines())
+    assert "GY-FL-0001" in lines and "LTP-MFS-01" in lines
+    light = Conn(broker.port, "GY-FL-0001", lines["GY-FL-0001"], "GY-FL-0001")
+    assert light.accepted()
+    assert light.publish("roadsafety/flashlight/GY-FL-0001/status", b"online") in (0, 16)
+    assert light.publish("firestation/LTP-MFS-01/status", b"online") == NOT_AUTHORIZED
+    light.close()
+    sim = Conn(broker.port, "sim", "sim-password-1", "sim-any-id")
+    assert sim.accepted()
+    assert sim.publish("firestation/LTP-MFS-01/telemetry", b"{}") in (0, 16)
+    assert sim.publish("hub/status", b"x") == NOT_AUTHORIZED
+    sim.close()

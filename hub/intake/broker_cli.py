@@ -3,13 +3,15 @@
 Run once per hub (each scale-out hub with its own HUB_MQTT_URL user and HUB_MQTT_CLIENT_ID)
 after ``mosquitto_ctrl dynsec init``: it creates the ``hub`` role (read everything, write
 ``hub/#``), the hub's client from HUB_MQTT_URL with its client id bound, one ``alarms-{site}``
-role per site (read ``hub/alarms/{site}/#`` only) and, with ``--devices``, a client and role
-for every registered device that prints ``device_id,password`` lines (shown this once).
+role per site (read ``hub/alarms/{site}/#`` only), with ``--devices`` a client and role for
+every registered device that prints ``device_id,password`` lines (shown this once), and with
+``--simulator sim`` the simulators' user (staging brokers only).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,9 +40,18 @@ def _cmd(args: argparse.Namespace, settings_of: Callable[[argparse.Namespace], S
     if args.devices:
         devices = [(d.id, device_topics(profiles[d.model], d.id))
                    for d in registry.devices.values() if d.model in profiles]
+    simulator = None
+    if args.simulator:
+        password = os.environ.get("SIM_MQTT_PASSWORD", "")
+        if not password:
+            print("hub broker setup --simulator: set SIM_MQTT_PASSWORD", file=sys.stderr)
+            return 2
+        patterns = sorted({m.topic.replace("{device_id}", "+")
+                           for p in profiles.values() for m in p.messages.values()})
+        simulator = (args.simulator, password, patterns)
     try:
         passwords = setup(Dynsec(settings.broker_admin_url), url.username, url.password,
-                          settings.mqtt_client_id, sorted(registry.sites), devices)
+                          settings.mqtt_client_id, sorted(registry.sites), devices, simulator)
     except DynsecError as exc:
         print(f"hub broker setup: {exc}", file=sys.stderr)
         return 1
@@ -62,5 +73,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     setup_parser.add_argument("--devices", action="store_true",
                               help="also (re)create every registered device's client; prints "
                                    "device_id,password lines once")
+    setup_parser.add_argument("--simulator", metavar="USER", default=None,
+                              help="a user that may publish every device topic, password from "
+                                   "SIM_MQTT_PASSWORD (staging brokers only: hub-sim)")
     add_settings_flags(setup_parser)
     setup_parser.set_defaults(func=lambda args: _cmd(args, settings_of))

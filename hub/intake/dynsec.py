@@ -27,6 +27,7 @@ RESPONSE = CONTROL + "/response"
 TIMEOUT_S = 10.0
 DEVICE_ROLE_PREFIX = "device-"
 SITE_READER_PREFIX = "alarms-"
+BATCH = 200  # devices per control message (each ~300 bytes of commands)
 
 
 class DynsecError(RuntimeError):
@@ -128,19 +129,30 @@ class Dynsec:
 
     def add_device(self, device_id: str, topics: list[str]) -> str:
         """Create (or re-create) a device's client and role; return its new password."""
-        password = secrets.token_urlsafe(18)
-        role = device_role(device_id)
-        self.run([{"command": "deleteClient", "username": device_id},
-                  {"command": "deleteRole", "rolename": role}],
-                 ignore=("Client not found", "Role not found"))
-        self.run([
-            {"command": "createRole", "rolename": role, "acls": publish_acls(topics),
-             "textname": f"topics of {device_id}"},
-            {"command": "createClient", "username": device_id, "password": password,
-             "clientid": device_id, "roles": [{"rolename": role, "priority": 0}],
-             "textname": "field device"},
-        ])
-        return password
+        return self.add_devices([(device_id, topics)])[device_id]
+
+    def add_devices(self, devices: Sequence[tuple[str, list[str]]]) -> dict[str, str]:
+        """Create (or re-create) many devices' clients and roles, a batch of commands per
+        message (two messages per ``BATCH`` devices); return their new passwords."""
+        passwords: dict[str, str] = {}
+        for start in range(0, len(devices), BATCH):
+            chunk = devices[start:start + BATCH]
+            removals: list[dict[str, Any]] = []
+            creations: list[dict[str, Any]] = []
+            for device_id, topics in chunk:
+                password = passwords[device_id] = secrets.token_urlsafe(18)
+                role = device_role(device_id)
+                removals += [{"command": "deleteClient", "username": device_id},
+                             {"command": "deleteRole", "rolename": role}]
+                creations += [
+                    {"command": "createRole", "rolename": role, "acls": publish_acls(topics),
+                     "textname": f"topics of {device_id}"},
+                    {"command": "createClient", "username": device_id, "password": password,
+                     "clientid": device_id, "roles": [{"rolename": role, "priority": 0}],
+                     "textname": "field device"}]
+            self.run(removals, ignore=("Client not found", "Role not found"))
+            self.run(creations)
+        return passwords
 
     def remove_device(self, device_id: str) -> None:
         """Delete a device's client (the broker disconnects it) and role."""
@@ -152,11 +164,12 @@ class Dynsec:
         """Create a role with exactly these ACLs (replacing an existing one's ACLs)."""
         self.run([{"command": "createRole", "rolename": role}], ignore=("Role already exists",))
         current = self.run([{"command": "getRole", "rolename": role}])[0]
-        for acl in (current.get("data", {}).get("role", {}).get("acls") or []):
-            self.run([{"command": "removeRoleACL", "rolename": role,
-                       "acltype": acl["acltype"], "topic": acl["topic"]}])
-        for acl in acls:
-            self.run([{"command": "addRoleACL", "rolename": role, **acl}])
+        changes = [{"command": "removeRoleACL", "rolename": role, "acltype": acl["acltype"],
+                    "topic": acl["topic"]}
+                   for acl in (current.get("data", {}).get("role", {}).get("acls") or [])]
+        changes += [{"command": "addRoleACL", "rolename": role, **acl} for acl in acls]
+        if changes:
+            self.run(changes)
 
     def ensure_client(self, username: str, password: str, clientid: str | None,
                       roles: Sequence[str]) -> None:
@@ -185,12 +198,24 @@ def site_reader_role(site: str) -> str:
     return SITE_READER_PREFIX + site
 
 
+SIMULATOR_ROLE = "simulator"
+
+
 def setup(dynsec: Dynsec, hub_user: str, hub_password: str, hub_client_id: str,
-          sites: Sequence[str], devices: Sequence[tuple[str, list[str]]] = ()) -> dict[str, str]:
+          sites: Sequence[str], devices: Sequence[tuple[str, list[str]]] = (),
+          simulator: tuple[str, str, list[str]] | None = None) -> dict[str, str]:
     """Create the hub's role and client (client id bound), a reader role per site and, for
-    ``devices`` (id, topics), clients and roles; return the devices' new passwords."""
+    ``devices`` (id, topics), clients and roles; return the devices' new passwords.
+
+    ``simulator`` (user, password, topic patterns) is a staging broker's ``hub-sim`` user: it
+    may publish every device topic, so never give one to a broker real devices use.
+    """
     dynsec.ensure_role(HUB_ROLE, hub_acls())
     dynsec.ensure_client(hub_user, hub_password, hub_client_id, [HUB_ROLE])
     for site in sites:
         dynsec.ensure_role(site_reader_role(site), read_acls(f"hub/alarms/{site}/#"))
-    return {device_id: dynsec.add_device(device_id, topics) for device_id, topics in devices}
+    if simulator is not None:
+        user, password, patterns = simulator
+        dynsec.ensure_role(SIMULATOR_ROLE, publish_acls(patterns))
+        dynsec.ensure_client(user, password, None, [SIMULATOR_ROLE])
+    return dynsec.add_devices(devices)
