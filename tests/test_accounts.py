@@ -236,3 +236,38 @@ def test_the_live_stream_takes_no_token_in_the_url(tmp_path: Path) -> None:
             assert "missing bearer token or session" in refused.json()["detail"]["message"]
     finally:
         hub.engine.dispose()
+
+
+def test_sign_in_hashing_is_bounded_and_the_audit_log_pruned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each check costs a slow hash: beyond VERIFY_AT_ONCE at once, 429 (not a queue of
+    hashes); failed sign-ins with ever new names cannot grow the audit log for ever."""
+    from hub.accounts import store as store_module
+
+    hub = _hub(tmp_path, f"sqlite:///{tmp_path / 'b.sqlite'}")
+    try:
+        app = create_app(hub)
+        accounts = app.state.accounts
+        accounts.add("qian", "viewer", PASSWORD)
+        monkeypatch.setattr(store_module, "VERIFY_WAIT_S", 0.05)
+        for _ in range(store_module.VERIFY_AT_ONCE):  # as if that many were hashing now
+            accounts._verifying.acquire()
+        with TestClient(app) as client:
+            busy = client.post("/api/login", json={"username": "qian", "password": PASSWORD})
+            assert busy.status_code == 429
+            assert f"at most {store_module.VERIFY_AT_ONCE} sign-ins" in busy.json()[
+                "detail"]["message"]
+            for _ in range(store_module.VERIFY_AT_ONCE):
+                accounts._verifying.release()
+            assert client.post("/api/login", json={"username": "qian",
+                                                   "password": PASSWORD}).status_code == 200
+        log = app.state.audit
+        log.keep_rows = 5
+        for i in range(12):
+            log.record(f"x{i}", "login.failed", ok=False)
+        assert log.prune() > 0
+        rows, total = log.query(limit=100)
+        assert total == 5 and rows[0]["actor"] == "x11"
+    finally:
+        hub.engine.dispose()

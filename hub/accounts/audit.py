@@ -14,13 +14,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from hub.accounts.tables import TABLES, AuditRow
 from hub.db import Base
 
 log = logging.getLogger(__name__)
+KEEP_ROWS = 500_000  # the oldest rows go beyond this (failed sign-ins must not fill the disk)
+PRUNE_EVERY = 1000
 
 
 def clean(text: str | None, limit: int) -> str | None:
@@ -36,6 +38,8 @@ class AuditLog:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.keep_rows = KEEP_ROWS
+        self._written = 0
         Base.metadata.create_all(engine, tables=TABLES)
 
     def record(self, actor: str, action: str, *, target: str | None = None,
@@ -49,8 +53,21 @@ class AuditLog:
         try:
             with Session(self.engine) as session, session.begin():
                 session.add(row)
+            self._written += 1
+            if self._written >= PRUNE_EVERY:
+                self._written = 0
+                self.prune()
         except Exception:
             log.exception("audit row %s by %s not written", action, actor)
+
+    def prune(self) -> int:
+        """Delete the oldest rows beyond ``keep_rows``; return how many went."""
+        with Session(self.engine) as session, session.begin():
+            newest = session.scalar(select(func.max(AuditRow.id)))
+            if newest is None or newest <= self.keep_rows:
+                return 0
+            result = session.execute(delete(AuditRow).where(AuditRow.id <= newest - self.keep_rows))
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def query(self, *, sites: Sequence[str] | None = None, action: str | None = None,
               actor: str | None = None, limit: int = 100,

@@ -33,10 +33,20 @@ PASSWORD_MAX = 1024
 NAME_PATTERN = r"^[A-Za-z0-9_.@-]+$"
 THROTTLE_NAMES = 10_000  # names tracked at most (oldest forgotten): bounded memory
 SESSION_CACHE_S = 2.0
+VERIFY_AT_ONCE = 2  # password hashes checked at once: 64 MiB and ~0.3 s of CPU each
+VERIFY_WAIT_S = 5.0
 
 
 class AccountError(ValueError):
     """A user cannot be added or changed as asked (the message says why)."""
+
+
+class Busy(Exception):
+    """Too many sign-ins being checked at once (each costs a slow hash): try again shortly."""
+
+    def __init__(self, concurrent: int) -> None:
+        super().__init__(concurrent)
+        self.concurrent = concurrent
 
 
 class LockedOut(Exception):
@@ -127,6 +137,7 @@ class AccountStore:
         self.throttle = throttle or LoginThrottle()
         self.hasher = hasher or PasswordHasher()
         self._dummy: str | None = None  # hashed at the first unknown name (start stays fast)
+        self._verifying = threading.BoundedSemaphore(VERIFY_AT_ONCE)
         self._cache: dict[str, tuple[float, User | None]] = {}
         self._any: tuple[float, bool] | None = None
         Base.metadata.create_all(engine, tables=TABLES)
@@ -250,10 +261,19 @@ class AccountStore:
         """The user if the password is right (and the user enabled), else None.
 
         Raises LockedOut while the name is locked; a wrong password counts a failure. An
-        unknown name costs one hash verification too, so timing does not tell it apart.
+        unknown name costs one hash verification too, so timing does not tell it apart. At
+        most ``VERIFY_AT_ONCE`` verifications run at once (memory and CPU): Busy beyond.
         """
         key = name[:NAME_MAX]
         self.throttle.check(key)
+        if not self._verifying.acquire(timeout=VERIFY_WAIT_S):
+            raise Busy(VERIFY_AT_ONCE)
+        try:
+            return self._authenticate(key, name, password)
+        finally:
+            self._verifying.release()
+
+    def _authenticate(self, key: str, name: str, password: str) -> User | None:
         with Session(self.engine) as session:
             row = session.get(UserRow, key) if len(name) <= NAME_MAX else None
             stored = row.password_hash if row is not None else self._dummy_hash()

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.accounts.audit import AuditLog
-from hub.accounts.store import AccountError, AccountStore, LockedOut
+from hub.accounts.store import AccountError, AccountStore, Busy, LockedOut
 from hub.api.auth import SESSION_COOKIE, User, accounts_of, parse_sites, require_caller, resolve
 from hub.api.scope import policy, site_query
 
@@ -78,6 +78,10 @@ def login(request: Request, response: Response, body: LoginBody) -> dict[str, An
     store = _accounts(request)
     try:
         user = store.authenticate(body.username, body.password)
+    except Busy as exc:
+        raise HTTPException(429, headers={"Retry-After": "1"}, detail={
+            "error": "busy", "message": f"at most {exc.concurrent} sign-ins are checked at "
+                                        "once; try again in a second"}) from None
     except LockedOut as exc:
         audit(request, body.username, "login.locked", target=body.username, ok=False)
         raise HTTPException(429, headers={"Retry-After": str(exc.retry_after_s)}, detail={
