@@ -233,3 +233,23 @@ def test_rule_state_follows_the_device_to_its_site(hub: Hub, client: TestClient)
     assert isinstance(again, Reading)
     hub.rules.on_reading(again)
     assert hub.rules.devices["GY-FL-9001"].site == "guoyuan"
+
+
+def test_a_broker_that_refuses_changes_nothing(tmp_path: Path, state_url: str) -> None:
+    settings = _settings(tmp_path, state_url).model_copy(
+        update={"broker_admin_url": "mqtt://admin:pw@127.0.0.1:9"})
+    hub = Hub(settings)
+    try:
+        with TestClient(create_app(hub)) as client:
+            refused = client.post("/api/devices", json=NEW, headers=ROOT_H)
+            assert refused.status_code == 502
+            assert "nothing was changed" in refused.json()["detail"]["message"]
+            assert "GY-FL-9001" not in hub.sites.devices
+            assert client.get("/api/audit?action=device", headers=ROOT_H).json()["total"] == 0
+    finally:
+        hub.engine.dispose()
+    again = Hub(_settings(tmp_path, state_url))
+    try:
+        assert "GY-FL-9001" not in again.sites.devices  # nothing was stored either
+    finally:
+        again.engine.dispose()

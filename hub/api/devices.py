@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from hub.api.accounts import audit
 from hub.api.auth import User, require_caller
 from hub.api.scope import filter_sites, policy, refuse_write, require_site
-from hub.onboarding.service import Onboarding, OnboardingError
+from hub.onboarding.service import BrokerRefused, Onboarding, OnboardingError
 from hub.onboarding.tables import CHECKPOINT_FIELDS, DEVICE_FIELDS
 from hub.onboarding.validate import read_csv
 
@@ -45,14 +45,12 @@ def _broker_failed(exc: Exception) -> HTTPException:
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    from hub.intake.dynsec import DynsecError
-
     try:
         result: dict[str, Any] = fn(*args, **kwargs)
         return result
     except OnboardingError as exc:
         raise _fail(exc) from None
-    except DynsecError as exc:
+    except BrokerRefused as exc:
         raise _broker_failed(exc) from None
 
 

@@ -21,6 +21,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.intake.common import parse_mqtt_url
+from hub.onboarding.service import BrokerRefused
 
 CONTROL = "$CONTROL/dynamic-security/v1"
 RESPONSE = CONTROL + "/response"
@@ -30,7 +31,7 @@ SITE_READER_PREFIX = "alarms-"
 BATCH = 200  # devices per control message (each ~300 bytes of commands)
 
 
-class DynsecError(RuntimeError):
+class DynsecError(BrokerRefused):
     """The broker refused a command, or did not answer."""
 
 

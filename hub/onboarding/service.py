@@ -49,6 +49,10 @@ class OnboardingError(ValueError):
         self.status = status
 
 
+class BrokerRefused(RuntimeError):
+    """The broker refused a credentials change, or did not answer (nothing was changed)."""
+
+
 class Provisioner(Protocol):
     """The broker side of onboarding (hub.broker.dynsec): credentials per device."""
 
