@@ -196,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.patrol import cli as patrol_cli
 
     patrol_cli.register(sub, _add_settings_flags, _settings)  # hub report daily
+    from hub.notify import cli as notify_cli
+
+    notify_cli.register(sub, _add_settings_flags, _settings)  # hub notify check|test
+    from hub.accounts import cli as accounts_cli
+
+    accounts_cli.register(sub, _add_settings_flags, _settings)  # hub users ...
+    from hub.onboarding import cli as onboarding_cli
+
+    onboarding_cli.register(sub, _add_settings_flags, _settings)  # hub sites export
+    from hub.intake import broker_cli
+
+    broker_cli.register(sub, _add_settings_flags, _settings)  # hub broker setup
     return parser
 
 
@@ -207,10 +219,17 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from hub.notify.config import NotifyConfigError
+
     try:
         result: int = args.func(args)
     except ValidationError as exc:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    except NotifyConfigError as exc:
+        print(f"invalid notify file {exc.source}:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

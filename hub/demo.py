@@ -8,6 +8,7 @@ incident timeline, and the API with the duty console.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 DEMO_TOKENS = "admin:admin:demo-admin,duty:officer:demo-officer,screen:viewer:demo-viewer"
 DEMO_SCENARIO = PACKAGE_ROOT / "simulators" / "scenarios" / "demo_incidents.yaml"
+DEMO_NOTIFY = PACKAGE_ROOT / "deploy" / "notify" / "demo.yaml"
 CATCH_UP = timedelta(hours=6)
 
 
@@ -35,11 +37,42 @@ WATCH_FOR = {  # fault of the scenario -> what the console shows
 }
 ROLE_NOTE = {"admin": "everything", "officer": "acknowledge, clear, comment, move hazards",
              "viewer": "read only"}
+# People sign in with accounts: one per role for the whole county and a duty officer per
+# township (created at the first start; passwords are the demo's, printed in the banner).
+DEMO_ACCOUNTS = (("county-admin", "admin", None, "demo-county-admin"),
+                 ("county-duty", "officer", None, "demo-county-duty"),
+                 ("screen", "viewer", None, "demo-screen"))
+
+
+def demo_accounts(site_ids: list[str]) -> list[tuple[str, str, list[str] | None, str]]:
+    """The demo's accounts: county-wide ones and ``{site}-duty`` for every site."""
+    accounts: list[tuple[str, str, list[str] | None, str]] = list(DEMO_ACCOUNTS)
+    accounts += [(f"{site}-duty", "officer", [site], f"demo-{site}-duty") for site in site_ids]
+    return accounts
+
+
+def create_demo_accounts(hub: Any) -> list[tuple[str, str, list[str] | None, str]]:
+    """Make the demo accounts that do not exist yet in the hub's state store."""
+    from hub.accounts.store import AccountStore
+
+    store = hub.extensions.get("accounts")
+    if not isinstance(store, AccountStore):
+        store = hub.extensions["accounts"] = AccountStore(
+            hub.engine, session_ttl_s=hub.settings.session_ttl_s)
+    accounts = demo_accounts(sorted(hub.sites.sites))
+    for name, role, sites, password in accounts:
+        if store.get(name) is None:
+            store.add(name, role, password, frozenset(sites) if sites else None)
+    return accounts
 
 
 def _banner(settings: Settings, broker: EmbeddedBroker | None, speed: float,
-            scenario: Any = None) -> str:
+            scenario: Any = None, standin: Any = None,
+            accounts: list[tuple[str, str, list[str] | None, str]] | None = None) -> str:
     base = f"http://{settings.api_host}:{settings.api_port}"
+    people = "\n".join(
+        f"    {name:<18} {password:<24} {role:<8} {','.join(sites) if sites else 'all sites'}"
+        for name, role, sites, password in accounts or [])
     tokens = "\n".join(
         f"    {token:<14} {role:<8} {name:<7} {ROLE_NOTE.get(role, '')}"
         for name, role, token in (t.split(":") for t in settings.api_tokens.split(",") if t)
@@ -47,6 +80,10 @@ def _banner(settings: Settings, broker: EmbeddedBroker | None, speed: float,
     broker_line = f"{broker.url} (embedded amqtt)" if broker else settings.mqtt_url
     data_dir = settings.data_dir.resolve()
     store_line = settings.influx_url or f"{data_dir / 'telemetry.sqlite'} (embedded)"
+    notify_line = (f"{settings.notify_file}" if settings.notify_file else "off")
+    if standin is not None:
+        notify_line += (f"\n                to the STAND-IN robots at {standin.url} (no account "
+                        f"needed): console {base}/#duty")
     steps = getattr(scenario, "timeline", [])
     watch = "\n".join(
         f"    {f'~{step.at / speed:.0f} s':<7} {step.device:<11} "
@@ -56,12 +93,16 @@ def _banner(settings: Settings, broker: EmbeddedBroker | None, speed: float,
     return f"""
   Safety hub demo: Guoyuan (flashing lights), Fuping (cloud patrol), Longtoupu (fire stations)
   ----------------------------------------------------------------------------------------
-  Duty console  {base}/   sign in with a token below (demo-officer can act)
+  Duty console  {base}/   sign in with an account below (a township's duty officer sees
+                only that township; county-admin also onboards devices at {base}/devices)
   API           {base}/api/health   {base}/api/devices   {base}/api/alarms
   Live events   {base}/api/events   Metrics {base}/metrics
   MQTT broker   {broker_line}
   Telemetry     {store_line}
-  Tokens (console sign-in, or Authorization: Bearer <token>):
+  Notifications {notify_line}
+  Accounts (console sign-in: user name, password, role, sites):
+{people}
+  API tokens (scripts: Authorization: Bearer <token>):
 {tokens}
   Simulated time runs {speed:g}x from {CATCH_UP.total_seconds() / 3600:g} h ago until it meets
   the clock. Watch for (live in the console, no reload):
@@ -88,8 +129,20 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
         overrides["clock"] = "device"  # timers follow the simulated devices' time
     if not settings.api_tokens:
         overrides["api_tokens"] = DEMO_TOKENS
+    standin = None
+    if "notify_file" not in settings.model_fields_set and DEMO_NOTIFY.exists():
+        from hub.notify.standin import DEMO_ENV, StandInRobots
+
+        standin = StandInRobots(secrets=DEMO_ENV).start()
+        for name, value in DEMO_ENV.items():
+            os.environ.setdefault(name, value)
+        os.environ["DEMO_ROBOTS_URL"] = standin.url  # this run's stand-in
+        overrides["notify_file"] = DEMO_NOTIFY
     settings = settings.model_copy(update=overrides)
     hub = Hub(settings)
+    if standin is not None:
+        hub.extensions["notify_standin"] = standin
+    accounts = create_demo_accounts(hub)
     hub.start(wait_connected_s=15)
 
     start = datetime.now(UTC).replace(microsecond=0) - CATCH_UP
@@ -108,7 +161,7 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
 
     simulator = threading.Thread(target=simulate, name="simulators", daemon=True)
     simulator.start()
-    print(_banner(settings, broker, speed, scenario), flush=True)
+    print(_banner(settings, broker, speed, scenario, standin, accounts), flush=True)
     timer = None
     if duration_s is not None:
         timer = threading.Timer(duration_s, _interrupt_main)
@@ -125,6 +178,8 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
         simulator.join(10)
         if broker is not None:
             broker.stop()
+        if standin is not None:
+            standin.stop()
     print(f"  demo stopped; data kept in {settings.data_dir.resolve()}", flush=True)
     return 0
 

@@ -31,6 +31,7 @@ from hub.tuning.gcfreeze import GcFreezer
 
 if TYPE_CHECKING:
     from hub.intake.thread import ThreadIntake
+    from hub.notify.service import NotifyService
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,14 @@ class Hub:
             settings, self.engine, emit_points=self.pipeline.emit_points,
             publish=self.mqtt.publish, sites=self.sites,
         )
+        self.notify: NotifyService | None = None
+        if settings.notify_file is not None:  # imported only when on (resident memory)
+            from hub.notify.service import NotifyService
+
+            self.notify = NotifyService.from_settings(settings, self.engine, self.sites,
+                                                      self.clock)
+            if self.notify is not None:
+                self.notify.attach(self.alarms)
         self.rules = RuleEngine.from_settings(
             settings, self.alarms, self.engine, profiles=self.profiles, sites=self.sites,
             clock=self.clock,
@@ -125,6 +134,11 @@ class Hub:
         self.started_ns: int | None = None
         self._stopped = False
         self.extensions: dict[str, Any] = {}
+        # devices and checkpoints onboarded through the API, laid over the site files
+        from hub.onboarding.wiring import make_onboarding
+
+        self.onboarding = make_onboarding(self)
+        self.onboarding.load()
 
     def _set_aside(self, table: str, row: Any, reason: str) -> None:
         """A state-store row the database refused: a refusal an operator can read."""
@@ -152,6 +166,8 @@ class Hub:
         )
         self.gc_freezer.freeze()  # profiles, sites and saved state: alive for good
         self.pipeline.start()
+        if self.notify is not None:
+            self.notify.start()
         self.mqtt.start(wait_s=wait_connected_s)
         self.started_ns = time.time_ns()
 
@@ -163,6 +179,8 @@ class Hub:
         log.info("hub stopping: draining the pipeline")
         self.pipeline.stop()
         self.writer.stop(timeout=30)
+        if self.notify is not None:
+            self.notify.close()
         self.mqtt.stop()
         self.store.close()
         self.engine.dispose()
@@ -174,7 +192,9 @@ class Hub:
         broker_ok = self.mqtt.connected
         store_ok = bool(writer.get("store_ok"))
         pipeline_ok = self.pipeline.running
-        status = "ok" if broker_ok and store_ok and pipeline_ok else "degraded"
+        notify = self.notify.health() if self.notify is not None else None
+        notify_ok = notify is None or notify["status"] == "ok"
+        status = "ok" if broker_ok and store_ok and pipeline_ok and notify_ok else "degraded"
         return {
             "status": status,
             "broker": {"connected": broker_ok, "url": self._safe_mqtt_url(),
@@ -191,6 +211,7 @@ class Hub:
                          "processed": self.pipeline.processed},
             "devices": self.states.counts(),
             "refusals": self.refusals.counts(),
+            "notify": notify,
         }
 
     def _safe_mqtt_url(self) -> str:

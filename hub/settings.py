@@ -52,8 +52,21 @@ class Settings(BaseSettings):
     sites_dir: Path = PACKAGE_ROOT / "sites"
     api_host: str = "127.0.0.1"
     api_port: int = 8080
-    api_tokens: str = Field(default="", json_schema_extra=SECRET,
-                            description="name:role:token,... (empty: open reads)")
+    api_tokens: str = Field(
+        default="", json_schema_extra=SECRET,
+        description="name:role:token[:site1|site2],... bearer tokens for machines")
+    api_docs: Literal["open", "token", "off"] = Field(
+        default="open", description="/docs and /openapi.json: open, need a viewer, or off")
+    session_ttl_s: float = Field(
+        default=12 * 3600, gt=0, description="console sign-in session lifetime, seconds")
+    login_max_failures: int = Field(
+        default=5, ge=1, description="failed sign-ins for one name before it is locked")
+    broker_admin_url: str | None = Field(
+        default=None,
+        description="mqtt://admin:pw@host:port of Mosquitto's dynamic-security admin: "
+                    "onboarding then creates each device's broker client and role")
+    login_lockout_s: float = Field(
+        default=300, gt=0, description="how long a name stays locked after too many failures")
     batch_size: int = 5000
     batch_interval_s: float = 0.2
     spool_max_bytes: int = 2 * 1024**3
@@ -80,6 +93,13 @@ class Settings(BaseSettings):
                                 json_schema_extra=SECRET)
     webhook_queue_size: int = Field(default=1000, ge=1, description="per URL; drops oldest")
     webhook_max_attempts: int = Field(default=6, ge=1)
+    notify_file: Path | None = Field(
+        default=None,
+        description="notifications: channels, people, rosters, policies (docs/notifications.md)",
+    )
+    notify_poll_s: float = Field(
+        default=0.25, gt=0, le=10, description="how often the outbox is checked for due steps"
+    )
     rules_dir: Path = PACKAGE_ROOT / "device_profiles" / "rules"
     state_save_s: float = Field(
         default=10.0, gt=0, description="device-state (latest values) save period, seconds"
@@ -96,7 +116,8 @@ class Settings(BaseSettings):
         default=None, description="InfluxDB URL as Grafana reaches it (default influx_url)"
     )
     console_url: str | None = Field(
-        default=None, description="duty console base URL for Grafana's alarm links"
+        default=None,
+        description="duty console base URL: Grafana's alarm links, the link in notifications",
     )
     patrol_clock: Literal["wall", "device"] = Field(
         default="wall",

@@ -258,8 +258,11 @@ def test_webhook_signed_and_retried(sqlite: Engine, receiver: Any) -> None:
     sender.close()
     assert receiver.received, "no webhook delivery"
     headers, body = receiver.received[0]
-    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    # the signed material is "<X-Hub-Timestamp>.<body>" (replays can be refused)
+    material = headers["X-Hub-Timestamp"].encode() + b"." + body
+    expected = "sha256=" + hmac.new(b"s3cret", material, hashlib.sha256).hexdigest()
     assert headers["X-Hub-Signature-256"] == expected
+    assert abs(int(headers["X-Hub-Timestamp"]) - time.time()) < 60
     event = json.loads(body)
     assert event["event"] == "alarm.raise" and event["alarm"]["id"] == alarm_id
     assert headers["X-Hub-Event"] == "alarm.raise"
@@ -307,3 +310,25 @@ def test_alarm_store_on_real_postgres(pg_url: str) -> None:
     assert alarm["history"][3]["note"] == "送修"
     assert again.list(state="active")[1] == 1
     engine.dispose()
+
+
+def test_a_failing_transition_hook_op_never_keeps_alarms_out(sqlite: Engine) -> None:
+    from sqlalchemy import text
+
+    svc = make_service(sqlite, Recorder())
+    ran: list[str] = []
+
+    def bad_op(session: Any) -> None:
+        session.execute(text("SELECT * FROM no_such_table"))
+
+    def good_op(session: Any) -> None:
+        ran.append("good")
+
+    svc.add_transition_hook(lambda action, alarm, actor: bad_op)
+    svc.add_transition_hook(lambda action, alarm, actor: good_op)
+    alarm_id = raise_(svc)
+    svc.flush(force=True)
+    assert svc.store.get(alarm_id) is not None  # written although an op failed
+    assert "good" in ran  # the other op still ran, in its own transaction
+    assert svc.flush(force=True) == 0  # nothing requeued forever
+    svc.close()

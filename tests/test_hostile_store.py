@@ -310,7 +310,7 @@ def test_a_site_file_device_id_no_column_holds_is_refused_at_load(tmp_path: Path
         path.write_text(f'site: t\nname: t\ntimezone: Asia/Shanghai\ndevices:\n'
                         f'  - {{id: "{good}", model: PT-NFC1}}\n', encoding="utf-8")
         assert load_site_file(path).devices[0].id == good
-    for bad in ("X" * 200, "FP\\u0000R01", "FP/R01"):
+    for bad in ("X" * 200, "FP\\u0000R01", "FP\\x1bR01"):
         path.write_text(f'site: t\nname: t\ntimezone: Asia/Shanghai\ndevices:\n'
                         f'  - {{id: "{bad}", model: PT-NFC1}}\n', encoding="utf-8")
         with pytest.raises((ValidationError, ValueError)):

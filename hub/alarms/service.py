@@ -4,7 +4,8 @@ Transitions (raise, reopen, escalate, de-escalate, clear, ack, assign, comment) 
 once: an ``alarm`` point, the retained MQTT topic and the webhooks. Their rows and history are
 written off the pipeline's thread (a commit under load took 10-67 ms): by the hub's flush hook,
 in the store writer's thread before the batch that caused them is acknowledged; a writer thread
-of this service is the backstop (every ``flush_interval_s``, or at once past ``max_pending``);
+of this service is the backstop (every ``flush_interval_s``, at once past ``max_pending``, and
+at once when a transition hook queued an op, e.g. a notification to send);
 officer actions and reads write what is pending first.
 Repeats of an active alarm (count, value, last seen) stay in memory and are written and
 republished at most every ``flush_interval_s``. Thread-safe: the pipeline thread raises and
@@ -23,6 +24,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from hub.alarms import metrics
 from hub.alarms.model import (
@@ -50,6 +52,7 @@ from hub.sites import SiteRegistry
 log = logging.getLogger(__name__)
 
 EmitPoints = Callable[[list[Point]], None]
+TransitionHook = Callable[[str, Alarm, str], Callable[[Session], None] | None]
 Publish = Callable[[str, bytes, bool], None]
 
 
@@ -109,6 +112,10 @@ class AlarmService:
         self._pending_history: list[dict[str, Any]] = []
         self.max_pending = max_pending
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        # transition hooks return an op run in the transaction that writes the transition
+        self.transition_hooks: list[TransitionHook] = []
+        self._pending_ops: list[Callable[[Session], None]] = []
+        self.write_listeners: list[Callable[[], None]] = []
         self._last_flush = clock()
         for alarm in self.store.load_open():
             self._remember(alarm)
@@ -199,6 +206,23 @@ class AlarmService:
         """Call ``listener(action, alarm_json)`` on every transition (holds the lock: be brief)."""
         self.listeners.append(listener)
 
+    def add_transition_hook(self, hook: TransitionHook) -> None:
+        """Call ``hook(action, alarm, actor)`` on every transition (lock held: be brief); an op
+        it returns runs in the transaction that writes the transition."""
+        self.transition_hooks.append(hook)
+
+    def add_write_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after each write of transitions has committed."""
+        self.write_listeners.append(listener)
+
+    def peek(self, alarm_id: str) -> dict[str, Any] | None:
+        """The JSON of an alarm held in memory (open, or closed and not yet written), or None."""
+        with self._lock:
+            alarm = self._by_id.get(alarm_id)
+            if alarm is None and alarm_id in self._pending_rows:
+                alarm = self._pending_rows[alarm_id][0]
+            return None if alarm is None else alarm.to_json()
+
     def open_alarms(self) -> list[tuple[str, str, str, str, str]]:
         """Return (device_id, site, kind, rule, severity) of every active alarm."""
         with self._lock:
@@ -285,8 +309,12 @@ class AlarmService:
         sort: str = "severity",
         limit: int = 100,
         offset: int = 0,
+        sites: Sequence[str] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """Return (page of alarm JSON, total); most severe then newest first by default."""
+        """Return (page of alarm JSON, total); most severe then newest first by default.
+
+        ``sites`` limits the result to those sites (a caller's scope; empty: nothing).
+        """
         states = parse_states(state)
         severities = severity.split(",") if isinstance(severity, str) else severity
         if severities:
@@ -301,7 +329,7 @@ class AlarmService:
         alarms, total = self.store.query(
             states=states, severities=severities, device_id=device_id, site=site,
             kind=kind, rule=rule, assignee=assignee, since_ns=since_ns, until_ns=until_ns,
-            sort=sort, limit=limit, offset=offset)
+            sort=sort, limit=limit, offset=offset, sites=sites)
         return [a.to_json() for a in alarms], total
 
     # -- housekeeping ------------------------------------------------------------------------
@@ -317,7 +345,7 @@ class AlarmService:
                 now = self.clock()
                 repeats_due = bool(self._dirty) and (
                     force or now - self._last_flush >= self.flush_ns)
-                if not self._pending_rows and not repeats_due:
+                if not self._pending_rows and not repeats_due and not self._pending_ops:
                     return 0
                 pending = dict(self._pending_rows)
                 repeats: Sequence[Alarm] = ()
@@ -328,22 +356,48 @@ class AlarmService:
                 rows = [(copy.copy(a), new) for a, new in pending.values()]
                 rows += [(copy.copy(a), False) for a in repeats]
                 history = list(self._pending_history)
+                ops = list(self._pending_ops)
                 self._pending_rows.clear()
                 self._pending_history.clear()
+                self._pending_ops.clear()
             try:
-                self.store.write_batch(rows, history)
+                self.store.write_batch(rows, history, ops)
             except Exception:
-                log.exception("writing %d alarms failed; retrying on the next flush", len(rows))
-                self._requeue(pending, repeats, history)
-                return 0
+                if not ops or not self._write_without(rows, history, ops):
+                    log.exception("writing %d alarms failed; retrying on the next flush",
+                                  len(rows))
+                    self._requeue(pending, repeats, history, ops)
+                    return 0
+            if ops:
+                for listener in self.write_listeners:
+                    listener()
             with self._lock:
                 for alarm in repeats:
                     if alarm.id in self._by_id:
                         self._publish(alarm)
             return len(rows)
 
+    def _write_without(self, rows: Sequence[tuple[Alarm, bool]],
+                       history: Sequence[dict[str, Any]],
+                       ops: Sequence[Callable[[Session], None]]) -> bool:
+        # A hook's op must never keep alarms out of the database: write them alone, then
+        # each op in its own transaction (a failing one is logged, counted and dropped).
+        try:
+            self.store.write_batch(rows, history)
+        except Exception:
+            return False
+        log.exception("a transition hook's op failed; alarms written without it, ops one by one")
+        for op in ops:
+            try:
+                self.store.write_batch((), (), (op,))
+            except Exception:
+                metrics.ALARM_OUTPUT_ERRORS.labels("transition_hook").inc()
+                log.exception("a transition hook's op failed again: dropped")
+        return True
+
     def _requeue(self, pending: dict[str, tuple[Alarm, bool]], repeats: Sequence[Alarm],
-                 history: Sequence[dict[str, Any]]) -> None:
+                 history: Sequence[dict[str, Any]],
+                 ops: Sequence[Callable[[Session], None]] = ()) -> None:
         with self._lock:
             for alarm_id, (alarm, new) in pending.items():
                 queued = self._pending_rows.get(alarm_id)
@@ -351,6 +405,7 @@ class AlarmService:
             for alarm in repeats:
                 self._dirty.setdefault(alarm.id, alarm)
             self._pending_history[:0] = history
+            self._pending_ops[:0] = ops
 
     def _write_loop(self) -> None:
         while not self._closing:
@@ -436,6 +491,15 @@ class AlarmService:
         self._emit_point(alarm, at_ns)
         self._publish(alarm)
         self._notify(action, alarm)
+        for hook in self.transition_hooks:
+            try:
+                op = hook(action, alarm, actor)
+            except Exception:
+                log.exception("alarm transition hook failed")
+                continue
+            if op is not None:
+                self._pending_ops.append(op)
+                self._wake.set()  # someone is waiting for this one (a notification): write now
         if self.webhooks is not None:
             self.webhooks.submit(f"alarm.{action}", {
                 "actor": actor, "at": iso(at_ns), "from_state": before, "note": note,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from hub.alarms.model import OPEN_STATES, Alarm, iso
 from hub.db import DEVICE_ID_CHARS, Base
 from hub.rules.schema import SEVERITY_RANK
-from hub.setaside.rows import write_rows
+from hub.setaside.rows import is_row_fault, write_rows
 
 _Item = tuple[Alarm | None, bool, list[dict[str, Any]]]  # an alarm row and its history rows
 
@@ -143,20 +143,32 @@ class AlarmStore:
             return [row_to_alarm(r) for r in rows]
 
     def write_batch(self, rows: Sequence[tuple[Alarm, bool]],
-                    history: Sequence[dict[str, Any]]) -> None:
-        """Insert (flag True) or update alarms, then append history rows, in one transaction.
+                    history: Sequence[dict[str, Any]],
+                    ops: Sequence[Callable[[Session], None]] = ()) -> None:
+        """Insert (flag True) or update alarms, append history rows, then run the transition
+        hooks' ops (e.g. the notification outbox), all in one transaction.
 
-        An alarm the database refuses (with its history) is set aside (``hub.setaside``): the
-        other alarms of the batch are written, and the batch is not retried forever.
+        When the database refuses an alarm's data, the batch is written again alarm by alarm
+        (each with its history, ``hub.setaside``): the bad one is set aside, the others are
+        written, then the ops in a transaction of their own; the batch is not retried forever.
         """
         by_alarm: dict[str, list[dict[str, Any]]] = {}
         for entry in history:
             by_alarm.setdefault(entry["alarm_id"], []).append(entry)
         items: list[_Item] = [(a, new, by_alarm.pop(a.id, [])) for a, new in rows]
         items += [(None, False, entries) for entries in by_alarm.values()]  # alarms stored before
+        try:
+            self._write_items(items, ops)
+            return
+        except Exception as exc:
+            if not is_row_fault(exc):
+                raise
         write_rows("alarms", items, self._write_items)
+        if ops:
+            write_rows("alarm_ops", list(ops), lambda some: self._write_items([], some))
 
-    def _write_items(self, items: Sequence[_Item]) -> None:
+    def _write_items(self, items: Sequence[_Item],
+                     ops: Sequence[Callable[[Session], None]] = ()) -> None:
         with Session(self.engine) as session, session.begin():
             inserts = [_row_values(a) for a, new, _h in items if a is not None and new]
             if inserts:
@@ -168,6 +180,8 @@ class AlarmStore:
             history = [entry for _a, _n, entries in items for entry in entries]
             if history:
                 session.execute(insert(AlarmHistoryRow), history)
+            for op in ops:
+                op(session)
 
     @staticmethod
     def history_row(alarm: Alarm, entry: HistoryEntry) -> dict[str, Any]:
@@ -209,9 +223,17 @@ class AlarmStore:
         sort: str = "severity",
         limit: int = 100,
         offset: int = 0,
+        sites: Sequence[str] | None = None,
     ) -> tuple[list[Alarm], int]:
-        """Return a page of alarms matching the filters and the total count."""
+        """Return a page of alarms matching the filters and the total count.
+
+        ``sites`` (a caller's scope) limits the result to those sites; empty means none.
+        """
         conditions: list[Any] = []
+        if sites is not None:
+            if not sites:
+                return [], 0
+            conditions.append(AlarmRow.site.in_(list(sites)))
         if states:
             conditions.append(AlarmRow.state.in_(list(states)))
         if severities:

@@ -1,4 +1,9 @@
-"""Webhook delivery: signed JSON POSTs on background threads, never blocking the caller.
+"""Webhook delivery (HUB_WEBHOOK_URLS): every transition as a signed JSON POST, in background.
+
+The signature is the ``webhook`` channel type's (hub/notify/channels/webhook.py): HMAC-SHA256
+over ``<X-Hub-Timestamp>.<body>``, so a receiver can refuse replays (an old timestamp or a
+delivery id seen before). The notify file's ``webhook`` channels are the durable,
+policy-driven form; this sender stays for the settings that predate them.
 
 One worker thread and one bounded queue per URL, so a dead receiver delays only itself. When a
 queue is full the OLDEST pending delivery is dropped and counted (``hub_webhook_dropped_total``):
@@ -7,8 +12,6 @@ the newest state of an alarm matters more than an old transition.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import threading
 import time
@@ -21,15 +24,13 @@ import httpx
 import orjson
 
 from hub.alarms import metrics
+from hub.notify.channels import webhook as webhook_channel
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Hub-Signature-256"
-
-
-def sign(secret: str, body: bytes) -> str:
-    """Return the signature header value ``sha256=<hex>`` of a body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, body: bytes, timestamp_s: int) -> str:
+    """Return the signature header value ``sha256=<hex>`` of a timestamped body."""
+    return webhook_channel.sign(secret, timestamp_s, body)
 
 
 class _Worker(threading.Thread):
@@ -66,11 +67,10 @@ class _Worker(threading.Thread):
 
     def _deliver(self, client: httpx.Client, event: str, body: bytes) -> None:
         sender = self.sender
-        headers = {"Content-Type": "application/json", "X-Hub-Event": event,
-                   "X-Hub-Delivery": uuid.uuid4().hex, "User-Agent": "safety-hub"}
-        if sender.secret:
-            headers[SIGNATURE_HEADER] = sign(sender.secret, body)
+        delivery = uuid.uuid4().hex
         for attempt in range(sender.max_attempts):
+            headers = webhook_channel.signed_headers(sender.secret or None, body,
+                                                     sender.clock(), delivery, event)
             try:
                 response = client.post(self.url, content=body, headers=headers)
                 if response.status_code < 300:

@@ -17,8 +17,10 @@ Streams are capped in all (``HUB_EVENTS_MAX_STREAMS``) and per caller
 (``HUB_EVENTS_MAX_PER_CALLER``): beyond, 429 with the limit.
 
 A subscriber that falls behind by more than its queue loses the oldest events and gets a
-``resync`` event: the page then reloads every panel. The token comes from the Authorization
-header or, because browsers' EventSource cannot send headers, the ``access_token`` parameter.
+``resync`` event: the page then reloads every panel. The caller is a bearer token in the
+Authorization header (scripts) or the console's session cookie (browsers' EventSource sends
+it by itself): never a token in the URL, where it would land in access logs. A caller of
+some sites receives only events of those sites.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
-from hub.api.auth import ANONYMOUS, ROLE_RANK, TokenTable, User
+from hub.api.auth import ANONYMOUS, User, resolve
+from hub.api.scope import policy
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +62,9 @@ class _Ticket:
 
     __slots__ = ("caller", "released")
 
-    def __init__(self, caller: str) -> None:
+    def __init__(self, caller: str, released: bool = False) -> None:
         self.caller = caller
-        self.released = False
+        self.released = released
 
 
 class _Subscriber:
@@ -163,7 +166,8 @@ class EventHub:
         online = getattr(reading, "online", None)
         if online is not None:
             self.publish("device", {"device_id": reading.device_id, "online": online,
-                                    "reason": getattr(reading, "status_reason", None)})
+                                    "reason": getattr(reading, "status_reason", None),
+                                    "site": getattr(reading, "site", None)})
             return
         message = getattr(reading, "message", None)
         if message in PATROL_MESSAGES:
@@ -191,31 +195,9 @@ def install(app: FastAPI, hub: Any) -> EventHub:
     return events
 
 
-def user_from_request(request: Request, *, allow_query: bool = False) -> User:
-    """Resolve the caller from the bearer token (or ``access_token``); raise 401 when invalid.
-
-    With no tokens configured everyone reads as ``anonymous`` (role viewer).
-    """
-    table = getattr(request.app.state, "api_tokens", None)
-    if not isinstance(table, TokenTable) or table.empty:
-        return User(ANONYMOUS, "viewer")
-    token = None
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        token = value.strip()
-    elif allow_query:
-        token = request.query_params.get("access_token") or None
-    if token is None:
-        raise HTTPException(401, detail={"error": "unauthorized", "message":
-                                         "missing bearer token"},
-                            headers={"WWW-Authenticate": "Bearer"})
-    user = table.lookup(token)
-    if user is None:
-        raise HTTPException(401, detail={"error": "unauthorized", "message": "invalid token"},
-                            headers={"WWW-Authenticate": "Bearer"})
-    assert user.role in ROLE_RANK
-    return user
+def user_from_request(request: Request) -> User:
+    """Resolve the caller (bearer token or session cookie); raise 401 when invalid."""
+    return resolve(request)
 
 
 def _group(items: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
@@ -230,16 +212,21 @@ def _group(items: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, 
     return grouped
 
 
-async def _stream(events: EventHub, user: User, shutdown: anyio.Event, ticket: _Ticket,
+async def _stream(events: EventHub, user: User, shutdown: anyio.Event,
+                  ticket: _Ticket | None = None,
                   device_every_s: float = DEVICE_EVERY_S) -> AsyncIterator[dict[str, str]]:
+    if ticket is None:  # a stream not admitted through the route (tests, in-process use)
+        ticket = _Ticket(user.name, released=True)
     subscriber = events.subscribe(ticket.caller)
+    sites = user.sites
     # device changes are held and sent at most every ``device_every_s``: a flood of new
     # devices then reloads the console's device panels once per period, not per burst
     held: dict[str, dict[str, Any]] = {}
     device_sent = -device_every_s
     try:
         yield {"event": "hello", "data": orjson.dumps(
-            {"user": user.name, "role": user.role}).decode()}
+            {"user": user.name, "role": user.role,
+             "sites": None if sites is None else sorted(sites)}).decode()}
         while not shutdown.is_set():  # the server stops: end the stream properly
             try:
                 first = await asyncio.wait_for(subscriber.queue.get(), SHUTDOWN_POLL_S)
@@ -251,6 +238,8 @@ async def _stream(events: EventHub, user: User, shutdown: anyio.Event, ticket: _
                 items.append(first)
                 while not subscriber.queue.empty():
                     items.append(subscriber.queue.get_nowait())
+            if sites is not None:  # a caller of some sites: only their events
+                items = [item for item in items if item[1].get("site") in sites]
             if subscriber.overflowed:
                 subscriber.overflowed = False
                 held.clear()
@@ -280,9 +269,10 @@ def _caller(request: Request, user: User) -> str:
 
 
 @router.get("/api/events")
+@policy("sites")
 async def event_stream(request: Request) -> EventSourceResponse:
     """Server-sent events: alarm transitions and device online/offline changes (viewer)."""
-    user = user_from_request(request, allow_query=True)
+    user = resolve(request)
     events: EventHub | None = getattr(request.app.state, "events", None)
     if events is None:
         raise HTTPException(503, detail={"error": "unavailable",

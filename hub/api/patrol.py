@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api import limits
 from hub.api.auth import officer, viewer
+from hub.api.scope import filter_sites, policy, refuse_write, require_site
 from hub.patrol import reports
 from hub.patrol.hazards import HazardNotFound, InvalidHazardTransition
 from hub.patrol.schedule import local_date
@@ -104,20 +105,24 @@ def _ns(moment: datetime | None) -> int | None:
 
 
 @router.get("/api/patrol/rounds")
+@policy("sites")
 def rounds(request: Request, _user: Viewer, site: str, date: str | None = None,
            route: str | None = None) -> list[dict[str, Any]]:
     """The rounds of a site on a local date with per-checkpoint detail."""
     service = _service(request)
+    require_site(request, site)
     _site(service, site)
     return service.rounds(site, _day(service, site, date), route)
 
 
 @router.get("/api/kpi")
+@policy("sites")
 def kpi(request: Request, _user: Viewer, site: str,
         from_: Annotated[str | None, Query(alias="from")] = None,
         to: str | None = None) -> dict[str, Any]:
     """Patrol coverage, on-time rate, hazards found, rectified, verified, times, overdue."""
     service = _service(request)
+    require_site(request, site)
     _site(service, site)
     last = _day(service, site, to, "to")
     first = _day(service, site, from_, "from") if from_ else last
@@ -127,18 +132,22 @@ def kpi(request: Request, _user: Viewer, site: str,
 
 
 @router.get("/api/hazards")
+@policy("sites")
 def hazards(request: Request, _user: Viewer, site: str | None = None,
             status: str | None = None, category: str | None = None,
             overdue: bool | None = None) -> list[dict[str, Any]]:
     """Hazards, newest first."""
-    return _service(request).hazards.search(site=site, status=status, category=category,
-                                          overdue=overdue)
+    found = _service(request).hazards.search(site=site, status=status, category=category,
+                                             overdue=overdue)
+    return filter_sites(request, found)
 
 
 @router.post("/api/hazards", status_code=201)
+@policy("sites")
 def create_hazard(request: Request, user: Officer, body: NewHazard) -> dict[str, Any]:
     """An officer enters a hazard (reported by them)."""
     service = _service(request)
+    refuse_write(request, body.site)
     _site(service, body.site)
     try:
         created = service.hazards.create(body.site, body.category, body.note,
@@ -150,17 +159,27 @@ def create_hazard(request: Request, user: Officer, body: NewHazard) -> dict[str,
 
 
 @router.get("/api/hazards/{hazard_id}")
+@policy("sites")
 def hazard(request: Request, _user: Viewer, hazard_id: str) -> dict[str, Any]:
     """One hazard with its history."""
+    found = _visible_hazard(request, hazard_id)
+    return found
+
+
+def _visible_hazard(request: Request, hazard_id: str) -> dict[str, Any]:
+    """The hazard if the caller sees its site; 404 otherwise (as for a missing one)."""
     try:
-        return _service(request).hazards.get(hazard_id)
+        found = _service(request).hazards.get(hazard_id)
     except HazardNotFound:
         raise HTTPException(404, detail={"error": "not_found",
                                          "message": f"no hazard {hazard_id!r}"}) from None
+    require_site(request, found.get("site"), "hazard", hazard_id)
+    return found
 
 
 def _act(request: Request, hazard_id: str, action: str, user: str,
          **kwargs: Any) -> dict[str, Any]:
+    _visible_hazard(request, hazard_id)
     try:
         return _service(request).hazards.act(hazard_id, action, user, **kwargs)
     except HazardNotFound:
@@ -171,6 +190,7 @@ def _act(request: Request, hazard_id: str, action: str, user: str,
 
 
 @router.post("/api/hazards/{hazard_id}/dispatch")
+@policy("sites")
 def dispatch(request: Request, user: Officer, hazard_id: str,
              body: DispatchBody) -> dict[str, Any]:
     """reported/reopened -> dispatched, to a department, with a due time."""
@@ -179,6 +199,7 @@ def dispatch(request: Request, user: Officer, hazard_id: str,
 
 
 @router.post("/api/hazards/{hazard_id}/rectify")
+@policy("sites")
 def rectify(request: Request, user: Officer, hazard_id: str,
             body: RectifyBody) -> dict[str, Any]:
     """dispatched/reopened -> rectified, with a note and evidence."""
@@ -187,6 +208,7 @@ def rectify(request: Request, user: Officer, hazard_id: str,
 
 
 @router.post("/api/hazards/{hazard_id}/verify")
+@policy("sites")
 def verify(request: Request, user: Officer, hazard_id: str,
            body: VerifyBody | None = None) -> dict[str, Any]:
     """rectified -> verified (closed); the verifier is the caller."""
@@ -194,6 +216,7 @@ def verify(request: Request, user: Officer, hazard_id: str,
 
 
 @router.post("/api/hazards/{hazard_id}/reopen")
+@policy("sites")
 def reopen(request: Request, user: Officer, hazard_id: str,
            body: ReopenBody) -> dict[str, Any]:
     """rectified/verified -> reopened, with a new deadline."""
@@ -201,10 +224,12 @@ def reopen(request: Request, user: Officer, hazard_id: str,
 
 
 @router.get("/api/reports/daily")
+@policy("sites")
 def daily_report(request: Request, _user: Viewer, site: str, date: str | None = None,
                  format: str = "html") -> Response:
     """The daily patrol report of a site as HTML or XLSX."""
     service = _service(request)
+    require_site(request, site)
     _site(service, site)
     if format not in reports.FORMATS:
         raise HTTPException(422, detail={"error": "bad_request",

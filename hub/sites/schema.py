@@ -42,7 +42,7 @@ class _DeviceFields(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, title="Device")
 
     id: str = Field(min_length=1, max_length=DEVICE_ID_CHARS,
-                    pattern=r"^[^\x00-\x1f\x7f/+#]+$")  # what every device-id column holds
+                    pattern=r"^[^\x00-\x1f\x7f]+$")  # what every device-id column holds
     model: str
     community: str | None = None
     name: str | None = None

@@ -1,0 +1,1 @@
+"""Alarms reach a person: channels, rosters, escalation policies, the outbox, silences."""
