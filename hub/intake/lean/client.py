@@ -301,11 +301,11 @@ class LeanClient:
             raise ProtocolError("malformed CONNACK")
         code = body[1]
         if self.v5:
+            if code:  # before the properties: a 3.1.1 broker answers MQTT 5 without any
+                raise Refused(code, f"reason 0x{code:02x}")
             props, end = wire.properties(body, 2, len(body))
             if end != len(body):
                 raise ProtocolError("CONNACK longer than its properties")
-            if code:
-                raise Refused(code, f"reason 0x{code:02x}")
             self._send_window = props.get(0x21, 65535) or 65535
             if 0x13 in props:
                 self.keepalive = props[0x13]
