@@ -292,8 +292,10 @@ class FakeBroker:
                 connack = b"\x20\x03\x00\x00\x00" if self.v5 else b"\x20\x02\x00\x00"
                 try:
                     conn.sendall(connack + self.then)
-                    while conn.recv(65536):
-                        pass
+                    while True:
+                        chunk = conn.recv(65536)
+                        if not chunk or chunk.endswith(wire.DISCONNECT_BYTES):
+                            break  # a broker closes the connection on DISCONNECT
                 except OSError:
                     pass
 

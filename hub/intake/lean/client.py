@@ -169,6 +169,8 @@ class LeanClient:
             raise ValueError(f"qos {qos}: the hub publishes at QoS 0 or 1")
         with self._lock:
             self._queued.append((topic, bytes(payload), qos, retain))
+            if qos:
+                self._inflight_empty.clear()  # set again once every QoS 1 one is acknowledged
         self._wake()
 
     def ack_upto(self, token: int) -> None:
@@ -452,7 +454,7 @@ class LeanClient:
             pid = (body[0] << 8) | body[1]
             with self._lock:
                 self._inflight.pop(pid, None)
-                if not self._inflight:
+                if not self._inflight and not any(q[2] for q in self._queued):
                     self._inflight_empty.set()
             if v5 and len(body) > 2 and body[2] >= 0x80:
                 log.warning("MQTT publish %s refused by the broker: reason 0x%02x", pid, body[2])
@@ -477,11 +479,15 @@ class LeanClient:
             raise ProtocolError(f"unexpected packet type {kind}")
 
     def _goodbye(self, sock: socket.socket, sending: bytes) -> None:
-        """Send what is left and DISCONNECT (normal: the will is not published)."""
+        """Send what is left and DISCONNECT (normal: the will is not published), then wait for
+        the broker to close: only then has it read our last PUBACKs. A successor connecting
+        with our client id sooner would make it drop this connection with them unread."""
         data = sending + self._take_output(self.v5) + wire.DISCONNECT_BYTES
-        sock.settimeout(2.0)
+        sock.settimeout(STOP_PUBLISH_WAIT_S)
         with contextlib.suppress(OSError):
             sock.sendall(data)
+            while sock.recv(65536):
+                pass
 
 
 def _send(sock: socket.socket, data: bytes) -> int:
