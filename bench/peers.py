@@ -28,7 +28,8 @@ run to run), each consumer connects and drains its queue:
 Prints each consumer's rate per run, the ratios ``hub / node_red`` and ``hub / floor`` per run
 and their medians, and CPU microseconds per message of each consumer's processes, InfluxDB and
 Mosquitto during its drain (``cpu_us_per_msg``, from /proc: it hardly moves when other work
-shares the machine, unlike the rates).
+shares the machine, unlike the rates); ``hub_vs_node_red_per_cpu`` is Node-RED's total over
+the hub's: how many more messages the hub's chain handles per CPU second.
 """
 
 from __future__ import annotations
@@ -458,6 +459,12 @@ def main() -> int:
                                                    3)
                     run["node_red_vs_floor"] = round(
                         run["node_red"]["rate"] / run["floor"]["rate"], 3)
+                    # messages per CPU second of the whole chain (consumer, InfluxDB, Mosquitto):
+                    # what the rates would be on a machine the chain saturates
+                    if "cpu_us_per_msg" in run["hub"]:
+                        run["hub_vs_node_red_per_cpu"] = round(
+                            run["node_red"]["cpu_us_per_msg"]["total"]
+                            / run["hub"]["cpu_us_per_msg"]["total"], 3)
                 log(f"  run {r + 1}: hub/floor {run['hub_vs_floor']}, hub/node-red "
                     f"{run.get('hub_vs_node_red', '-')}")
                 runs.append(run)
@@ -475,7 +482,8 @@ def main() -> int:
         rates = [run[key]["rate"] for run in runs if key in run]
         if rates:
             result[f"{key}_rate"] = round(statistics.median(rates), 1)
-    for key in ("hub_vs_floor", "hub_vs_node_red", "node_red_vs_floor"):
+    for key in ("hub_vs_floor", "hub_vs_node_red", "node_red_vs_floor",
+                "hub_vs_node_red_per_cpu"):
         ratios = [run[key] for run in runs if key in run]
         if ratios:
             result[key] = round(statistics.median(ratios), 3)
