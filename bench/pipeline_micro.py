@@ -46,6 +46,7 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--mix", choices=["fleet", "uniform"], default="fleet")
+    parser.add_argument("--model", help="one model only, e.g. XS-FL200 (bench/peers.py's load)")
     parser.add_argument("--profile", help="write cProfile stats (cumulative) to this file")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -53,7 +54,7 @@ def main() -> int:
     cpu_us: list[float] = []  # this thread's CPU per message: hardly moves under others' load
     with tempfile.TemporaryDirectory(prefix="bench-micro-") as tmp:
         work = Path(tmp)
-        models = mix_models(args.mix)
+        models = [args.model] if args.model else mix_models(args.mix)
         write_site(work / "sites", args.devices, models)
         settings = Settings(data_dir=work / "data", sites_dir=work / "sites",
                             mqtt_url="mqtt://127.0.0.1:1")

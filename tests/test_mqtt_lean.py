@@ -285,6 +285,8 @@ class FakeBroker:
                 conn, _ = self.server.accept()
             except TimeoutError:
                 continue
+            except OSError:
+                return  # closed
             with conn:
                 conn.settimeout(5)
                 data = conn.recv(65536)
