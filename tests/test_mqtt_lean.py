@@ -394,3 +394,19 @@ def test_auto_falls_back_to_3_1_1_when_5_is_refused(clients: list[LeanClient]) -
         assert seen[0] == 5 and seen[-1] == 4 and not client.v5
     finally:
         refusing.close()
+
+
+def test_shared_subscription_splits_the_stream(mosquitto: MosquittoServer,
+                                               clients: list[LeanClient]) -> None:
+    sinks = [Sink(), Sink()]
+    for i, sink in enumerate(sinks):
+        client = _client(mosquitto.url, f"lean-shared-{i}", sink,
+                         subscriptions=[("$share/hubs/t/#", 1)])
+        clients.append(client)
+        assert client.start(wait_s=10)
+    sent = [(f"t/s/{i}", str(i).encode(), 1, False) for i in range(400)]
+    publish_many(mosquitto.url, sent)
+    sinks[0].wait(lambda: len(sinks[0].messages) + len(sinks[1].messages) >= 400)
+    both = sinks[0].messages + sinks[1].messages
+    assert sorted(m[1] for m in both) == sorted(p for _, p, _, _ in sent)  # each once
+    assert sinks[0].messages and sinks[1].messages  # and both had a share
