@@ -346,7 +346,7 @@ class LeanClient:
             threading.Thread(target=self.on_connected, name="on-connected", daemon=True).start()
         wake_r = self._wake_r
         tls = self._tls is not None
-        last_sent = last_heard = time.monotonic()
+        last_sent = time.monotonic()
         ping_sent = 0.0
         while True:
             if self._stopping.is_set():
@@ -373,7 +373,6 @@ class LeanClient:
                     last_sent = time.monotonic()
             if ready:
                 rest = self._read(sock, rest, v5, generation)
-                last_heard = time.monotonic()
                 if self._pong:
                     ping_sent, self._pong = 0.0, False
             now = time.monotonic()
@@ -383,7 +382,9 @@ class LeanClient:
                 # not reading while the hub catches up: its PINGRESP waits unread; ping again
                 # so the broker still hears from us
                 ping_sent = 0.0
-            if not ping_sent and now - max(last_sent, last_heard) >= self.keepalive / 2:
+            # the broker's keepalive counts what we send, not what it sends: a client that only
+            # receives (QoS 0, no acks) pings all the same, and the select above wakes for it
+            if not ping_sent and now - last_sent >= self.keepalive / 2:
                 sending += wire.PINGREQ_BYTES
                 ping_sent = now
 
