@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.ingest.normalize import Normalizer
@@ -77,11 +78,12 @@ def test_the_shipped_limit_stops_oversized_payloads_at_the_real_broker(tmp_path:
         server.stop()
 
 
+@pytest.mark.parametrize("client", ["lean", "paho"])
 def test_the_intake_process_forwards_only_the_head_of_an_oversized_payload(
-        mosquitto: MosquittoServer) -> None:
+        mosquitto: MosquittoServer, client: str) -> None:
     limit = 1024
-    intake = IntakeProcess(mosquitto.url, "hostile-intake", [("patrol/#", 1)],
-                           max_payload_bytes=limit)
+    intake = IntakeProcess(mosquitto.url, f"hostile-intake-{client}", [("patrol/#", 1)],
+                           max_payload_bytes=limit, client=client)
     intake.start()  # its connect status arrives through receive(), like the pipeline's pulls
     try:
         deadline = time.monotonic() + 20

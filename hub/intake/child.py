@@ -1,9 +1,12 @@
-"""The MQTT intake process (``python -m hub.intake.child``): paho here, the pipeline in the hub.
+"""The MQTT intake process (``python -m hub.intake.child``): MQTT here, the pipeline in the hub.
 
 Started and supervised by ``hub.intake.process.IntakeProcess``; see that module for the why and the
-frames. Three parts: paho's network thread queues each message as a plain tuple, a forwarder
-thread sends them to the hub in batches, and the main thread carries out the hub's acks,
-publishes and stop in the order they were sent.
+frames. Three parts: the MQTT client's network thread queues messages, a forwarder thread sends
+them to the hub in batches, and the main thread carries out the hub's acks, publishes and stop in
+the order they were sent. Two clients (``HUB_MQTT_CLIENT``): ``lean`` (``hub.intake.lean``:
+each socket read parsed in one pass into one list of tuples, which is one frame, and a durable
+batch acked with one buffer of PUBACKs) or ``paho`` (a tuple and a callback per message, acked
+one by one).
 """
 
 from __future__ import annotations
@@ -21,10 +24,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
-
 from hub.intake.handoff import Handoff
-from hub.intake.paho_client import MqttClient
+from hub.intake.lean.client import LeanClient
 from hub.intake.protocol import (
     CHILD_BACKLOG,
     FORWARD_BATCH,
@@ -44,37 +45,42 @@ from hub.tuning.malloc import trim
 
 log = logging.getLogger(__name__)
 
+LEAN_BACKLOG_FRAMES = 8  # socket reads (each up to 256 KiB) waiting for the forwarder at most
 
-class _ForwardingClient(MqttClient):
-    """MqttClient whose messages go to the hub process as plain tuples, and status with them."""
 
-    def __init__(self, config: IntakeConfig, child: _Child) -> None:
-        super().__init__(
-            config.url, config.client_id, config.subscriptions, on_message=lambda _m: None,
-            ca_file=_path(config.ca_file), cert_file=_path(config.cert_file),
-            key_file=_path(config.key_file),
-            status_topic=config.status_topic, protocol=config.protocol,
-        )
-        self.child = child
-        self.on_connected = child.on_connect
+def _forwarding_client(config: IntakeConfig, child: _Child) -> Any:
+    """paho's MqttClient whose messages go to the hub process as plain tuples (paho mode)."""
+    import paho.mqtt.client as paho  # only in paho mode
 
-    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:  # a broker that lets it through: the hub refuses it, named
-            topic = msg._topic.decode("utf-8", "backslashreplace")
-        self.child.take(topic, msg.payload, msg.qos, bool(msg.retain), self._generation,
-                        msg.mid)
+    from hub.intake.paho_client import MqttClient
 
-    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
-                    properties: Any) -> None:
-        super()._on_connect(client, userdata, flags, reason, properties)
-        self.child.send((FRAME_STATUS, self.connected, self.last_error))
+    class _ForwardingClient(MqttClient):
+        def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+            try:
+                topic = msg.topic
+            except UnicodeDecodeError:  # a broker let it through: the hub refuses it, named
+                topic = msg._topic.decode("utf-8", "backslashreplace")
+            child.take(topic, msg.payload, msg.qos, bool(msg.retain), self._generation,
+                       msg.mid)
 
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
-        super()._on_disconnect(client, userdata, flags, reason, properties)
-        self.child.send((FRAME_STATUS, False, self.last_error))
+        def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
+                        properties: Any) -> None:
+            super()._on_connect(client, userdata, flags, reason, properties)
+            child.send((FRAME_STATUS, self.connected, self.last_error))
+
+        def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
+                           properties: Any) -> None:
+            super()._on_disconnect(client, userdata, flags, reason, properties)
+            child.send((FRAME_STATUS, False, self.last_error))
+
+    client = _ForwardingClient(
+        config.url, config.client_id, config.subscriptions, on_message=lambda _m: None,
+        ca_file=_path(config.ca_file), cert_file=_path(config.cert_file),
+        key_file=_path(config.key_file), status_topic=config.status_topic,
+        protocol=config.protocol,
+    )
+    client.on_connected = child.on_connect
+    return client
 
 
 class _Child:
@@ -91,7 +97,28 @@ class _Child:
         self.send_lock = threading.Lock()
         self.max_payload = config.max_payload_bytes
         self.oversized: dict[int, int] = {}  # token -> size of a payload sent as its head
-        self.client = _ForwardingClient(config, self)
+        self.lean = config.client == "lean"
+        self.frames: Handoff[list[Any]] = Handoff(LEAN_BACKLOG_FRAMES * 4)
+        self.client: Any
+        if self.lean:
+            self.client = LeanClient(
+                config.url, config.client_id, config.subscriptions, self.take_batch,
+                ca_file=_path(config.ca_file), cert_file=_path(config.cert_file),
+                key_file=_path(config.key_file), status_topic=config.status_topic,
+                protocol=config.protocol, first_token=config.first_token,
+            )
+            self.client.on_status = lambda up, error: self.send((FRAME_STATUS, up, error))
+            self.client.on_connected = self.on_connect
+        else:
+            self.client = _forwarding_client(config, self)
+
+    def take_batch(self, messages: list[Any]) -> bool:
+        """Queue one read's messages as one frame (lean client's thread); False when full."""
+        limit = self.max_payload
+        if limit and any(len(m[1]) > limit for m in messages):
+            messages = [self._head_only(m) if len(m[1]) > limit else m for m in messages]
+        self.frames.put(messages)
+        return len(self.frames.items) < LEAN_BACKLOG_FRAMES
 
     def take(self, topic: str, payload: bytes | bytearray, qos: int, retain: bool, generation: int,
              mid: int) -> None:
@@ -99,14 +126,29 @@ class _Child:
         token = self.next_token
         self.next_token = token + 1
         self.unacked.append((generation, mid, qos))  # before the hub can see and ack it
+        message = (topic, payload, qos, retain, time.time_ns(), token)
         if self.max_payload and len(payload) > self.max_payload:
-            # refused by the hub as too_large: only its head crosses the pipe, with its size
-            self.oversized[token] = len(payload)
-            payload = bytes(payload[:HEAD_BYTES])
-        self.backlog.put((topic, payload, qos, retain, time.time_ns(), token))
+            message = self._head_only(message)
+        self.backlog.put(message)
+
+    def _head_only(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A message too large to forward: its head crosses the pipe, its size beside it."""
+        topic, payload, qos, retain, received_ns, token = message
+        self.oversized[token] = len(payload)  # refused by the hub as too_large, with the size
+        return (topic, bytes(payload[:HEAD_BYTES]), qos, retain, received_ns, token)
+
+    def _frame(self, batch: list[Any]) -> tuple[Any, ...]:
+        """The frame of a batch, with the sizes of payloads sent as their head only."""
+        if not self.oversized:
+            return (FRAME_MESSAGES, batch)
+        pop = self.oversized.pop
+        return (FRAME_MESSAGES, batch, {m[5]: pop(m[5]) for m in batch if m[5] in self.oversized})
 
     def ack_upto(self, token: int) -> None:
         """Acknowledge every forwarded message up to and including ``token``, in order."""
+        if self.lean:
+            self.client.ack_upto(token)
+            return
         unacked = self.unacked
         ack_mid = self.client.ack_mid
         for _ in range(min(token - self.first_unacked + 1, len(unacked))):
@@ -132,6 +174,25 @@ class _Child:
         log.error("hub process gone; MQTT intake exiting (unacknowledged messages stay queued)")
         os._exit(1)
 
+    def forward_frames(self) -> None:
+        """Send each of the lean client's reads to the hub as one frame."""
+        handoff = self.frames
+        frames = handoff.items
+        forwarded = False
+        while True:
+            if not frames:
+                handoff.wait(0.5)
+                if not frames:
+                    if os.getppid() != self.parent:
+                        self.exit_orphaned()
+                    if forwarded:
+                        forwarded = False
+                        trim()  # as in forward_loop
+                    continue
+            self.send(self._frame(frames.popleft()))
+            self.client.resume()
+            forwarded = True
+
     def forward_loop(self) -> None:
         """Send queued messages to the hub in batches (as many as are waiting, up to a frame)."""
         handoff = self.backlog
@@ -150,13 +211,7 @@ class _Child:
                         trim()
                     continue
             count = min(len(backlog), FORWARD_BATCH)
-            batch = [backlog.popleft() for _ in range(count)]
-            if self.oversized:
-                pop = self.oversized.pop
-                sizes = {m[5]: pop(m[5]) for m in batch if m[5] in self.oversized}
-                self.send((FRAME_MESSAGES, batch, sizes))
-            else:
-                self.send((FRAME_MESSAGES, batch))
+            self.send(self._frame([backlog.popleft() for _ in range(count)]))
             forwarded = True
 
     def command_loop(self) -> None:
@@ -197,7 +252,8 @@ def child_main(up_fd: int, down_fd: int) -> None:
     config = IntakeConfig(**fields)
     logging.basicConfig(level=config.log_level, format=LOG_FORMAT)
     child = _Child(config, up, down)
-    threading.Thread(target=child.forward_loop, name="intake-forward", daemon=True).start()
+    threading.Thread(target=child.forward_frames if child.lean else child.forward_loop,
+                     name="intake-forward", daemon=True).start()
     child.client.start()
     child.command_loop()
     with contextlib.suppress(OSError):

@@ -71,6 +71,7 @@ class IntakeProcess(ReceivedCounter):
         key_file: Path | None = None,
         status_topic: str = STATUS_TOPIC,
         protocol: str = "auto",
+        client: str = "lean",
         max_payload_bytes: int = 0,
     ) -> None:
         self.url = parse_mqtt_url(url)
@@ -78,7 +79,7 @@ class IntakeProcess(ReceivedCounter):
         self.last_error: str | None = None
         self._config = IntakeConfig(
             url, client_id, subscriptions, _opt(ca_file), _opt(cert_file), _opt(key_file),
-            status_topic, protocol, logging.getLogger().getEffectiveLevel(),
+            status_topic, protocol, logging.getLogger().getEffectiveLevel(), client=client,
             max_payload_bytes=max_payload_bytes,
         )
         self._connected = threading.Event()

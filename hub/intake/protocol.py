@@ -41,4 +41,5 @@ class IntakeConfig(NamedTuple):
     protocol: str
     log_level: int
     first_token: int = 0  # the child numbers its messages from here (its epoch's base)
+    client: str = "lean"  # lean (hub.intake.lean) or paho
     max_payload_bytes: int = 0  # larger payloads cross the pipe as their head only (0: all)
