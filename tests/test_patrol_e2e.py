@@ -27,8 +27,9 @@ from tests.support.mqtt_util import publish_many
 ROOT = Path(__file__).resolve().parent.parent
 SITES = ROOT / "sites"
 TZ = ZoneInfo("Asia/Shanghai")
-TOKENS = "ops:officer:t-officer,wall:viewer:t-viewer"
+TOKENS = "ops:officer:t-officer,chief:officer:t-chief,wall:viewer:t-viewer"
 OFFICER = {"Authorization": "Bearer t-officer"}
+CHIEF = {"Authorization": "Bearer t-chief"}
 VIEWER = {"Authorization": "Bearer t-viewer"}
 PATROL_RULES = {"round_not_started", "checkpoint_missed", "out_of_order", "unknown_tag",
                 "tag_moved", "unassigned_route", "hazard_overdue"}
@@ -293,8 +294,10 @@ def test_hazard_lifecycle_roles_overdue_kpi_and_reports(hub: HubProcess, mosquit
     assert response.status_code == 200 and response.json()["overdue"] is False
     wait_for(lambda: alarms(hub, device_id=hz["id"])[0]["state"] == "cleared_unack", hub)
     response = post(f"/{hz['id']}/verify", OFFICER, {"note": "re-checked"})
+    assert response.status_code == 409 and "four eyes" in response.json()["detail"]["message"]
+    response = post(f"/{hz['id']}/verify", CHIEF, {"note": "re-checked"})
     assert response.status_code == 200
-    assert response.json()["status"] == "verified" and response.json()["verified_by"] == "ops"
+    assert response.json()["status"] == "verified" and response.json()["verified_by"] == "chief"
     assert post(f"/{other['id']}/rectify", OFFICER, {"note": "x"}).status_code == 409
     post(f"/{other['id']}/dispatch", OFFICER, {"department": "交警"})
     post(f"/{other['id']}/rectify", OFFICER, {"note": "covered"})
@@ -304,7 +307,9 @@ def test_hazard_lifecycle_roles_overdue_kpi_and_reports(hub: HubProcess, mosquit
     detail = get(hub, f"/api/hazards/{hz['id']}")
     assert [(h["action"], h["actor"], h["to_status"]) for h in detail["history"]] == [
         ("report", "FP-P017", "reported"), ("dispatch", "ops", "dispatched"),
-        ("rectify", "ops", "rectified"), ("verify", "ops", "verified")]
+        ("escalate", "hub", "dispatched"), ("escalate", "hub", "dispatched"),
+        ("rectify", "ops", "rectified"), ("verify", "chief", "verified")]
+    assert [h.get("rung") for h in detail["history"]][2:4] == ["reminder", "overdue"]
 
     kpi = get(hub, "/api/kpi", site="fuping", **{"from": day.isoformat(),
                                                  "to": day.isoformat()})
