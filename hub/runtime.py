@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from hub.alarms.service import AlarmService
 from hub.clock import HubClock
 from hub.db import create_all, make_engine, make_sessionmaker
+from hub.evidence.service import EvidenceService
+from hub.evidence.store import FileEvidenceStore
 from hub.ingest.normalize import Normalizer
 from hub.ingest.pipeline import Pipeline
 from hub.ingest.refusals import DeadLetterLog, RefusalLog
@@ -122,6 +124,9 @@ class Hub:
         self.patrol = PatrolService.from_settings(
             settings, self.engine, self.alarms, self.sites, clock=self.clock,
             refuse=self._refuse_reading)
+        self.evidence = EvidenceService(FileEvidenceStore(settings.data_dir / "evidence"),
+                                        self.sessions, self.engine,
+                                        settings.evidence_max_bytes)
         self.pipeline.add_reading_hook("patrol", self.patrol.on_reading)
         self.pipeline.add_tick_hook("patrol", self.patrol.on_tick)
         self.pipeline.add_flush_hook("patrol", self.patrol.tracker.flush)

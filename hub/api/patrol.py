@@ -7,15 +7,33 @@ user name.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import officer, viewer
+from hub.evidence.inspect import UnsupportedEvidence
+from hub.evidence.service import EvidenceService, TooLarge
 from hub.patrol import reports
-from hub.patrol.hazards import HazardNotFound, InvalidHazardTransition
+from hub.patrol.departments import UnknownDepartment
+from hub.patrol.hazards import (
+    EvidenceRequired,
+    HazardNotFound,
+    InvalidHazardTransition,
+)
 from hub.patrol.schedule import local_date
 from hub.patrol.service import PatrolService, UnknownSite
 
@@ -34,10 +52,11 @@ class NewHazard(BaseModel):
     note: str = Field(min_length=1, max_length=4000)
     checkpoint_id: str | None = None
     photo_ref: str | None = Field(default=None, max_length=400)
+    grade: Literal["general", "major"] = "general"
 
 
 class DispatchBody(BaseModel):
-    """Hand a hazard to a department; the due time defaults by category."""
+    """Hand a hazard to a department of the site's register (id or name)."""
 
     model_config = ConfigDict(extra="forbid")
     department: str = Field(min_length=1, max_length=200)
@@ -59,6 +78,14 @@ class VerifyBody(BaseModel):
     note: str | None = Field(default=None, max_length=4000)
 
 
+class GradeBody(BaseModel):
+    """An officer changes the grade; the deadline follows."""
+
+    model_config = ConfigDict(extra="forbid")
+    grade: Literal["general", "major"]
+    note: str | None = Field(default=None, max_length=4000)
+
+
 class ReopenBody(BaseModel):
     """The re-check rejects the fix."""
 
@@ -71,6 +98,28 @@ def _service(request: Request) -> PatrolService:
     if not isinstance(service, PatrolService):
         raise HTTPException(503, detail={"error": "unavailable",
                                          "message": "the patrol service is not running"})
+    return service
+
+
+def _scope(request: Request, user: str) -> Collection[str] | None:
+    """The sites the caller may see (None: all); every hazard lookup passes it on."""
+    return None
+
+
+def _not_found(hazard_id: str) -> HTTPException:
+    return HTTPException(404, detail={"error": "not_found",
+                                      "message": f"no hazard {hazard_id!r}"})
+
+
+def _unprocessable(message: str) -> HTTPException:
+    return HTTPException(422, detail={"error": "bad_request", "message": message})
+
+
+def _evidence(request: Request) -> EvidenceService:
+    service = getattr(getattr(request.app.state, "hub", None), "evidence", None)
+    if not isinstance(service, EvidenceService):
+        raise HTTPException(503, detail={"error": "unavailable",
+                                         "message": "the evidence store is not running"})
     return service
 
 
@@ -124,12 +173,24 @@ def kpi(request: Request, _user: Viewer, site: str,
 
 
 @router.get("/api/hazards")
-def hazards(request: Request, _user: Viewer, site: str | None = None,
+def hazards(request: Request, user: Viewer, site: str | None = None,
             status: str | None = None, category: str | None = None,
-            overdue: bool | None = None) -> list[dict[str, Any]]:
-    """Hazards, newest first."""
-    return _service(request).hazards.search(site=site, status=status, category=category,
-                                          overdue=overdue)
+            overdue: bool | None = None,
+            grade: Literal["general", "major"] | None = None,
+            department: str | None = None,
+            supervised: bool | None = None) -> list[dict[str, Any]]:
+    """Hazards, newest first, filtered by site, status, category, grade, department, 督办."""
+    return _service(request).hazards.search(
+        site=site, status=status, category=category, overdue=overdue, grade=grade,
+        department=department, supervised=supervised, scope=_scope(request, user))
+
+
+@router.get("/api/departments")
+def departments(request: Request, _user: Viewer, site: str) -> list[dict[str, Any]]:
+    """The site's register of departments hazards are handed to."""
+    service = _service(request)
+    _site(service, site)
+    return [d.model_dump() for d in service.departments.of_site(site)]
 
 
 @router.post("/api/hazards", status_code=201)
@@ -137,9 +198,14 @@ def create_hazard(request: Request, user: Officer, body: NewHazard) -> dict[str,
     """An officer enters a hazard (reported by them)."""
     service = _service(request)
     _site(service, body.site)
+    scope = _scope(request, user)
+    if scope is not None and body.site not in scope:
+        raise HTTPException(404, detail={"error": "not_found",
+                                         "message": f"unknown site {body.site!r}"})
     try:
         created = service.hazards.create(body.site, body.category, body.note,
-                                         body.checkpoint_id, body.photo_ref, user)
+                                         body.checkpoint_id, body.photo_ref, user,
+                                         grade=body.grade)
     except ValueError as exc:
         raise HTTPException(422, detail={"error": "bad_request", "message": str(exc)}) from None
     assert created is not None
@@ -147,24 +213,128 @@ def create_hazard(request: Request, user: Officer, body: NewHazard) -> dict[str,
 
 
 @router.get("/api/hazards/{hazard_id}")
-def hazard(request: Request, _user: Viewer, hazard_id: str) -> dict[str, Any]:
-    """One hazard with its history."""
+def hazard(request: Request, user: Viewer, hazard_id: str) -> dict[str, Any]:
+    """One hazard with its history and evidence."""
     try:
-        return _service(request).hazards.get(hazard_id)
+        return _service(request).hazards.get(hazard_id, scope=_scope(request, user))
     except HazardNotFound:
-        raise HTTPException(404, detail={"error": "not_found",
-                                         "message": f"no hazard {hazard_id!r}"}) from None
+        raise _not_found(hazard_id) from None
 
 
 def _act(request: Request, hazard_id: str, action: str, user: str,
          **kwargs: Any) -> dict[str, Any]:
     try:
-        return _service(request).hazards.act(hazard_id, action, user, **kwargs)
+        return _service(request).hazards.act(hazard_id, action, user,
+                                             scope=_scope(request, user), **kwargs)
     except HazardNotFound:
-        raise HTTPException(404, detail={"error": "not_found",
-                                         "message": f"no hazard {hazard_id!r}"}) from None
-    except InvalidHazardTransition as exc:
+        raise _not_found(hazard_id) from None
+    except InvalidHazardTransition as exc:  # also FourEyes: the rectifier verifying
         raise HTTPException(409, detail={"error": "conflict", "message": str(exc)}) from None
+    except (EvidenceRequired, UnknownDepartment) as exc:
+        raise _unprocessable(str(exc)) from None
+
+
+@router.post("/api/hazards/{hazard_id}/grade")
+def grade(request: Request, user: Officer, hazard_id: str, body: GradeBody) -> dict[str, Any]:
+    """Change a hazard's grade (general or major); the deadline follows, history kept."""
+    try:
+        return _service(request).hazards.set_grade(hazard_id, body.grade, user, body.note,
+                                                   scope=_scope(request, user))
+    except HazardNotFound:
+        raise _not_found(hazard_id) from None
+
+
+async def _read_upload(evidence: EvidenceService, file: UploadFile) -> bytes:
+    """The upload's bytes, reading no more than one byte past the limit (413 beyond)."""
+    if file.size is not None and file.size > evidence.max_bytes:
+        raise HTTPException(413, detail={"error": "too_large",
+                                         "message": str(evidence.too_large(file.size))})
+    data = await file.read(evidence.max_bytes + 1)
+    if len(data) > evidence.max_bytes:
+        raise HTTPException(413, detail={"error": "too_large",
+                                         "message": str(evidence.too_large(len(data)))})
+    return data
+
+
+def _store(request: Request, evidence: EvidenceService, data: bytes, name: str | None,
+           user: str, site: str) -> dict[str, Any]:
+    try:
+        return evidence.add(data, name, user, _service(request).now(site))
+    except TooLarge as exc:
+        raise HTTPException(413, detail={"error": "too_large", "message": str(exc)}) from None
+    except UnsupportedEvidence as exc:
+        raise HTTPException(415, detail={"error": "unsupported_media_type",
+                                         "message": str(exc)}) from None
+
+
+@router.post("/api/hazards/{hazard_id}/evidence", status_code=201)
+async def add_evidence(request: Request, user: Officer, hazard_id: str,
+                       file: Annotated[UploadFile, File()],
+                       kind: Annotated[Literal["before", "after"], Form()] = "before",
+                       note: Annotated[str | None, Form(max_length=400)] = None,
+                       ) -> dict[str, Any]:
+    """Attach a photo or document (JPEG, PNG, WebP, PDF) as before or after evidence."""
+    service, evidence = _service(request), _evidence(request)
+    scope = _scope(request, user)
+    try:
+        site = service.hazards.site_of(hazard_id, scope)
+    except HazardNotFound:
+        raise _not_found(hazard_id) from None
+    stored = _store(request, evidence, await _read_upload(evidence, file), file.filename,
+                    user, site)
+    link = service.hazards.attach(hazard_id, stored["sha256"], kind, user, scope, note)
+    return {**stored, "hazard_id": hazard_id, "kind": kind, "linked": link["new"]}
+
+
+@router.post("/api/evidence", status_code=201)
+async def upload_photo(request: Request, user: Officer,
+                       file: Annotated[UploadFile, File()],
+                       device_id: Annotated[str, Form(min_length=1, max_length=128)],
+                       photo_ref: Annotated[str, Form(min_length=1, max_length=400)],
+                       ) -> dict[str, Any]:
+    """A reader's photo by the ``photo_ref`` its hazard message named (before or after it)."""
+    service, evidence = _service(request), _evidence(request)
+    device = service.sites.devices.get(device_id)
+    scope = _scope(request, user)
+    if scope is not None and (device is None or device.site.site not in scope):
+        raise HTTPException(404, detail={"error": "not_found",
+                                         "message": f"no reader {device_id!r}"})
+    site = device.site.site if device is not None else next(iter(service.sites.sites), "")
+    stored = _store(request, evidence, await _read_upload(evidence, file), file.filename,
+                    user, site)
+    linked = service.hazards.photo_uploaded(device_id, photo_ref, stored["sha256"], user)
+    return {**stored, "device_id": device_id, "photo_ref": photo_ref, "hazards": linked}
+
+
+@router.get("/api/evidence/{sha256}")
+def get_evidence(request: Request, user: Viewer, sha256: str,
+                 variant: Literal["served", "thumb"] = "served") -> Response:
+    """Stored evidence (EXIF stripped) or its thumbnail; seen by whoever sees its hazard."""
+    evidence = _evidence(request)
+    scope = _scope(request, user)
+    missing = HTTPException(404, detail={"error": "not_found",
+                                         "message": f"no evidence {sha256!r}"})
+    if scope is not None and not _service(request).hazards.evidence_sites(sha256) & set(scope):
+        raise missing
+    found = evidence.content(sha256, variant)
+    if found is None:
+        raise missing
+    data, media_type = found
+    return Response(data, media_type=media_type, headers={
+        "Cache-Control": "private, max-age=31536000, immutable",
+        "X-Content-Type-Options": "nosniff", "Content-Disposition": "inline"})
+
+
+@router.get("/api/evidence/{sha256}/info")
+def evidence_info(request: Request, user: Viewer, sha256: str) -> dict[str, Any]:
+    """What is known of stored evidence: type, size, GPS, time taken, uploader."""
+    scope = _scope(request, user)
+    info = _evidence(request).info(sha256)
+    if info is None or (scope is not None and not _service(request).hazards.evidence_sites(
+            sha256) & set(scope)):
+        raise HTTPException(404, detail={"error": "not_found",
+                                         "message": f"no evidence {sha256!r}"})
+    return info
 
 
 @router.post("/api/hazards/{hazard_id}/dispatch")
