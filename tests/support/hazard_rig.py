@@ -15,6 +15,7 @@ from hub.model import InboundMessage, Reading
 from hub.patrol.departments import DepartmentRegister, HandoverMessage
 from hub.patrol.service import PatrolService
 from hub.profiles.loader import load_profiles
+from hub.settings import Settings
 from hub.sites.registry import load_sites
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +36,9 @@ def ns(moment: datetime) -> int:
 class HazardRig:
     """The patrol service over ``url`` (SQLite or PostgreSQL), refusals and hand-overs kept."""
 
-    def __init__(self, url: str, start: datetime) -> None:
+    def __init__(self, url: str, start: datetime, clock: str = "wall") -> None:
         self.url = url
+        self.clock = clock
         self.now = ns(start)
         self.sites = load_sites(ROOT / "sites")
         self.normalizer = Normalizer(load_profiles(ROOT / "device_profiles"), self.sites)
@@ -49,11 +51,25 @@ class HazardRig:
         self.engine = make_engine(self.url)
         create_all(self.engine)
         self.alarms = AlarmService(self.engine, sites=self.sites)
+        if self.clock == "device":  # what HUB_CLOCK=device makes of it
+            settings = Settings(clock="device", sites_dir=ROOT / "sites",
+                                profiles_dir=ROOT / "device_profiles")
+            self.patrol = PatrolService.from_settings(
+                settings, self.engine, self.alarms, self.sites, clock=lambda: self.now,
+                handover=self.handovers.append, refuse=self._refuse)
+            return
         self.patrol = PatrolService(
             self.sites, self.engine, self.alarms, wall=lambda: self.now,
             departments=DepartmentRegister.load(ROOT / "sites"),
-            handover=self.handovers.append,
-            refuse=lambda r, reason, detail: self.refused.append((r.device_id, reason, detail)))
+            handover=self.handovers.append, refuse=self._refuse)
+
+    def _lag(self) -> int:
+        # device mode: received a moment after the device time, so the device time is read
+        # as the device's (a reading received at its own time says nothing of the clock)
+        return NS if self.clock == "device" else 0
+
+    def _refuse(self, reading: Reading, reason: str, detail: str) -> None:
+        self.refused.append((reading.device_id, reason, detail))
 
     def close(self) -> None:
         """Stop the services and let the engine go."""
@@ -71,13 +87,25 @@ class HazardRig:
         body = {"reader": reader, "patroller": "FP-P017", "tag_uid": tag,
                 "ts": when.isoformat(), "category": "fire_exit_blocked", "note": "blocked",
                 **fields}
-        at = received or when
-        self.now = max(self.now, ns(at))
+        at = ns(received or when) + self._lag()
+        self.now = max(self.now, at)
         result = self.normalizer.process(InboundMessage(
-            f"patrol/{reader}/hazard", json.dumps(body).encode(), 1, False, ns(at)))
+            f"patrol/{reader}/hazard", json.dumps(body).encode(), 1, False, at))
         assert isinstance(result, Reading), result
         self.patrol.on_reading(result)
         return result
+
+    def scan(self, when: datetime, *, reader: str = "FP-R01",
+             tag: str = "0440524709EDDB") -> None:
+        """A reader's scan (in device mode it moves the site's clock)."""
+        body = {"reader": reader, "patroller": "FP-P001", "tag_uid": tag,
+                "ts": when.isoformat()}
+        at = ns(when) + self._lag()
+        self.now = max(self.now, at)
+        result = self.normalizer.process(InboundMessage(
+            f"patrol/{reader}/scan", json.dumps(body).encode(), 1, False, at))
+        assert isinstance(result, Reading), result
+        self.patrol.on_reading(result)
 
     def alarm(self, device: str, rule: str) -> dict[str, Any] | None:
         """The newest alarm of (device, rule), or None."""
