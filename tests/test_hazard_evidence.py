@@ -11,69 +11,14 @@ import io
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from PIL import Image
 
-from hub.api import auth
-from hub.api.patrol import router
-from hub.evidence.service import EvidenceService
-from hub.evidence.store import FileEvidenceStore
+from tests.support.hazard_api import LI, LIMIT, OPS, WALL, Api, photo
 from tests.support.hazard_rig import HazardRig, local
 
 DAY = date(2026, 11, 20)
-TOKENS = "ops:officer:t-ops,li:officer:t-li,wall:viewer:t-wall"
-OPS = {"Authorization": "Bearer t-ops"}
-LI = {"Authorization": "Bearer t-li"}
-WALL = {"Authorization": "Bearer t-wall"}
-LIMIT = 200_000
-
-
-def photo(colour: tuple[int, int, int] = (200, 30, 30), fmt: str = "JPEG",
-          size: tuple[int, int] = (800, 600)) -> bytes:
-    """A photo with GPS, a time taken, and EXIF that must not be served (maker, artist)."""
-    exif = Image.Exif()
-    exif[0x010F] = "Huawei"
-    exif[0x013B] = "Zhang San"
-    gps = exif.get_ifd(0x8825)
-    gps.update({1: "N", 2: (29.0, 3.0, 7.2), 3: "E", 4: (111.0, 41.0, 36.6)})
-    exif.get_ifd(0x8769)[0x9003] = "2026:11:20 08:04:40"
-    buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, fmt, exif=exif.tobytes())
-    return buffer.getvalue()
-
-
-class Api:
-    """The patrol router over a HazardRig and a file evidence store."""
-
-    def __init__(self, rig: HazardRig, tmp: Path) -> None:
-        self.rig = rig
-        self.root = tmp / "evidence"
-        self.evidence = EvidenceService(FileEvidenceStore(self.root), rig.patrol.sessions,
-                                        rig.engine, LIMIT)
-        app = FastAPI()
-        app.include_router(router)
-        app.state.hub = SimpleNamespace(patrol=rig.patrol, evidence=self.evidence)
-        auth.install(app.state, TOKENS)
-        self.client = TestClient(app)
-
-    def upload(self, hazard_id: str, data: bytes, name: str = "x.jpg", kind: str = "before",
-               headers: dict[str, str] = OPS) -> Any:
-        return self.client.post(f"/api/hazards/{hazard_id}/evidence", headers=headers,
-                                files={"file": (name, data, "image/jpeg")},
-                                data={"kind": kind})
-
-    def post(self, path: str, body: dict[str, Any], headers: dict[str, str] = OPS) -> Any:
-        return self.client.post(path, json=body, headers=headers)
-
-    def files(self) -> list[Path]:
-        return sorted(p for p in self.root.rglob("*") if p.is_file())
-
-
 @pytest.fixture
 def api(state_url: str, tmp_path: Path) -> Iterator[Api]:
     rig = HazardRig(state_url, local(DAY, "08:00"))

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hub.api.auth import officer, viewer
 from hub.evidence.inspect import UnsupportedEvidence
 from hub.evidence.service import EvidenceService, TooLarge
-from hub.patrol import reports
+from hub.patrol import periodic, reports
 from hub.patrol.departments import UnknownDepartment
 from hub.patrol.hazards import (
     EvidenceRequired,
@@ -374,8 +374,7 @@ def daily_report(request: Request, _user: Viewer, site: str, date: str | None = 
     service = _service(request)
     _site(service, site)
     if format not in reports.FORMATS:
-        raise HTTPException(422, detail={"error": "bad_request",
-                                         "message": "format: use html or xlsx"})
+        raise _unprocessable(f"format: use {', '.join(reports.FORMATS)}")
     day = _day(service, site, date)
     body = reports.render(reports.daily_report(service, site, day), format)
     headers = {}
@@ -383,3 +382,59 @@ def daily_report(request: Request, _user: Viewer, site: str, date: str | None = 
         headers["Content-Disposition"] = \
             f'attachment; filename="patrol-{site}-{day.isoformat()}.{format}"'
     return Response(body, media_type=reports.MEDIA_TYPES[format], headers=headers)
+
+
+def _period_report(request: Request, user: str, site: str, period: periodic.Period | None,
+                   format: str) -> Response:
+    service = _service(request)
+    _site(service, site)
+    scope = _scope(request, user)
+    if scope is not None and site not in scope:
+        raise HTTPException(404, detail={"error": "not_found",
+                                         "message": f"unknown site {site!r}"})
+    if format not in reports.FORMATS:
+        raise _unprocessable(f"format: use {', '.join(reports.FORMATS)}")
+    if period is None:
+        today = local_date(service.site(site), service.now(site))
+        period = periodic.month(f"{today.year:04d}-{today.month:02d}")
+    evidence = getattr(getattr(request.app.state, "hub", None), "evidence", None)
+    try:
+        data = periodic.period_report(service, site, period,
+                                      evidence if isinstance(evidence, EvidenceService) else None)
+    except periodic.BadPeriod as exc:
+        raise _unprocessable(str(exc)) from None
+    body = reports.render_period(data, format)
+    headers = {}
+    if format != "html":
+        headers["Content-Disposition"] = \
+            f'attachment; filename="hazards-{site}-{period.label}.{format}"'
+    return Response(body, media_type=reports.MEDIA_TYPES[format], headers=headers)
+
+
+def _parse(parse: Any, text: str | None) -> periodic.Period | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        found: periodic.Period = parse(text)
+    except periodic.BadPeriod as exc:
+        raise _unprocessable(str(exc)) from None
+    return found
+
+
+@router.get("/api/reports/monthly")
+def monthly_report(request: Request, user: Viewer, site: str, month: str | None = None,
+                   format: str = "html") -> Response:
+    """The monthly hazard report (YYYY-MM, default this month) as HTML, XLSX or PDF."""
+    return _period_report(request, user, site, _parse(periodic.month, month), format)
+
+
+@router.get("/api/reports/quarterly")
+def quarterly_report(request: Request, user: Viewer, site: str, quarter: str | None = None,
+                     format: str = "html") -> Response:
+    """The quarterly hazard report (YYYY-Qn, default this quarter) as HTML, XLSX or PDF."""
+    if quarter is None or not quarter.strip():
+        service = _service(request)
+        _site(service, site)
+        today = local_date(service.site(site), service.now(site))
+        quarter = f"{today.year:04d}-Q{(today.month - 1) // 3 + 1}"
+    return _period_report(request, user, site, _parse(periodic.quarter, quarter), format)

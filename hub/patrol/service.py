@@ -127,6 +127,11 @@ class PatrolService:
         occs = occurrences(site, day, route_id)
         return self._rounds_json(site, occs)
 
+    def rounds_between(self, site_name: str, first: date, last: date) -> list[dict[str, Any]]:
+        """The rounds of local dates first..last (as ``rounds``)."""
+        site = self.site(site_name)
+        return self._rounds_json(site, occurrences_between(site, first, last))
+
     def _rounds_json(self, site: Site, occs: list[Any]) -> list[dict[str, Any]]:
         self.tracker.flush()  # what the pipeline has not written yet is shown too
         with self.sessions() as session:
