@@ -61,7 +61,7 @@ def _cmd_period(args: argparse.Namespace, settings: Settings) -> int:
     from hub.evidence.store import FileEvidenceStore
     from hub.patrol import periodic, reports
     from hub.patrol.service import PatrolService, UnknownSite
-    from hub.sites.registry import load_sites
+    from hub.sites import load_sites
 
     try:
         period = (periodic.month(args.month) if args.report == "monthly"

@@ -16,7 +16,7 @@ from hub.patrol.departments import DepartmentRegister, HandoverMessage
 from hub.patrol.service import PatrolService
 from hub.profiles.loader import load_profiles
 from hub.settings import Settings
-from hub.sites.registry import load_sites
+from hub.sites import load_sites
 
 ROOT = Path(__file__).resolve().parents[2]
 TZ = ZoneInfo("Asia/Shanghai")
