@@ -61,10 +61,11 @@
 
   // -- actions: POST JSON to the API with the officer's token ---------------------------------
   function post(url, payload, method) {
+    var form = payload instanceof FormData; // multipart (evidence): the browser sets the type
     return fetch(url, {
       method: method || "POST",
-      headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
-      body: JSON.stringify(payload || {}),
+      headers: Object.assign(form ? {} : { "Content-Type": "application/json" }, authHeaders()),
+      body: form ? payload : JSON.stringify(payload || {}),
     }).then(function (r) {
       return r.text().then(function (text) {
         if (!r.ok) { showError(r.status, text); return null; }
@@ -89,7 +90,20 @@
       var label = document.createElement("label");
       label.textContent = f.label;
       label.htmlFor = "action-field-" + i;
-      var input = document.createElement(f.multiline ? "textarea" : "input");
+      var input;
+      if (f.options) { // a picker: [value, label] pairs (departments, grades, evidence kinds)
+        input = document.createElement("select");
+        f.options.forEach(function (o) {
+          var option = document.createElement("option");
+          option.value = o[0];
+          option.textContent = o[1];
+          input.appendChild(option);
+        });
+      } else {
+        input = document.createElement(f.multiline ? "textarea" : "input");
+        if (f.type) input.type = f.type;
+        if (f.accept) input.accept = f.accept;
+      }
       input.id = "action-field-" + i;
       input.name = f.name;
       input.required = !!f.required;
@@ -107,9 +121,11 @@
     e.preventDefault();
     if (!dialogSpec) return;
     var spec = dialogSpec;
-    var payload = Object.assign({}, spec.extra || {});
-    $("action-fields").querySelectorAll("input, textarea").forEach(function (el) {
+    var payload = spec.multipart ? new FormData() : Object.assign({}, spec.extra || {});
+    $("action-fields").querySelectorAll("input, textarea, select").forEach(function (el) {
+      if (el.type === "file") { if (el.files.length) payload.append(el.name, el.files[0]); return; }
       if (el.value.trim() === "") return;
+      if (spec.multipart) { payload.append(el.name, el.value.trim()); return; }
       var path = el.name.split("."), node = payload;  // "match.device_id" nests
       path.slice(0, -1).forEach(function (key) { node = node[key] = node[key] || {}; });
       node[path[path.length - 1]] = el.value.trim();
@@ -145,6 +161,59 @@
     }
     var opener = e.target.closest("[data-dialog]");
     if (opener) { e.preventDefault(); openDialog(JSON.parse(opener.dataset.dialog)); }
+  });
+
+  // -- evidence: images need the token, so they are fetched and shown as blob URLs -----------
+  function fetchBlob(url) {
+    return fetch(url, { headers: authHeaders() }).then(function (r) {
+      if (!r.ok) throw new Error(String(r.status));
+      return r.blob();
+    });
+  }
+  function loadImages(root) {
+    (root || document).querySelectorAll("img[data-src]").forEach(function (img) {
+      var url = img.dataset.src;
+      img.removeAttribute("data-src");
+      fetchBlob(url).then(function (blob) { img.src = URL.createObjectURL(blob); },
+                          function () { img.alt = "✗"; });
+    });
+  }
+  body.addEventListener("htmx:afterSwap", function (e) { loadImages(e.target); });
+  document.addEventListener("click", function (e) {
+    var thumb = e.target.closest("[data-photo]");
+    if (!thumb) return;
+    e.preventDefault();
+    var box = $("photo-dialog");
+    var img = $("photo-full");
+    img.removeAttribute("src");
+    fetchBlob(thumb.dataset.photo).then(function (blob) {
+      if (blob.type === "application/pdf") { window.open(URL.createObjectURL(blob)); return; }
+      img.src = URL.createObjectURL(blob);
+      $("photo-caption").textContent = thumb.title || "";
+      box.showModal();
+    }, function (err) { toast(L.err_other + " " + err.message, "error"); });
+  });
+  if ($("photo-close")) $("photo-close").addEventListener("click", function () { $("photo-dialog").close(); });
+
+  // -- reports page: downloads carry the token, so they go through fetch --------------------
+  document.addEventListener("submit", function (e) {
+    var form = e.target.closest("form[data-report]");
+    if (!form) return;
+    e.preventDefault();
+    var params = new URLSearchParams(new FormData(form));
+    var url = form.dataset.report + "?" + params.toString();
+    fetch(url, { headers: authHeaders() }).then(function (r) {
+      if (!r.ok) { return r.text().then(function (t) { showError(r.status, t); }); }
+      return r.blob().then(function (blob) {
+        var a = document.createElement("a");
+        a.href = URL.createObjectURL(blob);
+        a.download = "hazards-" + params.get("site") + "-" + (params.get("month") || params.get("quarter")) + "." + params.get("format");
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+        toast(L.done);
+      });
+    }, function () { toast(L.err_network, "error"); });
   });
 
   // -- live events ----------------------------------------------------------------------------
