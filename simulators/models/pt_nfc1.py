@@ -21,15 +21,16 @@ READER_FAULTS = COMMON_FAULTS | {
     "last_will", "battery_drain", "skip_checkpoint", "out_of_order", "late_upload",
     "unknown_tag", "moved_tag", "hazard_report",
 }
-HAZARDS = (
-    ("fire_exit_blocked", "安全出口被货物堵塞"),
-    ("fire_exit_blocked", "stairwell B blocked by goods"),
-    ("extinguisher_expired", "灭火器压力不足/过期"),
-    ("gas_cylinder_unsafe", "液化气钢瓶未固定, 无报警器"),
-    ("wiring_exposed", "电线私拉乱接, 线头裸露"),
-    ("ebike_indoor_charging", "电动车在楼道内充电"),
-    ("combustibles_stacked", "可燃杂物堆放于消防通道"),
-    ("emergency_light_fault", "应急照明灯不亮"),
+# (category, note, grade): the grade is sent only when the inspector marks a hazard major
+HAZARDS: tuple[tuple[str, str, str | None], ...] = (
+    ("fire_exit_blocked", "安全出口被货物堵塞", None),
+    ("fire_exit_blocked", "stairwell B blocked by goods", None),
+    ("extinguisher_expired", "灭火器压力不足/过期", None),
+    ("gas_cylinder_unsafe", "液化气钢瓶未固定, 无报警器", "major"),
+    ("wiring_exposed", "电线私拉乱接, 线头裸露", "major"),
+    ("ebike_indoor_charging", "电动车在楼道内充电", None),
+    ("combustibles_stacked", "可燃杂物堆放于消防通道", None),
+    ("emergency_light_fault", "应急照明灯不亮", None),
 )
 
 
@@ -65,14 +66,16 @@ class NfcHazard:
     category: str
     note: str
     photo_ref: str
+    grade: str | None = None
 
     def encode(self) -> bytes:
-        """Return the payload exactly as the datasheet writes it."""
-        return jdump({"reader": self.reader, "patroller": self.patroller,
-                      "tag_uid": self.tag_uid,
-                      "ts": self.ts.replace(microsecond=0).isoformat(),
-                      "category": self.category, "note": self.note,
-                      "photo_ref": self.photo_ref})
+        """Return the payload exactly as the datasheet writes it (grade only when given)."""
+        body = {"reader": self.reader, "patroller": self.patroller, "tag_uid": self.tag_uid,
+                "ts": self.ts.replace(microsecond=0).isoformat(),
+                "category": self.category, "note": self.note, "photo_ref": self.photo_ref}
+        if self.grade is not None:
+            body["grade"] = self.grade
+        return jdump(body)
 
 
 def photo_ref(local: datetime) -> str:
@@ -248,14 +251,15 @@ class PtNfc1Sim(DeviceSim):
         return out
 
     def _hazard(self, patroller: str, cp: Checkpoint, ts: datetime, category: str | None,
-                note: str | None, at: datetime | None, fault: str | None = None
-                ) -> list[SimMessage]:
+                note: str | None, at: datetime | None, fault: str | None = None,
+                grade: str | None = None) -> list[SimMessage]:
         if category is None or note is None:
-            cat, text = self.rng.choice(HAZARDS)
+            cat, text, usual = self.rng.choice(HAZARDS)
             category, note = category or cat, note or text
+            grade = grade or usual
         local = self.local(ts)
         reading = NfcHazard(self.id, patroller, cp.tag_uid, local, category, note,
-                            photo_ref(local))
+                            photo_ref(local), grade)
         return [self.message(f"patrol/{self.id}/hazard", reading.encode(), 1, at or ts,
                              device_time=ts, fault=fault)]
 
@@ -347,7 +351,8 @@ class PtNfc1Sim(DeviceSim):
                                                        self._position(cp)).encode(), 1, t)
         later = t + timedelta(seconds=45)
         return [scan, *self._hazard(patroller, cp, later, params.get("category"),
-                                    params.get("note"), at=later, fault="hazard_report")]
+                                    params.get("note"), at=later, fault="hazard_report",
+                                    grade=params.get("grade"))]
 
     def fault_late_upload(self, params: dict[str, Any], t: datetime) -> list[SimMessage]:
         """Back in coverage after ``hours``: upload the walk made back then, oldest first.
