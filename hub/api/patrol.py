@@ -25,8 +25,8 @@ from fastapi import (
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.auth import officer, viewer
-from hub.evidence.inspect import UnsupportedEvidence
-from hub.evidence.service import EvidenceService, TooLarge
+from hub.evidence.errors import TooLarge, UnsupportedEvidence
+from hub.evidence.service import EvidenceService
 from hub.patrol import periodic, reports
 from hub.patrol.departments import UnknownDepartment
 from hub.patrol.hazards import (

@@ -17,14 +17,12 @@ from datetime import datetime
 
 from PIL import Image, ImageOps
 
+from hub.evidence.errors import UnsupportedEvidence
+
 MAX_PIXELS = 60_000_000  # a 60 MP photo; more is a decompression bomb, refused
 THUMB_PX = 320
 MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
                "pdf": "application/pdf"}
-
-
-class UnsupportedEvidence(ValueError):
-    """Not a JPEG, PNG, WebP or PDF, or a damaged one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.db import Base
-from hub.evidence.inspect import inspect
+from hub.evidence.errors import TooLarge
 from hub.evidence.store import SHA256, EvidenceStore
 from hub.patrol.schedule import iso_z
+
+__all__ = ["EvidenceRow", "EvidenceService", "TooLarge"]
 
 
 class EvidenceRow(Base):
@@ -38,10 +40,6 @@ class EvidenceRow(Base):
     filename: Mapped[str | None] = mapped_column(String(200), nullable=True)
     uploaded_by: Mapped[str] = mapped_column(String(64))
     uploaded_ns: Mapped[int] = mapped_column(BigInteger)
-
-
-class TooLarge(ValueError):
-    """The upload is over the size limit."""
 
 
 class EvidenceService:
@@ -68,6 +66,8 @@ class EvidenceService:
         known = self.info(sha)
         if known is not None and self.store.has(sha, "served"):
             return {**known, "new": False}
+        from hub.evidence.inspect import inspect  # Pillow (~10 MB) only once an upload comes
+
         found = inspect(data)
         self.store.put(sha, "served", found.served)
         if found.thumb is not None:
