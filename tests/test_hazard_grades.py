@@ -131,3 +131,13 @@ def test_long_and_control_strings_are_cut_and_recorded(rig: HazardRig) -> None:
     assert hz["category"] == "x" * 64 and hz["note"] == "ab" and len(hz["photo_ref"]) == 400
     note = rig.patrol.hazards.get(hz["id"])["history"][0]["note"]
     assert "category cleaned or cut to 64" in note and "photo_ref" in note
+
+
+def test_a_long_reader_id_is_stored_cut_and_deduplicated(rig: HazardRig) -> None:
+    """A 300-character reader id (no site lists it; the tag does) fits its columns."""
+    reader = "R" * 300
+    for _ in range(2):  # the re-sent message is the same hazard
+        rig.hazard(local(FRIDAY, "08:04"), reader=reader)
+    found = rig.patrol.hazards.search()
+    assert len(found) == 1 and found[0]["device_id"] == "R" * 128
+    assert not rig.refused

@@ -302,7 +302,8 @@ async def upload_photo(request: Request, user: Officer,
     site = device.site.site if device is not None else next(iter(service.sites.sites), "")
     stored = _store(request, evidence, await _read_upload(evidence, file), file.filename,
                     user, site)
-    linked = service.hazards.photo_uploaded(device_id, photo_ref, stored["sha256"], user)
+    linked = service.hazards.photo_uploaded(device_id, photo_ref, stored["sha256"], user,
+                                            service.now(site))
     return {**stored, "device_id": device_id, "photo_ref": photo_ref, "hazards": linked}
 
 

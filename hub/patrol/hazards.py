@@ -14,6 +14,7 @@ escalates, API threads act.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import uuid
@@ -21,7 +22,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from hub.model import Reading
@@ -153,6 +154,9 @@ class HazardService:
                 notes.append(f"grade {grade[:32]!r} unknown: general")
                 grade = "general"
             route = point.tag("route_id")
+            key = f"{reading.device_id}|{reading.time_ns}|{tag_uid or ''}"
+            if len(key) > 300:  # the column's width: a long id is kept apart by its digest
+                key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
             try:
                 created = self.create(
                     site, str(values.get("category", "other")),
@@ -162,10 +166,13 @@ class HazardService:
                     device_id=reading.device_id, tag_uid=tag_uid, grade=grade,
                     patroller_id=point.tag("patroller_id"),
                     route_id=route if route and route != UNKNOWN_CHECKPOINT else None,
-                    dedupe_key=f"{reading.device_id}|{reading.time_ns}|{tag_uid or ''}",
-                    extra_notes=notes)
+                    dedupe_key=key, extra_notes=notes)
             except ValueError as exc:
                 self.refuse(reading, "hazard_invalid", str(exc))
+                return
+            except SQLAlchemyError as exc:  # the store said no: refused, with its reason
+                self.refuse(reading, "hazard_store_failed",
+                            f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
                 return
             if created is not None:
                 self._per_reader.count(f"{site}|{reading.device_id}", now)
@@ -371,7 +378,7 @@ class HazardService:
             return {"hazard_id": hazard_id, "kind": kind, "new": existing is None}
 
     def photo_uploaded(self, device_id: str, photo_ref: str, sha256: str,
-                       actor: str) -> list[str]:
+                       actor: str, now_ns: int = 0) -> list[str]:
         """A reader's photo arrived by its ``photo_ref``: link it to its hazards (as before).
 
         The reference is kept, so a hazard that arrives after its photo is linked on creation.
@@ -383,10 +390,10 @@ class HazardService:
                 known = session.scalars(select(PhotoRefRow).where(
                     PhotoRefRow.device_id == device_id, PhotoRefRow.photo_ref == ref)).first()
                 if known is None:
-                    session.add(PhotoRefRow(device_id=device_id, photo_ref=ref or "",
-                                            sha256=sha256, at_ns=0))
+                    session.add(PhotoRefRow(device_id=device_id[:128], photo_ref=ref or "",
+                                            sha256=sha256, at_ns=now_ns))
                 else:
-                    known.sha256 = sha256
+                    known.sha256, known.at_ns = sha256, now_ns
                 session.commit()
                 hazards = list(session.scalars(select(HazardRow).where(
                     HazardRow.device_id == device_id, HazardRow.photo_ref == ref)))
