@@ -274,6 +274,9 @@ HAZARD_CATEGORIES: dict[str, tuple[str, str]] = {
     "ebike_indoor_charging": ("E-bike charging indoors", "电动车室内充电"),
     "combustibles_stacked": ("Combustibles stacked", "可燃杂物堆放"),
     "emergency_light_fault": ("Emergency light fault", "应急照明故障"),
+    "illegal_gas_storage": ("Illegal gas storage", "违规储存液化气"),
+    "missing_extinguisher": ("Extinguisher missing", "灭火器缺失"),
+    "road_hazard": ("Road hazard", "道路安全隐患"),
     "other": ("Other", "其他"),
 }
 

@@ -191,8 +191,20 @@ def _filters(request: Request, lang: str) -> dict[str, Any]:
         "alarm_message": alarm_message,
         "site_name": lambda s: _site_name(request, s, lang),
         "community_name": lambda s, c: _community_name(request, s, c, lang),
-        "category": lambda c: i18n.category_label(c, lang),
+        "category": lambda c: _category(request, c, lang),
     }
+
+
+def _category(request: Request, name: str, lang: str) -> str:
+    label = i18n.category_label(name, lang)
+    if label != name:
+        return label
+    # a category only the patrol rules know (data): their names
+    config = getattr(getattr(request.app.state.hub, "patrol", None), "config", None)
+    found = config.hazard_categories.get(name) if config is not None else None
+    if found is None:
+        return label
+    return str(found.zh if lang == "zh-CN" else found.en[:1].upper() + found.en[1:])
 
 
 def _page(request: Request, template: str, **values: Any) -> HTMLResponse:
