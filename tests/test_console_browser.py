@@ -317,9 +317,12 @@ def test_hazard_grades_photos_filters_and_reports(
     screenshot(page, "hazard-photo-full-en")
     page.locator("#photo-close").click()
     board.locator("select[name=grade]").select_option("")
+    board.locator("article.hazard[data-grade=general]").first.wait_for()  # the swap is done
     board.locator("select[name=department]").select_option("gt-safety")
-    page.wait_for_function("() => [...document.querySelectorAll('#hazards article.hazard')]"
-                           ".every(a => a.innerText.includes('街道安监办'))")
+    page.wait_for_function("""() => {
+        const cards = [...document.querySelectorAll('#hazards article.hazard')];
+        return cards.length > 0 && cards.every(a => a.innerText.includes('街道安监办'));
+    }""")
     # the reports page downloads a PDF with the token
     page.goto(f"{hub.api}/reports")
     form = page.locator("form[data-kind=monthly]")
