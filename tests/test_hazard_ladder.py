@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from hub.patrol.schedule import iso_z
-from tests.support.hazard_rig import HazardRig, local, ns
+from tests.support.hazard_rig import HazardRig, fuping_with_routes, local, ns
 
 NOV = date(2026, 11, 1)
 AFTER = "ab" * 32
@@ -24,8 +25,10 @@ def d(day: int, hhmm: str) -> datetime:
 
 
 @pytest.fixture
-def rig(state_url: str) -> Iterator[HazardRig]:
-    made = HazardRig(state_url, d(1, "00:00"), clock="device")
+def rig(state_url: str, tmp_path: Path) -> Iterator[HazardRig]:
+    # one route (the scanning reader's): the hourly scans move the clock, not many rounds
+    made = HazardRig(state_url, d(1, "00:00"), clock="device",
+                     sites_dir=fuping_with_routes(tmp_path, {"FP-RT01"}))
     yield made
     made.close()
 

@@ -33,14 +33,36 @@ def ns(moment: datetime) -> int:
     return int(moment.timestamp()) * NS
 
 
+def fuping_with_routes(tmp: Path, keep: set[str]) -> Path:
+    """A sites folder with Fuping alone, only the routes ``keep`` (fewer rounds to track).
+
+    Every checkpoint stays, so hazards anywhere in Fuping still find their place; the
+    departments register comes along.
+    """
+    import shutil
+
+    import yaml
+
+    folder = tmp / "sites"
+    (folder / "departments").mkdir(parents=True, exist_ok=True)
+    data = yaml.safe_load((ROOT / "sites" / "fuping.yaml").read_text(encoding="utf-8"))
+    data["routes"] = [r for r in data["routes"] if r["id"] in keep]
+    (folder / "fuping.yaml").write_text(yaml.safe_dump(data, allow_unicode=True),
+                                        encoding="utf-8")
+    shutil.copy(ROOT / "sites" / "departments" / "fuping.yaml", folder / "departments")
+    return folder
+
+
 class HazardRig:
     """The patrol service over ``url`` (SQLite or PostgreSQL), refusals and hand-overs kept."""
 
-    def __init__(self, url: str, start: datetime, clock: str = "wall") -> None:
+    def __init__(self, url: str, start: datetime, clock: str = "wall",
+                 sites_dir: Path = ROOT / "sites") -> None:
         self.url = url
         self.clock = clock
+        self.sites_dir = sites_dir
         self.now = ns(start)
-        self.sites = load_sites(ROOT / "sites")
+        self.sites = load_sites(sites_dir)
         self.normalizer = Normalizer(load_profiles(ROOT / "device_profiles"), self.sites)
         self.refused: list[tuple[str, str, str]] = []
         self.handovers: list[HandoverMessage] = []
@@ -52,7 +74,7 @@ class HazardRig:
         create_all(self.engine)
         self.alarms = AlarmService(self.engine, sites=self.sites)
         if self.clock == "device":  # what HUB_CLOCK=device makes of it
-            settings = Settings(clock="device", sites_dir=ROOT / "sites",
+            settings = Settings(clock="device", sites_dir=self.sites_dir,
                                 profiles_dir=ROOT / "device_profiles")
             self.patrol = PatrolService.from_settings(
                 settings, self.engine, self.alarms, self.sites, clock=lambda: self.now,
@@ -60,7 +82,7 @@ class HazardRig:
             return
         self.patrol = PatrolService(
             self.sites, self.engine, self.alarms, wall=lambda: self.now,
-            departments=DepartmentRegister.load(ROOT / "sites"),
+            departments=DepartmentRegister.load(self.sites_dir),
             handover=self.handovers.append, refuse=self._refuse)
 
     def _lag(self) -> int:
