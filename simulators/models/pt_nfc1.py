@@ -21,16 +21,17 @@ READER_FAULTS = COMMON_FAULTS | {
     "last_will", "battery_drain", "skip_checkpoint", "out_of_order", "late_upload",
     "unknown_tag", "moved_tag", "hazard_report",
 }
-# (category, note, grade): the grade is sent only when the inspector marks a hazard major
-HAZARDS: tuple[tuple[str, str, str | None], ...] = (
-    ("fire_exit_blocked", "安全出口被货物堵塞", None),
-    ("fire_exit_blocked", "stairwell B blocked by goods", None),
-    ("extinguisher_expired", "灭火器压力不足/过期", None),
-    ("gas_cylinder_unsafe", "液化气钢瓶未固定, 无报警器", "major"),
-    ("wiring_exposed", "电线私拉乱接, 线头裸露", "major"),
-    ("ebike_indoor_charging", "电动车在楼道内充电", None),
-    ("combustibles_stacked", "可燃杂物堆放于消防通道", None),
-    ("emergency_light_fault", "应急照明灯不亮", None),
+# What inspectors find on a walk: general hazards (a major one is a scenario's hazard_report
+# with grade: major, so a simulated day's alarms stay what its scenario expects)
+HAZARDS = (
+    ("fire_exit_blocked", "安全出口被货物堵塞"),
+    ("fire_exit_blocked", "stairwell B blocked by goods"),
+    ("extinguisher_expired", "灭火器压力不足/过期"),
+    ("gas_cylinder_unsafe", "液化气钢瓶未固定, 无报警器"),
+    ("wiring_exposed", "电线私拉乱接, 线头裸露"),
+    ("ebike_indoor_charging", "电动车在楼道内充电"),
+    ("combustibles_stacked", "可燃杂物堆放于消防通道"),
+    ("emergency_light_fault", "应急照明灯不亮"),
 )
 
 
@@ -254,9 +255,8 @@ class PtNfc1Sim(DeviceSim):
                 note: str | None, at: datetime | None, fault: str | None = None,
                 grade: str | None = None) -> list[SimMessage]:
         if category is None or note is None:
-            cat, text, usual = self.rng.choice(HAZARDS)
+            cat, text = self.rng.choice(HAZARDS)
             category, note = category or cat, note or text
-            grade = grade or usual
         local = self.local(ts)
         reading = NfcHazard(self.id, patroller, cp.tag_uid, local, category, note,
                             photo_ref(local), grade)
