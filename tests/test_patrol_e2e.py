@@ -346,3 +346,24 @@ def test_hazard_lifecycle_roles_overdue_kpi_and_reports(hub: HubProcess, mosquit
     cli_book = load_workbook(out)
     assert [r[0] for r in cli_book["新增隐患 Opened"].iter_rows(min_row=2, values_only=True)
             ] == [row for row in opened]
+
+
+def test_hazard_from_an_unregistered_reader_goes_to_its_site_or_is_refused(
+        hub: HubProcess, mosquitto: Any) -> None:
+    """#14 item 3 through the real hub: the checkpoint's tag tells the site, else a refusal."""
+    day = DAY + timedelta(days=3)
+    base = {"reader": "FP-R99-SPARE", "patroller": "FP-P017", "category": "fire_exit_blocked",
+            "note": "replacement reader, not yet registered"}
+    known = {**base, "tag_uid": "04D2216EE729C5", "ts": at(day, "09:00").isoformat()}
+    lost = {**base, "tag_uid": "04000000000BAD", "ts": at(day, "09:01").isoformat()}
+    publish_many(mosquitto.url, [
+        ("patrol/FP-R99-SPARE/hazard", json.dumps(body).encode(), 1, False)
+        for body in (known, lost)])
+    found = wait_for(lambda: [h for h in get(hub, "/api/hazards", site="fuping")
+                              if h["device_id"] == "FP-R99-SPARE"], hub)
+    assert [(h["checkpoint_id"], h["site"]) for h in found] == [("FP-CP026", "fuping")]
+    refused = wait_for(lambda: get(hub, "/api/refusals", reason="hazard_unknown_site")["items"],
+                       hub)
+    assert refused[0]["device_id"] == "FP-R99-SPARE"
+    assert refused[0]["topic"] == "patrol/FP-R99-SPARE/hazard"
+    assert "04000000000BAD" in refused[0]["detail"]
