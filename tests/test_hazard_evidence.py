@@ -73,9 +73,16 @@ def test_type_is_judged_from_the_bytes_and_size_is_limited(api: Api) -> None:
     broken = api.upload(hz["id"], b"\xff\xd8\xff\xe0 truncated jpeg", name="a.jpg")
     assert broken.status_code == 415
     big = photo(size=(3000, 3000)) + b"\x00" * LIMIT
-    too_large = api.upload(hz["id"], big)
+    too_large = api.upload(hz["id"], big)  # refused by its Content-Length, before reading
     assert too_large.status_code == 413
     assert str(LIMIT) in too_large.json()["detail"]["message"]
+    just_over = api.upload(hz["id"], photo() + b"\x00" * LIMIT)  # within the form's slack
+    assert just_over.status_code == 413 and str(LIMIT) in just_over.json()["detail"]["message"]
+    chunked = api.client.post(  # no Content-Length: the size cannot be known up front
+        f"/api/hazards/{hz['id']}/evidence", headers={
+            **OPS, "Content-Type": "multipart/form-data; boundary=b"},
+        content=iter([b"--b\r\n", b"x" * 100]))
+    assert chunked.status_code == 411 and str(LIMIT) in chunked.json()["detail"]["message"]
     pdf = api.upload(hz["id"], b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n",
                      name="rectification-notice.png", kind="after")
     assert pdf.status_code == 201 and pdf.json()["media_type"] == "application/pdf"

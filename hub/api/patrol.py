@@ -7,7 +7,7 @@ user name.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Coroutine
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -22,7 +22,9 @@ from fastapi import (
     Response,
     UploadFile,
 )
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from hub.api.auth import officer, viewer
 from hub.evidence.errors import TooLarge, UnsupportedEvidence
@@ -267,7 +269,38 @@ def _store(request: Request, evidence: EvidenceService, data: bytes, name: str |
                                          "message": str(exc)}) from None
 
 
-@router.post("/api/hazards/{hazard_id}/evidence", status_code=201)
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries, headers and the small fields
+
+
+class _BoundedUpload(APIRoute):
+    """An upload route that refuses a body over the evidence limit before reading it."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The route's handler behind a Content-Length check (411 without, 413 over)."""
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            limit = _evidence(request).max_bytes
+            length = request.headers.get("content-length", "")
+            if not length.isdigit():
+                raise HTTPException(411, detail={
+                    "error": "length_required",
+                    "message": f"uploads need a Content-Length (at most {limit} bytes of "
+                               f"evidence, HUB_EVIDENCE_MAX_BYTES)"})
+            if int(length) > limit + FORM_OVERHEAD:
+                raise HTTPException(413, detail={
+                    "error": "too_large",
+                    "message": f"evidence is limited to {limit} bytes ({limit / 1024**2:g} "
+                               f"MiB, HUB_EVIDENCE_MAX_BYTES); this request has {length}"})
+            return await handler(request)
+
+        return bounded
+
+
+uploads = APIRouter(route_class=_BoundedUpload)
+
+
+@uploads.post("/api/hazards/{hazard_id}/evidence", status_code=201)
 async def add_evidence(request: Request, user: Officer, hazard_id: str,
                        file: Annotated[UploadFile, File()],
                        kind: Annotated[Literal["before", "after"], Form()] = "before",
@@ -280,13 +313,15 @@ async def add_evidence(request: Request, user: Officer, hazard_id: str,
         site = service.hazards.site_of(hazard_id, scope)
     except HazardNotFound:
         raise _not_found(hazard_id) from None
-    stored = _store(request, evidence, await _read_upload(evidence, file), file.filename,
-                    user, site)
-    link = service.hazards.attach(hazard_id, stored["sha256"], kind, user, scope, note)
+    data = await _read_upload(evidence, file)
+    # decoding, hashing and writing run off the event loop
+    stored = await run_in_threadpool(_store, request, evidence, data, file.filename, user, site)
+    link = await run_in_threadpool(service.hazards.attach, hazard_id, stored["sha256"], kind,
+                                   user, scope, note)
     return {**stored, "hazard_id": hazard_id, "kind": kind, "linked": link["new"]}
 
 
-@router.post("/api/evidence", status_code=201)
+@uploads.post("/api/evidence", status_code=201)
 async def upload_photo(request: Request, user: Officer,
                        file: Annotated[UploadFile, File()],
                        device_id: Annotated[str, Form(min_length=1, max_length=128)],
@@ -300,11 +335,14 @@ async def upload_photo(request: Request, user: Officer,
         raise HTTPException(404, detail={"error": "not_found",
                                          "message": f"no reader {device_id!r}"})
     site = device.site.site if device is not None else next(iter(service.sites.sites), "")
-    stored = _store(request, evidence, await _read_upload(evidence, file), file.filename,
-                    user, site)
-    linked = service.hazards.photo_uploaded(device_id, photo_ref, stored["sha256"], user,
-                                            service.now(site))
+    data = await _read_upload(evidence, file)
+    stored = await run_in_threadpool(_store, request, evidence, data, file.filename, user, site)
+    linked = await run_in_threadpool(service.hazards.photo_uploaded, device_id, photo_ref,
+                                     stored["sha256"], user, service.now(site))
     return {**stored, "device_id": device_id, "photo_ref": photo_ref, "hazards": linked}
+
+
+router.include_router(uploads)
 
 
 @router.get("/api/evidence/{sha256}")
