@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from hub.evidence.service import EvidenceRow
 from hub.model import Reading
 from hub.patrol.alarms import PatrolAlarms
 from hub.patrol.config import GRADES, PatrolConfig, Rung
@@ -416,10 +417,14 @@ class HazardService:
         if not hazard_ids:
             return out
         with self.sessions() as session:
-            for link in session.scalars(select(HazardEvidenceRow).where(
-                    HazardEvidenceRow.hazard_id.in_(list(hazard_ids))).order_by(
-                    HazardEvidenceRow.id)):
+            rows = session.execute(
+                select(HazardEvidenceRow, EvidenceRow.media_type)
+                .outerjoin(EvidenceRow, EvidenceRow.sha256 == HazardEvidenceRow.sha256)
+                .where(HazardEvidenceRow.hazard_id.in_(list(hazard_ids)))
+                .order_by(HazardEvidenceRow.id))
+            for link, media_type in rows:
                 out[link.hazard_id].append({"sha256": link.sha256, "kind": link.kind,
+                                            "media_type": media_type,
                                             "at": iso_z(link.at_ns), "by": link.actor})
         return out
 
