@@ -149,6 +149,9 @@ def test_device_text_in_workbooks_is_never_a_formula(api: Api) -> None:
     api.rig.hazard(local(day, "08:04"), note='=HYPERLINK("http://evil.example","点我")',
                    patroller="=cmd|' /C calc'!A0")
     daily = api.get("/api/reports/daily", site="fuping", date=day.isoformat(), format="xlsx")
+    daily_pdf = api.get("/api/reports/daily", site="fuping", date=day.isoformat(), format="pdf")
+    assert daily_pdf.status_code == 200 and "巡查日报" in PdfReader(
+        io.BytesIO(daily_pdf.content)).pages[0].extract_text()
     api.rig.tick(local(date(2026, 12, 1), "09:00"))
     monthly = api.get("/api/reports/monthly", site="fuping", month="2026-11", format="xlsx")
     for response in (daily, monthly):
