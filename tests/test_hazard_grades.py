@@ -141,3 +141,34 @@ def test_a_long_reader_id_is_stored_cut_and_deduplicated(rig: HazardRig) -> None
     found = rig.patrol.hazards.search()
     assert len(found) == 1 and found[0]["device_id"] == "R" * 128
     assert not rig.refused
+
+
+def test_a_store_from_before_grades_gains_the_new_columns(state_url: str) -> None:
+    """A hazards table an older hub made gets grade, ladder and rectifier columns on start."""
+    from sqlalchemy import text
+
+    from hub.db import make_engine
+
+    engine = make_engine(state_url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "CREATE TABLE hazards (id VARCHAR(40) PRIMARY KEY, site VARCHAR(64), "
+            "category VARCHAR(64), status VARCHAR(16), note TEXT, photo_ref VARCHAR(400), "
+            "checkpoint_id VARCHAR(64), tag_uid VARCHAR(64), reported_by VARCHAR(64), "
+            "device_id VARCHAR(128), reported_ns BIGINT, department VARCHAR(200), "
+            "due_ns BIGINT, rectified_ns BIGINT, rectify_note TEXT, evidence_ref VARCHAR(400), "
+            "verified_ns BIGINT, verified_by VARCHAR(64), dedupe_key VARCHAR(300) UNIQUE, "
+            "overdue_alarmed BOOLEAN)"))
+        conn.execute(text(
+            "INSERT INTO hazards (id, site, category, status, note, reported_by, reported_ns, "
+            "due_ns, overdue_alarmed) VALUES ('HZ-OLD', 'fuping', 'other', 'dispatched', "
+            "'from before', 'ops', 1795000000000000000, 1795100000000000000, false)"))
+    engine.dispose()
+    rig = HazardRig(state_url, local(FRIDAY, "08:00"))
+    try:
+        old = rig.patrol.hazards.get("HZ-OLD")
+        assert (old["grade"], old["supervised"], old["rung"]) == ("general", False, None)
+        done = rig.patrol.hazards.act("HZ-OLD", "rectify", "li", note="fixed")
+        assert done["rectified_by"] == "li"
+    finally:
+        rig.close()
