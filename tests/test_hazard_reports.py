@@ -25,6 +25,7 @@ from hub.patrol import periodic
 from tests.support.browser import SCREENSHOTS, screenshots_enabled
 from tests.support.hazard_api import Api, simulate_month
 from tests.support.hazard_rig import HazardRig, fuping_with_routes, local
+from tests.support.require import require_binary
 
 TOTALS = [("发现隐患 Hazards found", "hazards_found"),
           ("整改率 Rectification rate", "rectification_rate"),
@@ -109,9 +110,7 @@ def test_monthly_and_quarterly_reports_agree_with_kpi(api: Api, tmp_path: Path) 
 
 
 def _pdf_screenshot(pdf: bytes, tmp: Path) -> None:
-    binary = shutil.which("pdftoppm")
-    if binary is None:
-        pytest.skip("pdftoppm (poppler-utils) is not installed")
+    binary = require_binary("pdftoppm")  # fails in CI when poppler-utils is missing
     source = tmp / "report.pdf"
     source.write_bytes(pdf)
     subprocess.run([binary, "-png", "-r", "70", "-f", "1", "-l", "2", str(source),
