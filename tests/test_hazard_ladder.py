@@ -1,8 +1,9 @@
 """The escalation ladder over a simulated month on the device clock (HUB_CLOCK=device).
 
 Four hazards of November 2026 in Fuping; a reader scans every hour, which is what moves the
-site's clock. The test knows every rung that must happen, when, and in what order; plus the
-alarms, hand-overs and KPIs that follow. On SQLite and PostgreSQL.
+site's clock; the hub restarts once on the way. The test knows every rung that must happen,
+when, and in what order; plus the alarms, hand-overs and KPIs that follow. On SQLite and
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +37,12 @@ def rig(state_url: str, tmp_path: Path) -> Iterator[HazardRig]:
 
 def test_a_month_of_escalation(rig: HazardRig) -> None:
     ids: dict[str, str] = {}
-    hazards = rig.patrol.hazards
+
+    class Current:  # the hazard service of the hub running now (a restart makes a new one)
+        def __getattr__(self, name: str) -> Any:
+            return getattr(rig.patrol.hazards, name)
+
+    hazards = Current()
 
     def report(label: str, category: str, grade: str, department: str) -> Callable[[], None]:
         def run() -> None:
@@ -50,6 +57,11 @@ def test_a_month_of_escalation(rig: HazardRig) -> None:
 
     def attach_after(label: str) -> Callable[[], None]:
         return lambda: hazards.attach(ids[label], AFTER, "after", "li")
+
+    def restart() -> None:  # the hub stops and starts: the ladder goes on where it was
+        rig.patrol.tracker.flush()
+        rig.close()
+        rig.open()
 
     moment: list[datetime] = []
 
@@ -67,6 +79,7 @@ def test_a_month_of_escalation(rig: HazardRig) -> None:
         (d(12, "10:00"), act("C", "reopen", "ops", note="re-check: cylinders back")),  # 14:00
         (d(12, "13:00"), act("C", "rectify", "li", note="cylinders taken away")),
         (d(12, "15:00"), act("C", "verify", "ops")),
+        (d(7, "12:30"), restart),  # between B's overdue and supervised rungs
         (d(20, "08:00"), report("D", "road_hazard", "major", "fp-traffic")),  # 22nd 08
     ]
     hours = [(NOV + timedelta(days=i // 24), f"{i % 24:02d}:00") for i in range(30 * 24)]
