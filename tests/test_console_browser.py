@@ -288,7 +288,7 @@ def test_hazard_grades_photos_filters_and_reports(
     publish_many(broker.url, [("patrol/FP-R03/hazard", json.dumps(report).encode(), 1, False)])
     found = _wait(lambda: [h for h in httpx.get(f"{hub.api}/api/hazards", headers=OFFICER,
                                                 timeout=10).json()
-                           if h["note"] == report["note"]], what="the major hazard")
+                           if h["note"] == report["note"]], timeout=30, what="the major hazard")
     hazard_id = found[0]["id"]
     _post_photo(hub, hazard_id, scene("before: 12 LPG cylinders", (190, 170, 140), 3), "before")
     _post_photo(hub, hazard_id, scene("after: basement emptied", (150, 190, 160), 0), "after")
