@@ -189,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.notify import cli as notify_cli
 
     notify_cli.register(sub, _add_settings_flags, _settings)  # hub notify check|test
+    from hub.accounts import cli as accounts_cli
+
+    accounts_cli.register(sub, _add_settings_flags, _settings)  # hub users ...
+    from hub.onboarding import cli as onboarding_cli
+
+    onboarding_cli.register(sub, _add_settings_flags, _settings)  # hub sites export
+    from hub.intake import broker_cli
+
+    broker_cli.register(sub, _add_settings_flags, _settings)  # hub broker setup
     return parser
 
 

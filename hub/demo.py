@@ -36,11 +36,42 @@ WATCH_FOR = {  # fault of the scenario -> what the console shows
 }
 ROLE_NOTE = {"admin": "everything", "officer": "acknowledge, clear, comment, move hazards",
              "viewer": "read only"}
+# People sign in with accounts: one per role for the whole county and a duty officer per
+# township (created at the first start; passwords are the demo's, printed in the banner).
+DEMO_ACCOUNTS = (("county-admin", "admin", None, "demo-county-admin"),
+                 ("county-duty", "officer", None, "demo-county-duty"),
+                 ("screen", "viewer", None, "demo-screen"))
+
+
+def demo_accounts(site_ids: list[str]) -> list[tuple[str, str, list[str] | None, str]]:
+    """The demo's accounts: county-wide ones and ``{site}-duty`` for every site."""
+    accounts: list[tuple[str, str, list[str] | None, str]] = list(DEMO_ACCOUNTS)
+    accounts += [(f"{site}-duty", "officer", [site], f"demo-{site}-duty") for site in site_ids]
+    return accounts
+
+
+def create_demo_accounts(hub: Any) -> list[tuple[str, str, list[str] | None, str]]:
+    """Make the demo accounts that do not exist yet in the hub's state store."""
+    from hub.accounts.store import AccountStore
+
+    store = hub.extensions.get("accounts")
+    if not isinstance(store, AccountStore):
+        store = hub.extensions["accounts"] = AccountStore(
+            hub.engine, session_ttl_s=hub.settings.session_ttl_s)
+    accounts = demo_accounts(sorted(hub.sites.sites))
+    for name, role, sites, password in accounts:
+        if store.get(name) is None:
+            store.add(name, role, password, frozenset(sites) if sites else None)
+    return accounts
 
 
 def _banner(settings: Settings, broker: EmbeddedBroker | None, speed: float,
-            scenario: Any = None, standin: Any = None) -> str:
+            scenario: Any = None, standin: Any = None,
+            accounts: list[tuple[str, str, list[str] | None, str]] | None = None) -> str:
     base = f"http://{settings.api_host}:{settings.api_port}"
+    people = "\n".join(
+        f"    {name:<18} {password:<24} {role:<8} {','.join(sites) if sites else 'all sites'}"
+        for name, role, sites, password in accounts or [])
     tokens = "\n".join(
         f"    {token:<14} {role:<8} {name:<7} {ROLE_NOTE.get(role, '')}"
         for name, role, token in (t.split(":") for t in settings.api_tokens.split(",") if t)
@@ -61,14 +92,17 @@ def _banner(settings: Settings, broker: EmbeddedBroker | None, speed: float,
     return f"""
   Safety hub demo: Guoyuan (flashing lights), Fuping (cloud patrol), Longtoupu (fire stations)
   ----------------------------------------------------------------------------------------
-  Duty console  {base}/   sign in with a token below (demo-officer can act)
+  Duty console  {base}/   sign in with an account below (a township's duty officer sees
+                only that township; county-admin also onboards devices at {base}/devices)
   API           {base}/api/health   {base}/api/devices   {base}/api/alarms
   Live events   {base}/api/events   Metrics {base}/metrics
   Reports       {base}/reports (monthly and quarterly hazard reports: PDF, XLSX, HTML)
   MQTT broker   {broker_line}
   Telemetry     {store_line}
   Notifications {notify_line}
-  Tokens (console sign-in, or Authorization: Bearer <token>):
+  Accounts (console sign-in: user name, password, role, sites):
+{people}
+  API tokens (scripts: Authorization: Bearer <token>):
 {tokens}
   Simulated time runs {speed:g}x from {CATCH_UP.total_seconds() / 3600:g} h ago until it meets
   the clock. Watch for (live in the console, no reload):
@@ -108,6 +142,7 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
     hub = Hub(settings)
     if standin is not None:
         hub.extensions["notify_standin"] = standin
+    accounts = create_demo_accounts(hub)
     hub.start(wait_connected_s=15)
 
     start = datetime.now(UTC).replace(microsecond=0) - CATCH_UP
@@ -129,7 +164,7 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
     phone = threading.Thread(target=_phone_app, args=(settings, hub, stop), name="phone-app",
                              daemon=True)
     phone.start()
-    print(_banner(settings, broker, speed, scenario, standin), flush=True)
+    print(_banner(settings, broker, speed, scenario, standin, accounts), flush=True)
     timer = None
     if duration_s is not None:
         timer = threading.Timer(duration_s, _interrupt_main)

@@ -135,6 +135,11 @@ class Hub:
         self.started_ns: int | None = None
         self._stopped = False
         self.extensions: dict[str, Any] = {}
+        # devices and checkpoints onboarded through the API, laid over the site files
+        from hub.onboarding.wiring import make_onboarding
+
+        self.onboarding = make_onboarding(self)
+        self.onboarding.load()
 
     def _flush_alarms(self) -> None:
         self.alarms.flush()

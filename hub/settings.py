@@ -46,7 +46,20 @@ class Settings(BaseSettings):
     sites_dir: Path = PACKAGE_ROOT / "sites"
     api_host: str = "127.0.0.1"
     api_port: int = 8080
-    api_tokens: str = ""
+    api_tokens: str = Field(
+        default="", description="name:role:token[:site1|site2],... bearer tokens for machines")
+    api_docs: Literal["open", "token", "off"] = Field(
+        default="open", description="/docs and /openapi.json: open, need a viewer, or off")
+    session_ttl_s: float = Field(
+        default=12 * 3600, gt=0, description="console sign-in session lifetime, seconds")
+    login_max_failures: int = Field(
+        default=5, ge=1, description="failed sign-ins for one name before it is locked")
+    broker_admin_url: str | None = Field(
+        default=None,
+        description="mqtt://admin:pw@host:port of Mosquitto's dynamic-security admin: "
+                    "onboarding then creates each device's broker client and role")
+    login_lockout_s: float = Field(
+        default=300, gt=0, description="how long a name stays locked after too many failures")
     batch_size: int = 5000
     batch_interval_s: float = 0.2
     spool_max_bytes: int = 2 * 1024**3

@@ -169,6 +169,12 @@ def test_token_table_errors() -> None:
         auth.TokenTable.parse("a:boss:x")
     with pytest.raises(ValueError, match="name:role:token"):
         auth.TokenTable.parse("a:viewer")
-    table = auth.TokenTable.parse(" a:viewer:x:y , ")
-    user = table.lookup("x:y")
-    assert user is not None and user.name == "a"
+    table = auth.TokenTable.parse(" a:viewer:x:y , b:officer:z ")
+    user = table.lookup("x")  # the fourth part is the site list
+    assert user is not None and user.name == "a" and user.sites == frozenset({"y"})
+    both = auth.TokenTable.parse("c:viewer:w:guoyuan|fuping").lookup("w")
+    assert both is not None and both.sites == frozenset({"guoyuan", "fuping"})
+    every = table.lookup("z")
+    assert every is not None and every.sites is None
+    with pytest.raises(ValueError, match="bad site id"):
+        auth.TokenTable.parse("a:viewer:x:Guo Yuan")

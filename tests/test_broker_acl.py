@@ -221,3 +221,89 @@ def test_device_id_that_cannot_be_a_user_is_refused() -> None:
     site = Site(site="x", name="x", devices=[Device(id="bad/id", model="XS-FL200")])
     with pytest.raises(AclError):
         generate_acl(load_profiles(ROOT / "device_profiles"), SiteRegistry([site]))
+
+
+def _shipped_static_directives() -> str:
+    """The client-binding lines of the shipped static broker config (paths are the test's)."""
+    conf = (ROOT / "deploy/mosquitto/mosquitto-static.conf").read_text()
+    keep = ("use_username_as_clientid",)
+    return "".join(line + "\n" for line in conf.splitlines() if line.startswith(keep))
+
+
+def test_a_device_password_cannot_take_the_hubs_session(tmp_path: Path) -> None:
+    """The shipped static config binds client ids to users: a device connecting as
+    ``safety-hub`` gets its own client id and the hub keeps its session."""
+    require_binary("mosquitto")
+    passwd_tool = require_binary("mosquitto_passwd")
+    acl = tmp_path / "acl"
+    acl.write_text(
+        generate_acl(load_profiles(ROOT / "device_profiles"), load_sites(ROOT / "sites")))
+    passwd = tmp_path / "passwd"
+    passwd.touch()
+    for user, password in PASSWORDS.items():
+        subprocess.run([passwd_tool, "-b", str(passwd), user, password], check=True)
+    server = AclMosquitto(tmp_path / "mosquitto", passwd, acl)
+    original = server._write_config
+
+    def with_shipped_binding() -> None:
+        original()
+        server.config_path.write_text(server.config_path.read_text()
+                                      + _shipped_static_directives())
+
+    server._write_config = with_shipped_binding  # type: ignore[method-assign]
+    server._ready = lambda: _can_login(server.port)  # type: ignore[method-assign]
+    server.start()
+    try:
+        drops: list[Any] = []
+        hub = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                          client_id="safety-hub", protocol=paho.MQTTv5)
+        hub.username_pw_set("hub", PASSWORDS["hub"])
+        hub.on_disconnect = lambda *a: drops.append(a)
+        seen: list[str] = []
+        hub.on_message = lambda c, u, m: seen.append(m.topic)
+        hub.connect("127.0.0.1", server.port)
+        hub.loop_start()
+        deadline = time.monotonic() + 5
+        while not hub.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        hub.subscribe("#", qos=1)
+        thief = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                            client_id="safety-hub", protocol=paho.MQTTv5)
+        thief.username_pw_set("GY-FL-0012", PASSWORDS["GY-FL-0012"])
+        thief.connect("127.0.0.1", server.port)
+        thief.loop_start()
+        own = "roadsafety/flashlight/GY-FL-0012/telemetry"
+        thief.publish(own, b"{}", qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 5
+        while own not in seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert own in seen, "the hub lost its session to the device"
+        assert drops == [] and hub.is_connected()
+        log = server.log_path.read_text()
+        assert "as GY-FL-0012" in log  # the device's client id became its user name
+        for client in (thief, hub):
+            client.disconnect()
+            client.loop_stop()
+    finally:
+        server.stop()
+
+
+def test_device_ids_that_are_broker_users_are_refused() -> None:
+    profiles = load_profiles(ROOT / "device_profiles")
+    for kwargs, user in (({"hub_user": ["hub-1", "GY-FL-0001"]}, "the hub's user"),
+                         ({"readers": ["GY-FL-0001"]}, "a reader's user"),
+                         ({"simulators": ["GY-FL-0001"]}, "the simulator's user")):
+        site = Site(site="gy", name="G", devices=[Device(id="GY-FL-0001", model="XS-FL200")])
+        with pytest.raises(AclError, match=f"is {user} name"):
+            generate_acl(profiles, SiteRegistry([site]), **kwargs)  # type: ignore[arg-type]
+
+
+def test_scale_out_hubs_and_site_readers_get_their_own_users() -> None:
+    text = generate_acl(load_profiles(ROOT / "device_profiles"), load_sites(ROOT / "sites"),
+                        hub_user=["hub-1", "hub-2"], site_readers=[("gy-screen", "guoyuan")])
+    assert "user hub-1\ntopic read #\ntopic readwrite hub/#" in text
+    assert "user hub-2\ntopic read #\ntopic readwrite hub/#" in text
+    assert "user gy-screen\ntopic read hub/alarms/guoyuan/#\n" in text
+    with pytest.raises(AclError, match="unknown site 'nowhere'"):
+        generate_acl(load_profiles(ROOT / "device_profiles"), load_sites(ROOT / "sites"),
+                     site_readers=[("x", "nowhere")])

@@ -23,6 +23,7 @@ REQUIRED = {
     "INFLUX_ADMIN_PASSWORD": "an-admin-password",
     "INFLUX_ADMIN_TOKEN": "an-operator-token",
     "HUB_MQTT_PASSWORD": "mqtt-password",
+    "MQTT_ADMIN_PASSWORD": "mqtt-admin-password",
     "HUB_API_TOKENS": "api-token",
     "POSTGRES_PASSWORD": "pg-password",
     "GRAFANA_ADMIN_PASSWORD": "grafana-password",
@@ -155,9 +156,13 @@ def test_grafana_gets_the_provisioning_and_dashboards() -> None:
 def test_mosquitto_config_uses_the_mounted_files() -> None:
     conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
     assert "allow_anonymous false" in conf
-    assert "password_file /mosquitto/config/passwd" in conf
-    assert "acl_file /mosquitto/config/acl" in conf
+    assert "plugin /usr/lib/mosquitto_dynamic_security.so" in conf
+    assert "plugin_opt_config_file /mosquitto/data/dynamic-security.json" in conf
     assert "include_dir /mosquitto/config/conf.d" in conf
+    static = (ROOT / "deploy/mosquitto/mosquitto-static.conf").read_text()
+    assert "password_file /mosquitto/config/passwd" in static
+    assert "acl_file /mosquitto/config/acl" in static
+    assert "\nuse_username_as_clientid true\n" in static
     tls = (ROOT / "deploy/mosquitto/tls.conf.example").read_text()
     assert "listener 8883" in tls and "certfile /mosquitto/certs/server.crt" in tls
 

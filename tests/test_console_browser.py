@@ -25,6 +25,8 @@ from tests.support.services import MosquittoServer
 GOLDEN_SITES = Path(__file__).parent / "golden" / "_sites"
 TOKENS = "ops:officer:t-officer,wall:viewer:t-viewer"
 OFFICER = {"Authorization": "Bearer t-officer"}
+OPS_PASSWORD = "ops-password-1"  # accounts for people; the tokens stay for these scripts
+WALL_PASSWORD = "wall-password-1"
 LIGHT = "GY-FL-0001"
 
 pytestmark = pytest.mark.services
@@ -54,6 +56,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory, broker: MosquittoServer) -> It
         sites_dir=GOLDEN_SITES,
         api_tokens=TOKENS,
     )
+    process.add_user("ops", "officer", OPS_PASSWORD)
+    process.add_user("wall", "viewer", WALL_PASSWORD)
     process.start()
     try:
         yield process
@@ -95,15 +99,17 @@ def _row(page: Any) -> Any:
     return page.locator(f'li.alarm[data-device-id="{LIGHT}"][data-rule="knocked_over"]')
 
 
-def test_page_loads_and_asks_for_a_token(hub: HubProcess, browser: Any) -> None:
+def test_page_loads_and_asks_to_sign_in(hub: HubProcess, browser: Any) -> None:
     page = browser.new_page()
     page.goto(f"{hub.api}/")
     page.locator("#login-form").wait_for(state="visible")
-    page.locator("#login-token").fill("not-a-token")
+    assert page.locator("#login-token").count() == 0  # no pasted tokens any more
+    page.locator("#login-username").fill("ops")
+    page.locator("#login-password").fill("wrong password")
     page.locator("#login-form button[type=submit]").click()
     page.locator("#login-error").get_by_text("401").wait_for()
-    assert "invalid token" in page.locator("#login-error").inner_text()
-    sign_in(page, hub.api, "t-officer")
+    assert "wrong user name or password" in page.locator("#login-error").inner_text()
+    sign_in(page, hub.api, "ops", OPS_PASSWORD)
     assert page.locator("#who-name").inner_text() == "ops"
     page.locator("#status table.status tbody[data-site=goldtown]").wait_for()
     page.locator("#alarms .summary").wait_for()
@@ -115,7 +121,7 @@ def test_published_alarm_appears_live_and_ack_reaches_the_api(
     hub: HubProcess, broker: MosquittoServer, browser: Any
 ) -> None:
     page = browser.new_page()
-    page.goto(f"{hub.api}/")  # the token is remembered from the previous test
+    page.goto(f"{hub.api}/")  # the session cookie is kept from the previous test
     page.locator("#live:not(.off)").wait_for()
     page.locator("#alarms .summary").wait_for()
     page.evaluate("window.__noReload = 'same page'")
@@ -188,7 +194,7 @@ def test_viewer_sees_no_acknowledge_button(
     page.goto(f"{hub.api}/")
     page.locator("#sign-out").click()
     page.locator("#login-form").wait_for(state="visible")
-    sign_in(page, hub.api, "t-viewer")
+    sign_in(page, hub.api, "wall", WALL_PASSWORD)
     assert page.locator("body").get_attribute("data-role") == "viewer"
     _knock_over(broker, tilt=85.0)  # a fresh unacknowledged alarm may or may not be there
     _row(page).wait_for()
@@ -202,7 +208,7 @@ def test_viewer_sees_no_acknowledge_button(
 def test_phone_layout(hub: HubProcess, browser: Any) -> None:
     page = browser.new_page()
     page.set_viewport_size(PHONE)
-    sign_in(page, hub.api, "t-officer")
+    sign_in(page, hub.api, "ops", OPS_PASSWORD)
     _row(page).wait_for()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"] + 1, f"page is {width}px wide on a {PHONE['width']}px phone"
@@ -212,7 +218,7 @@ def test_phone_layout(hub: HubProcess, browser: Any) -> None:
 def test_patrol_and_hazard_panels(hub: HubProcess, broker: MosquittoServer, browser: Any) -> None:
     """Rounds, hazards and KPIs from the patrol API ('not available' while it answers 404)."""
     page = browser.new_page()
-    sign_in(page, hub.api, "t-officer")
+    sign_in(page, hub.api, "ops", OPS_PASSWORD)
     rounds = httpx.get(
         f"{hub.api}/api/patrol/rounds", headers=OFFICER, timeout=10, params={"site": "goldtown"}
     )
@@ -294,7 +300,7 @@ def test_hazard_grades_photos_filters_and_reports(
     _post_photo(hub, hazard_id, scene("after: basement emptied", (150, 190, 160), 0), "after")
     page = browser.new_page()
     page.set_viewport_size({"width": 1600, "height": 1000})
-    sign_in(page, hub.api, "t-officer")
+    sign_in(page, hub.api, "ops", OPS_PASSWORD)
     board = page.locator("#hazards .body")
     card = board.locator(f'article.hazard[data-hazard-id="{hazard_id}"]')
     card.wait_for()
@@ -302,9 +308,9 @@ def test_hazard_grades_photos_filters_and_reports(
     assert card.locator(".badge.grade.major").inner_text() in ("major", "重大")
     thumbs = card.locator(".thumb img")
     assert thumbs.count() == 2
-    page.wait_for_function(  # fetched with the token, shown as blob URLs
+    page.wait_for_function(  # loaded with the session cookie (and allowed by the CSP)
         """id => [...document.querySelectorAll(`[data-hazard-id="${id}"] .thumb img`)]
-                  .every(i => i.src.startsWith('blob:') && i.naturalWidth > 0)""",
+                  .every(i => i.complete && i.naturalWidth > 0)""",
         arg=hazard_id)
     # filters: major only, then a department
     board.locator("select[name=grade]").select_option("major")
@@ -313,7 +319,8 @@ def test_hazard_grades_photos_filters_and_reports(
     page.locator("#hazards").scroll_into_view_if_needed()
     screenshot(page, "hazards-photos-en")
     card.locator(".thumb").first.click()
-    page.locator("#photo-dialog[open] img[src^='blob:']").wait_for()
+    page.locator("#photo-dialog[open] img[src^='/api/evidence/']").wait_for()
+    page.wait_for_function("() => document.getElementById('photo-full').naturalWidth === 640")
     screenshot(page, "hazard-photo-full-en")
     page.locator("#photo-close").click()
     board.locator("select[name=grade]").select_option("")

@@ -52,7 +52,7 @@ def _take_screenshots(api: str, alarm_id: str) -> None:
     with chromium() as context:
         page = context.new_page()
         page.context.add_cookies([{"name": "hub_lang", "value": "en", "url": api}])
-        sign_in(page, api, "demo-officer")
+        sign_in(page, api, "county-duty", "demo-county-duty")
         page.locator("#map figure.map").first.wait_for()
         page.locator("#stations .station").first.wait_for()
         page.wait_for_timeout(1500)  # let the first live updates land
@@ -73,7 +73,7 @@ def _take_screenshots(api: str, alarm_id: str) -> None:
         phone.wait_for_timeout(800)
         screenshot(phone, "console-phone-zh")
         page.context.add_cookies([{"name": "hub_lang", "value": "en", "url": api}])
-        sign_in(page, api, "demo-viewer")
+        sign_in(page, api, "screen", "demo-screen")
         page.locator("#alarms li.alarm").first.wait_for()
         page.wait_for_timeout(500)
         screenshot(page, "console-viewer-en")
@@ -130,6 +130,14 @@ def test_demo_starts_bare_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert f"{api}/" in banner
         for token in ("demo-admin", "demo-officer", "demo-viewer"):
             assert token in banner
+        for name, password in (("county-admin", "demo-county-admin"),
+                               ("guoyuan-duty", "demo-guoyuan-duty")):
+            assert name in banner and password in banner  # a newcomer can sign in
+        signed = httpx.post(f"{api}/api/login", timeout=10, json={
+            "username": "guoyuan-duty", "password": "demo-guoyuan-duty"})
+        assert signed.status_code == 200 and signed.json()["sites"] == ["guoyuan"]
+        mine = httpx.get(f"{api}/api/alarms", cookies=signed.cookies, timeout=5).json()
+        assert {a["site"] for a in mine} <= {"guoyuan"}
         assert "Watch for" in banner
         assert "STAND-IN robots" in banner
 

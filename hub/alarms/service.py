@@ -309,8 +309,12 @@ class AlarmService:
         sort: str = "severity",
         limit: int = 100,
         offset: int = 0,
+        sites: Sequence[str] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """Return (page of alarm JSON, total); most severe then newest first by default."""
+        """Return (page of alarm JSON, total); most severe then newest first by default.
+
+        ``sites`` limits the result to those sites (a caller's scope; empty: nothing).
+        """
         states = parse_states(state)
         severities = severity.split(",") if isinstance(severity, str) else severity
         if severities:
@@ -325,7 +329,7 @@ class AlarmService:
         alarms, total = self.store.query(
             states=states, severities=severities, device_id=device_id, site=site,
             kind=kind, rule=rule, assignee=assignee, since_ns=since_ns, until_ns=until_ns,
-            sort=sort, limit=limit, offset=offset)
+            sort=sort, limit=limit, offset=offset, sites=sites)
         return [a.to_json() for a in alarms], total
 
     # -- housekeeping ------------------------------------------------------------------------

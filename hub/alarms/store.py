@@ -197,9 +197,17 @@ class AlarmStore:
         sort: str = "severity",
         limit: int = 100,
         offset: int = 0,
+        sites: Sequence[str] | None = None,
     ) -> tuple[list[Alarm], int]:
-        """Return a page of alarms matching the filters and the total count."""
+        """Return a page of alarms matching the filters and the total count.
+
+        ``sites`` (a caller's scope) limits the result to those sites; empty means none.
+        """
         conditions: list[Any] = []
+        if sites is not None:
+            if not sites:
+                return [], 0
+            conditions.append(AlarmRow.site.in_(list(sites)))
         if states:
             conditions.append(AlarmRow.state.in_(list(states)))
         if severities:

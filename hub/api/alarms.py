@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hub.alarms.model import AlarmNotFound, InvalidTransition
 from hub.alarms.service import AlarmService
 from hub.api.auth import officer, viewer
+from hub.api.scope import policy, require_site, site_query
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 
@@ -72,6 +73,13 @@ def _time_ns(text: str | None, name: str) -> int | None:
     return int(moment.timestamp() * 10**9)
 
 
+def _visible(request: Request, alarm_id: str) -> dict[str, Any]:
+    """The alarm if the caller sees its site; 404 otherwise (as for a missing one)."""
+    found = _call(_service(request).get, alarm_id)
+    require_site(request, found.get("site"), "alarm", alarm_id)
+    return found
+
+
 def _call(fn: Any, *args: Any) -> dict[str, Any]:
     try:
         result: dict[str, Any] = fn(*args)
@@ -86,6 +94,7 @@ def _call(fn: Any, *args: Any) -> dict[str, Any]:
 
 
 @router.get("")
+@policy("sites")
 def list_alarms(
     request: Request,
     response: Response,
@@ -106,11 +115,13 @@ def list_alarms(
     """Alarms matching the filters, most severe then newest first (``sort=time``: newest)."""
     service = _service(request)
     since, until = _time_ns(from_, "from"), _time_ns(to, "to")
+    scope = site_query(request, site)
     try:
         items, total = service.list(
-            state=state, severity=severity, device_id=device_id, site=site, kind=kind,
+            state=state, severity=severity, device_id=device_id,
+            site=site if scope is None else None, kind=kind,
             rule=rule, assignee=assignee, since_ns=since, until_ns=until, sort=sort,
-            limit=limit, offset=offset)
+            limit=limit, offset=offset, sites=scope)
     except ValueError as exc:
         raise HTTPException(422, detail={"error": "invalid", "message": str(exc)}) from None
     response.headers["X-Total-Count"] = str(total)
@@ -121,9 +132,10 @@ def list_alarms(
 
 
 @router.get("/{alarm_id}")
+@policy("sites")
 def get_alarm(request: Request, alarm_id: str, user: Viewer) -> dict[str, Any]:
     """One alarm with its history (every transition, who and when) and its notifications."""
-    data = _call(_service(request).get, alarm_id)
+    data = _visible(request, alarm_id)
     for view in getattr(request.app.state, "alarm_views", ()):
         view(data, True)
     data.setdefault("notifications", [])
@@ -131,28 +143,36 @@ def get_alarm(request: Request, alarm_id: str, user: Viewer) -> dict[str, Any]:
 
 
 @router.post("/{alarm_id}/ack")
+@policy("sites")
 def ack_alarm(request: Request, alarm_id: str, user: Officer) -> dict[str, Any]:
     """Acknowledge; ``acked_by`` is the token's user."""
+    _visible(request, alarm_id)
     return _call(_service(request).ack, alarm_id, user)
 
 
 @router.post("/{alarm_id}/clear")
+@policy("sites")
 def clear_alarm(request: Request, alarm_id: str, user: Officer,
                 body: ClearBody | None = None) -> dict[str, Any]:
     """Clear by hand (the condition may still hold: a new breach reopens or raises again)."""
     note = body.note if body is not None else None
+    _visible(request, alarm_id)
     return _call(_service(request).clear, alarm_id, user, note)
 
 
 @router.post("/{alarm_id}/assign")
+@policy("sites")
 def assign_alarm(request: Request, alarm_id: str, body: AssignBody,
                  user: Officer) -> dict[str, Any]:
     """Assign to someone."""
+    _visible(request, alarm_id)
     return _call(_service(request).assign, alarm_id, user, body.assignee)
 
 
 @router.post("/{alarm_id}/comment")
+@policy("sites")
 def comment_alarm(request: Request, alarm_id: str, body: CommentBody,
                   user: Officer) -> dict[str, Any]:
     """Add a comment to the history."""
+    _visible(request, alarm_id)
     return _call(_service(request).comment, alarm_id, user, body.text)

@@ -12,8 +12,10 @@ short window and sends one message per event type with the list of items:
   report (the patrol service turns them into rounds and hazards; the page then reloads them).
 
 A subscriber that falls behind by more than its queue loses the oldest events and gets a
-``resync`` event: the page then reloads every panel. The token comes from the Authorization
-header or, because browsers' EventSource cannot send headers, the ``access_token`` parameter.
+``resync`` event: the page then reloads every panel. The caller is a bearer token in the
+Authorization header (scripts) or the console's session cookie (browsers' EventSource sends
+it by itself): never a token in the URL, where it would land in access logs. A caller of
+some sites receives only events of those sites.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from sse_starlette import EventSourceResponse
 
-from hub.api.auth import ANONYMOUS, ROLE_RANK, TokenTable, User
+from hub.api.auth import User, resolve
+from hub.api.scope import policy
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +112,8 @@ class EventHub:
         online = getattr(reading, "online", None)
         if online is not None:
             self.publish("device", {"device_id": reading.device_id, "online": online,
-                                    "reason": getattr(reading, "status_reason", None)})
+                                    "reason": getattr(reading, "status_reason", None),
+                                    "site": getattr(reading, "site", None)})
             return
         message = getattr(reading, "message", None)
         if message in PATROL_MESSAGES:
@@ -135,31 +139,9 @@ def install(app: FastAPI, hub: Any) -> EventHub:
     return events
 
 
-def user_from_request(request: Request, *, allow_query: bool = False) -> User:
-    """Resolve the caller from the bearer token (or ``access_token``); raise 401 when invalid.
-
-    With no tokens configured everyone reads as ``anonymous`` (role viewer).
-    """
-    table = getattr(request.app.state, "api_tokens", None)
-    if not isinstance(table, TokenTable) or table.empty:
-        return User(ANONYMOUS, "viewer")
-    token = None
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        token = value.strip()
-    elif allow_query:
-        token = request.query_params.get("access_token") or None
-    if token is None:
-        raise HTTPException(401, detail={"error": "unauthorized", "message":
-                                         "missing bearer token"},
-                            headers={"WWW-Authenticate": "Bearer"})
-    user = table.lookup(token)
-    if user is None:
-        raise HTTPException(401, detail={"error": "unauthorized", "message": "invalid token"},
-                            headers={"WWW-Authenticate": "Bearer"})
-    assert user.role in ROLE_RANK
-    return user
+def user_from_request(request: Request) -> User:
+    """Resolve the caller (bearer token or session cookie); raise 401 when invalid."""
+    return resolve(request)
 
 
 def _group(items: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
@@ -177,9 +159,11 @@ def _group(items: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, 
 async def _stream(events: EventHub, user: User,
                   shutdown: anyio.Event) -> AsyncIterator[dict[str, str]]:
     subscriber = events.subscribe()
+    sites = user.sites
     try:
         yield {"event": "hello", "data": orjson.dumps(
-            {"user": user.name, "role": user.role}).decode()}
+            {"user": user.name, "role": user.role,
+             "sites": None if sites is None else sorted(sites)}).decode()}
         while not shutdown.is_set():  # the server stops: end the stream properly
             try:
                 first = await asyncio.wait_for(subscriber.queue.get(), SHUTDOWN_POLL_S)
@@ -189,9 +173,13 @@ async def _stream(events: EventHub, user: User,
             items = [first]
             while not subscriber.queue.empty():
                 items.append(subscriber.queue.get_nowait())
+            if sites is not None:  # a caller of some sites: only their events
+                items = [item for item in items if item[1].get("site") in sites]
             if subscriber.overflowed:
                 subscriber.overflowed = False
                 yield {"event": "resync", "data": "{}"}
+                continue
+            if not items:
                 continue
             for event, batch in _group(items).items():
                 yield {"event": event, "data": orjson.dumps(batch).decode()}
@@ -200,9 +188,10 @@ async def _stream(events: EventHub, user: User,
 
 
 @router.get("/api/events")
+@policy("sites")
 async def event_stream(request: Request) -> EventSourceResponse:
     """Server-sent events: alarm transitions and device online/offline changes (viewer)."""
-    user = user_from_request(request, allow_query=True)
+    user = resolve(request)
     events: EventHub | None = getattr(request.app.state, "events", None)
     if events is None:
         raise HTTPException(503, detail={"error": "unavailable",

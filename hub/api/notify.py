@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.api.auth import officer, viewer
+from hub.api.accounts import audit
+from hub.api.auth import caller_of, officer, require, viewer
+from hub.api.scope import filter_sites, policy
 from hub.notify.config import Match
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 router = APIRouter(tags=["notifications"])
 Viewer = Annotated[str, Depends(viewer)]
 Officer = Annotated[str, Depends(officer)]
+CountyViewer = Annotated[str, Depends(require("viewer", all_sites=True))]
 MAX_SILENCE_DAYS = 90
 
 
@@ -46,6 +49,19 @@ def _service(request: Request) -> NotifyService:
     return service  # type: ignore[no-any-return]
 
 
+def _sites_of(match: dict[str, Any]) -> list[str] | None:
+    """The sites a silence's match names (None: every site)."""
+    site = match.get("site")
+    return None if site is None else [site] if isinstance(site, str) else list(site)
+
+
+def _may_touch(request: Request, match: dict[str, Any]) -> bool:
+    """True when the caller sees every site the match covers (a county-wide one: all sites)."""
+    user = caller_of(request)
+    sites = _sites_of(match)
+    return user.sites is None or (sites is not None and set(sites) <= user.sites)
+
+
 def _ns(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -53,9 +69,14 @@ def _ns(moment: datetime) -> int:
 
 
 @router.post("/api/silences", status_code=201)
+@policy("sites")
 def create_silence(request: Request, body: SilenceBody, user: Officer) -> dict[str, Any]:
     """Silence the alarms a match selects, until ``ends_at`` (at most 90 days)."""
     service = _service(request)
+    if not _may_touch(request, body.match.model_dump()):
+        raise HTTPException(403, detail={"error": "forbidden", "message":
+                                         f"{user} may silence only its own sites: name them "
+                                         "in match.site"})
     if not any(v is not None for v in body.match.model_dump().values()):
         raise HTTPException(422, detail={"error": "invalid", "message":
                                          "match must name at least one of site, severity, "
@@ -76,10 +97,16 @@ def create_silence(request: Request, body: SilenceBody, user: Officer) -> dict[s
         silence = service.silences.create(body.match, starts, ends, body.comment, user, now)
     except ValueError as exc:
         raise HTTPException(422, detail={"error": "invalid", "message": str(exc)}) from None
-    return silence.to_json(now)
+    data = silence.to_json(now)
+    sites = _sites_of(data["match"])
+    audit(request, user, "silence.create", target=silence.id,
+          site=sites[0] if sites and len(sites) == 1 else None,
+          detail={"match": data["match"], "ends_at": data["ends_at"], "comment": body.comment})
+    return data
 
 
 @router.get("/api/silences")
+@policy("sites")
 def list_silences(request: Request, user: Viewer, site: str | None = None,
                   all_: bool = Query(False, alias="all", description="also ended and deleted"),
                   limit: int = Query(200, ge=1, le=1000)) -> list[dict[str, Any]]:
@@ -87,29 +114,40 @@ def list_silences(request: Request, user: Viewer, site: str | None = None,
     service = _service(request)
     now = service.clock()
     return [s.to_json(now) for s in service.silences.list(
-        site=site, include_ended=all_, now_ns=now, limit=limit)]
+        site=site, include_ended=all_, now_ns=now, limit=limit)
+        if _may_touch(request, s.to_json(now)["match"])]
 
 
 @router.delete("/api/silences/{silence_id}")
+@policy("sites")
 def delete_silence(request: Request, silence_id: str, user: Officer) -> dict[str, Any]:
     """End a silence now."""
     service = _service(request)
     now = service.clock()
-    silence = service.silences.delete(silence_id, user, now)
+    found = service.silences.get(silence_id)
+    silence = None
+    if found is not None and _may_touch(request, found.to_json(now)["match"]):
+        silence = service.silences.delete(silence_id, user, now)
     if silence is None:
         raise HTTPException(404, detail={"error": "not_found",
                                          "message": f"no silence {silence_id!r}"})
-    return silence.to_json(now)
+    data = silence.to_json(now)
+    sites = _sites_of(data["match"])
+    audit(request, user, "silence.delete", target=silence.id,
+          site=sites[0] if sites and len(sites) == 1 else None, detail={"match": data["match"]})
+    return data
 
 
 @router.get("/api/duty")
+@policy("sites")
 def duty(request: Request, user: Viewer, site: str | None = None) -> list[dict[str, Any]]:
     """Who is on duty now and who comes next, per site (``site=`` for one)."""
-    return _service(request).duty(site)
+    return filter_sites(request, _service(request).duty(site))
 
 
 @router.get("/api/notify/received")
-def received(request: Request, user: Viewer,
+@policy("all_sites")
+def received(request: Request, user: CountyViewer,
              limit: int = Query(50, ge=1, le=200)) -> list[dict[str, Any]]:
     """Messages the demo's stand-in robot receiver got, newest first (404 outside the demo)."""
     standin = getattr(request.app.state, "notify_standin", None)

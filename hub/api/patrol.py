@@ -14,19 +14,18 @@ from typing import Annotated, Any, Literal
 from fastapi import (
     APIRouter,
     Depends,
-    File,
-    Form,
     HTTPException,
     Query,
     Request,
     Response,
-    UploadFile,
 )
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from hub.api.auth import officer, viewer
+from hub.api.scope import policy, refuse_write, require_site, sites_of
 from hub.evidence.errors import TooLarge, UnsupportedEvidence
 from hub.evidence.service import EvidenceService
 from hub.patrol import periodic, reports
@@ -105,7 +104,7 @@ def _service(request: Request) -> PatrolService:
 
 def _scope(request: Request, user: str) -> Collection[str] | None:
     """The sites the caller may see (None: all); every hazard lookup passes it on."""
-    return None
+    return sites_of(request)
 
 
 def _not_found(hazard_id: str) -> HTTPException:
@@ -152,20 +151,24 @@ def _ns(moment: datetime | None) -> int | None:
 
 
 @router.get("/api/patrol/rounds")
+@policy("sites")
 def rounds(request: Request, _user: Viewer, site: str, date: str | None = None,
            route: str | None = None) -> list[dict[str, Any]]:
     """The rounds of a site on a local date with per-checkpoint detail."""
     service = _service(request)
+    require_site(request, site)
     _site(service, site)
     return service.rounds(site, _day(service, site, date), route)
 
 
 @router.get("/api/kpi")
+@policy("sites")
 def kpi(request: Request, _user: Viewer, site: str,
         from_: Annotated[str | None, Query(alias="from")] = None,
         to: str | None = None) -> dict[str, Any]:
     """Patrol coverage, on-time rate, hazards found, rectified, verified, times, overdue."""
     service = _service(request)
+    require_site(request, site)
     _site(service, site)
     last = _day(service, site, to, "to")
     first = _day(service, site, from_, "from") if from_ else last
@@ -175,6 +178,7 @@ def kpi(request: Request, _user: Viewer, site: str,
 
 
 @router.get("/api/hazards")
+@policy("sites")
 def hazards(request: Request, user: Viewer, site: str | None = None,
             status: str | None = None, category: str | None = None,
             overdue: bool | None = None,
@@ -188,22 +192,22 @@ def hazards(request: Request, user: Viewer, site: str | None = None,
 
 
 @router.get("/api/departments")
+@policy("sites")
 def departments(request: Request, _user: Viewer, site: str) -> list[dict[str, Any]]:
     """The site's register of departments hazards are handed to."""
     service = _service(request)
+    require_site(request, site)
     _site(service, site)
     return [d.model_dump() for d in service.departments.of_site(site)]
 
 
 @router.post("/api/hazards", status_code=201)
+@policy("sites")
 def create_hazard(request: Request, user: Officer, body: NewHazard) -> dict[str, Any]:
     """An officer enters a hazard (reported by them)."""
     service = _service(request)
+    refuse_write(request, body.site)
     _site(service, body.site)
-    scope = _scope(request, user)
-    if scope is not None and body.site not in scope:
-        raise HTTPException(404, detail={"error": "not_found",
-                                         "message": f"unknown site {body.site!r}"})
     try:
         created = service.hazards.create(body.site, body.category, body.note,
                                          body.checkpoint_id, body.photo_ref, user,
@@ -215,6 +219,7 @@ def create_hazard(request: Request, user: Officer, body: NewHazard) -> dict[str,
 
 
 @router.get("/api/hazards/{hazard_id}")
+@policy("sites")
 def hazard(request: Request, user: Viewer, hazard_id: str) -> dict[str, Any]:
     """One hazard with its history and evidence."""
     try:
@@ -237,6 +242,7 @@ def _act(request: Request, hazard_id: str, action: str, user: str,
 
 
 @router.post("/api/hazards/{hazard_id}/grade")
+@policy("sites")
 def grade(request: Request, user: Officer, hazard_id: str, body: GradeBody) -> dict[str, Any]:
     """Change a hazard's grade (general or major); the deadline follows, history kept."""
     try:
@@ -300,19 +306,49 @@ class _BoundedUpload(APIRoute):
 uploads = APIRouter(route_class=_BoundedUpload)
 
 
-@uploads.post("/api/hazards/{hazard_id}/evidence", status_code=201)
-async def add_evidence(request: Request, user: Officer, hazard_id: str,
-                       file: Annotated[UploadFile, File()],
-                       kind: Annotated[Literal["before", "after"], Form()] = "before",
-                       note: Annotated[str | None, Form(max_length=400)] = None,
-                       ) -> dict[str, Any]:
+def _multipart(fields: dict[str, dict[str, Any]], required: list[str]) -> dict[str, Any]:
+    """The OpenAPI request body of a multipart upload (the form is read by the handler)."""
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": required, "properties": fields}}}}}
+
+
+async def _form(request: Request) -> tuple[UploadFile, dict[str, str]]:
+    """The upload's file and text fields; 422 naming what is missing."""
+    form = await request.form(max_files=1, max_fields=8)
+    file = form.get("file")
+    if not isinstance(file, UploadFile):
+        raise _unprocessable("file: a multipart file field named 'file' is required")
+    texts = {k: v for k, v in form.items() if isinstance(v, str)}
+    return file, texts
+
+
+def _text(texts: dict[str, str], name: str, limit: int, default: str | None = None) -> str | None:
+    value = texts.get(name, default)
+    if value is not None and len(value) > limit:
+        raise _unprocessable(f"{name}: at most {limit} characters")
+    return value
+
+
+FILE_FIELD = {"type": "string", "format": "binary"}
+
+
+@uploads.post("/api/hazards/{hazard_id}/evidence", status_code=201, openapi_extra=_multipart(
+    {"file": FILE_FIELD, "kind": {"type": "string", "enum": ["before", "after"]},
+     "note": {"type": "string", "maxLength": 400}}, ["file"]))
+@policy("sites")
+async def add_evidence(request: Request, user: Officer, hazard_id: str) -> dict[str, Any]:
     """Attach a photo or document (JPEG, PNG, WebP, PDF) as before or after evidence."""
     service, evidence = _service(request), _evidence(request)
     scope = _scope(request, user)
-    try:
+    try:  # another site's hazard is 404 before anything is read
         site = service.hazards.site_of(hazard_id, scope)
     except HazardNotFound:
         raise _not_found(hazard_id) from None
+    file, texts = await _form(request)
+    kind = _text(texts, "kind", 16, "before") or "before"
+    if kind not in ("before", "after"):
+        raise _unprocessable("kind: use before or after")
+    note = _text(texts, "note", 400)
     data = await _read_upload(evidence, file)
     # decoding, hashing and writing run off the event loop
     stored = await run_in_threadpool(_store, request, evidence, data, file.filename, user, site)
@@ -321,19 +357,25 @@ async def add_evidence(request: Request, user: Officer, hazard_id: str,
     return {**stored, "hazard_id": hazard_id, "kind": kind, "linked": link["new"]}
 
 
-@uploads.post("/api/evidence", status_code=201)
-async def upload_photo(request: Request, user: Officer,
-                       file: Annotated[UploadFile, File()],
-                       device_id: Annotated[str, Form(min_length=1, max_length=128)],
-                       photo_ref: Annotated[str, Form(min_length=1, max_length=400)],
-                       ) -> dict[str, Any]:
+@uploads.post("/api/evidence", status_code=201, openapi_extra=_multipart(
+    {"file": FILE_FIELD, "device_id": {"type": "string", "maxLength": 128},
+     "photo_ref": {"type": "string", "maxLength": 400}}, ["file", "device_id", "photo_ref"]))
+@policy("sites")
+async def upload_photo(request: Request, user: Officer) -> dict[str, Any]:
     """A reader's photo by the ``photo_ref`` its hazard message named (before or after it)."""
     service, evidence = _service(request), _evidence(request)
+    form = await request.form(max_files=1, max_fields=8)
+    device_id = form.get("device_id")
+    device_id = device_id if isinstance(device_id, str) else ""
     device = service.sites.devices.get(device_id)
     scope = _scope(request, user)
     if scope is not None and (device is None or device.site.site not in scope):
         raise HTTPException(404, detail={"error": "not_found",
-                                         "message": f"no reader {device_id!r}"})
+                                         "message": f"no reader {device_id[:128]!r}"})
+    file, texts = await _form(request)
+    photo_ref = _text(texts, "photo_ref", 400)
+    if not device_id or len(device_id) > 128 or not photo_ref:
+        raise _unprocessable("device_id (at most 128 characters) and photo_ref are required")
     site = device.site.site if device is not None else next(iter(service.sites.sites), "")
     data = await _read_upload(evidence, file)
     stored = await run_in_threadpool(_store, request, evidence, data, file.filename, user, site)
@@ -346,6 +388,7 @@ router.include_router(uploads)
 
 
 @router.get("/api/evidence/{sha256}")
+@policy("sites")
 def get_evidence(request: Request, user: Viewer, sha256: str,
                  variant: Literal["served", "thumb"] = "served") -> Response:
     """Stored evidence (EXIF stripped) or its thumbnail; seen by whoever sees its hazard."""
@@ -365,6 +408,7 @@ def get_evidence(request: Request, user: Viewer, sha256: str,
 
 
 @router.get("/api/evidence/{sha256}/info")
+@policy("sites")
 def evidence_info(request: Request, user: Viewer, sha256: str) -> dict[str, Any]:
     """What is known of stored evidence: type, size, GPS, time taken, uploader."""
     scope = _scope(request, user)
@@ -377,6 +421,7 @@ def evidence_info(request: Request, user: Viewer, sha256: str) -> dict[str, Any]
 
 
 @router.post("/api/hazards/{hazard_id}/dispatch")
+@policy("sites")
 def dispatch(request: Request, user: Officer, hazard_id: str,
              body: DispatchBody) -> dict[str, Any]:
     """reported/reopened -> dispatched, to a department, with a due time."""
@@ -385,6 +430,7 @@ def dispatch(request: Request, user: Officer, hazard_id: str,
 
 
 @router.post("/api/hazards/{hazard_id}/rectify")
+@policy("sites")
 def rectify(request: Request, user: Officer, hazard_id: str,
             body: RectifyBody) -> dict[str, Any]:
     """dispatched/reopened -> rectified, with a note and evidence."""
@@ -393,6 +439,7 @@ def rectify(request: Request, user: Officer, hazard_id: str,
 
 
 @router.post("/api/hazards/{hazard_id}/verify")
+@policy("sites")
 def verify(request: Request, user: Officer, hazard_id: str,
            body: VerifyBody | None = None) -> dict[str, Any]:
     """rectified -> verified (closed); the verifier is the caller."""
@@ -400,6 +447,7 @@ def verify(request: Request, user: Officer, hazard_id: str,
 
 
 @router.post("/api/hazards/{hazard_id}/reopen")
+@policy("sites")
 def reopen(request: Request, user: Officer, hazard_id: str,
            body: ReopenBody) -> dict[str, Any]:
     """rectified/verified -> reopened, with a new deadline."""
@@ -407,10 +455,12 @@ def reopen(request: Request, user: Officer, hazard_id: str,
 
 
 @router.get("/api/reports/daily")
+@policy("sites")
 def daily_report(request: Request, _user: Viewer, site: str, date: str | None = None,
                  format: str = "html") -> Response:
     """The daily patrol report of a site as HTML or XLSX."""
     service = _service(request)
+    require_site(request, site)
     _site(service, site)
     if format not in reports.FORMATS:
         raise _unprocessable(f"format: use {', '.join(reports.FORMATS)}")
@@ -426,11 +476,8 @@ def daily_report(request: Request, _user: Viewer, site: str, date: str | None = 
 def _period_report(request: Request, user: str, site: str, period: periodic.Period | None,
                    format: str) -> Response:
     service = _service(request)
+    require_site(request, site)
     _site(service, site)
-    scope = _scope(request, user)
-    if scope is not None and site not in scope:
-        raise HTTPException(404, detail={"error": "not_found",
-                                         "message": f"unknown site {site!r}"})
     if format not in reports.FORMATS:
         raise _unprocessable(f"format: use {', '.join(reports.FORMATS)}")
     if period is None:
@@ -461,6 +508,7 @@ def _parse(parse: Any, text: str | None) -> periodic.Period | None:
 
 
 @router.get("/api/reports/monthly")
+@policy("sites")
 def monthly_report(request: Request, user: Viewer, site: str, month: str | None = None,
                    format: str = "html") -> Response:
     """The monthly hazard report (YYYY-MM, default this month) as HTML, XLSX or PDF."""
@@ -468,11 +516,13 @@ def monthly_report(request: Request, user: Viewer, site: str, month: str | None 
 
 
 @router.get("/api/reports/quarterly")
+@policy("sites")
 def quarterly_report(request: Request, user: Viewer, site: str, quarter: str | None = None,
                      format: str = "html") -> Response:
     """The quarterly hazard report (YYYY-Qn, default this quarter) as HTML, XLSX or PDF."""
     if quarter is None or not quarter.strip():
         service = _service(request)
+        require_site(request, site)
         _site(service, site)
         today = local_date(service.site(site), service.now(site))
         quarter = f"{today.year:04d}-Q{(today.month - 1) // 3 + 1}"

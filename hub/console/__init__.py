@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from hub.console.routes import INTERNAL_BASE, STATIC_DIR, api_router, router
+from hub.console.routes import INTERNAL_BASE, STATIC_DIR, router
 
 
 class _QuietInProcessCalls(logging.Filter):
@@ -19,8 +19,7 @@ class _QuietInProcessCalls(logging.Filter):
 
 
 def install(app: FastAPI) -> None:
-    """Mount the console (``/``, ``/alarms/{id}``, ``/console/...``) and ``GET /api/me``."""
-    app.include_router(api_router)
+    """Mount the console (``/``, ``/alarms/{id}``, ``/console/...``)."""
     app.include_router(router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
     httpx_log = logging.getLogger("httpx")

@@ -16,10 +16,38 @@ LABELS: dict[str, tuple[str, str]] = {
     "switch_lang_title": ("切换到中文", "Switch to English"),
     "sign_in": ("Sign in", "登录"),
     "sign_out": ("Sign out", "退出"),
-    "token": ("Access token", "访问令牌"),
-    "token_help": ("Paste the token your administrator gave you (HUB_API_TOKENS). It is kept "
-                   "in this browser only.",
-                   "请粘贴管理员提供的令牌（HUB_API_TOKENS），令牌只保存在本浏览器中。"),
+    "nav_devices": ("Devices", "设备管理"),
+    "devices_title": ("Devices: onboard, edit, retire", "设备管理：接入、修改、退役"),
+    "devices_help": ("Changes take effect at once, without a restart: the device's next "
+                     "message is tagged with its site. Site files stay valid input; "
+                     "changes made here win over them (hub sites export writes them back).",
+                     "修改立即生效，无需重启：设备的下一条消息即带上所属乡镇。站点文件仍然有效；"
+                     "此处的修改优先（hub sites export 可导出为站点文件）。"),
+    "add_device": ("Add a device", "接入设备"),
+    "edit_device": ("Edit device", "修改设备"),
+    "save": ("Save", "保存"),
+    "edit": ("Edit", "修改"),
+    "retire": ("Retire", "退役"),
+    "confirm_retire": ("Retire this device? Its broker credentials are deleted.",
+                       "确定退役该设备？其接入凭据将被删除。"),
+    "import_csv": ("Import CSV", "批量导入 CSV"),
+    "import_help": ("Header: id,model,site,community,name,lat,lon,place. All rows or none.",
+                    "表头：id,model,site,community,name,lat,lon,place。全部成功或全部不导入。"),
+    "mqtt_password_once": ("Broker password (shown once, write it into the device):",
+                           "设备接入密码（只显示一次，请写入设备）："),
+    "admins_only": ("Only admins manage devices.", "仅管理员可管理设备。"),
+    "device_id": ("Device id", "设备编号"),
+    "device_name": ("Name", "名称"),
+    "place": ("Place", "位置类型"),
+    "registered_devices": ("Registered devices", "已登记设备"),
+    "username": ("User name", "用户名"),
+    "password": ("Password", "密码"),
+    "login_help": ("Your administrator creates your account (hub users add). Several "
+                   "failed attempts lock the name for a few minutes.",
+                   "账号由管理员创建（hub users add）。多次输错后该账号将被锁定几分钟。"),
+    "err_login": ("Wrong user name or password.", "用户名或密码错误。"),
+    "err_locked": ("Too many failed attempts: try again later.", "尝试次数过多，请稍后再试。"),
+    "sites_all": ("all sites", "全部乡镇"),
     "live": ("live", "实时"),
     "offline_stream": ("reconnecting…", "正在重连…"),
     "loading": ("Loading…", "加载中…"),
@@ -228,8 +256,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "not_available": ("Not available on this hub", "本中心暂未提供"),
     "not_available_detail": ("{path} answered 404: this part of the hub is not installed yet.",
                              "{path} 返回 404：该功能尚未安装。"),
-    "err_401": ("Not signed in or the token is invalid: sign in again.",
-                "未登录或令牌无效，请重新登录。"),
+    "err_401": ("Not signed in or the session has ended: sign in again.",
+                "未登录或登录已过期，请重新登录。"),
     "err_403": ("Not allowed", "无权限"),
     "err_409": ("Conflict", "操作冲突"),
     "err_network": ("The hub does not answer.", "无法连接到中心。"),
@@ -263,7 +291,8 @@ LABELS: dict[str, tuple[str, str]] = {
 SCRIPT_KEYS: tuple[str, ...] = (
     "acked", "commented", "cleared", "done", "err_401", "err_403", "err_409", "err_network",
     "err_other", "live", "offline_stream", "confirm_clear", "sign_in", "role_viewer",
-    "role_officer", "role_admin", "silence_done", "silence_ended",
+    "role_officer", "role_admin", "silence_done", "silence_ended", "err_login", "err_locked",
+    "sites_all", "confirm_retire", "mqtt_password_once",
 )
 
 HAZARD_CATEGORIES: dict[str, tuple[str, str]] = {

@@ -1,8 +1,9 @@
 """The duty console: server-rendered pages and htmx partials, and ``GET /api/me``.
 
 The pages (``/``, ``/alarms/{id}``) are shells that anyone may load; their panels are partials
-under ``/console/p/`` that the browser fetches with the user's bearer token. A partial reads
-the hub through its own public HTTP API, called in process with the caller's token, so the
+under ``/console/p/`` that the browser fetches with the user's session cookie (or a bearer
+token). A partial reads the hub through its own public HTTP API, called in process with the
+caller's credentials, so the
 console sees exactly what the API promises (docs/patrol-api.md for rounds, hazards and KPIs)
 and the API's 401/403 answers reach the user unchanged. An API that answers 404 (a part of the
 hub not installed yet) is shown as "not available" instead of failing the panel.
@@ -24,8 +25,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from hub.api.auth import ROLE_RANK, User
-from hub.api.events import user_from_request
+from hub.api.auth import ROLE_RANK, SESSION_COOKIE, User, caller_of, resolve
+from hub.api.scope import policy
 from hub.console import i18n
 
 HERE = Path(__file__).parent
@@ -33,7 +34,6 @@ STATIC_DIR = HERE / "static"
 templates = Jinja2Templates(directory=HERE / "templates")
 
 router = APIRouter(include_in_schema=False)
-api_router = APIRouter(tags=["console"])
 
 SEVERITY_ORDER = ("critical", "major", "minor", "warning", "info")
 ACTIVE = ("active_unack", "active_ack")
@@ -81,6 +81,8 @@ class Api:
         self._request = request
         auth = request.headers.get("authorization")
         self._headers = {"authorization": auth} if auth else {}
+        self._cookies = {SESSION_COOKIE: request.cookies[SESSION_COOKIE]} \
+            if not auth and request.cookies.get(SESSION_COOKIE) else {}
 
     async def get(self, path: str, *, optional: bool = False,
                   **params: Any) -> tuple[Any, httpx.Headers] | None:
@@ -91,7 +93,8 @@ class Api:
         """
         clean = {k: v for k, v in params.items() if v is not None}
         transport = httpx.ASGITransport(app=self._request.app)
-        async with httpx.AsyncClient(transport=transport, base_url=INTERNAL_BASE) as client:
+        async with httpx.AsyncClient(transport=transport, base_url=INTERNAL_BASE,
+                                     cookies=self._cookies) as client:
             response = await client.get(path, params=clean, headers=self._headers)
         if response.status_code >= 400:
             try:
@@ -220,7 +223,7 @@ def _page(request: Request, template: str, **values: Any) -> HTMLResponse:
 
 async def _partial(request: Request, template: str, build: Any, *args: Any) -> Response:
     lang = request_lang(request)
-    user = user_from_request(request)
+    user = resolve(request)
     ctx = Ctx(request, lang, user)
     try:
         await build(ctx, *args)
@@ -237,33 +240,31 @@ async def _partial(request: Request, template: str, build: Any, *args: Any) -> R
 
 
 @router.get("/", response_class=HTMLResponse)
+@policy("public")
 def index(request: Request) -> HTMLResponse:
     """The duty console."""
     return _page(request, "index.html", page="index")
 
 
+@router.get("/devices", response_class=HTMLResponse)
+@policy("public")
+def devices_page(request: Request) -> HTMLResponse:
+    """Admins onboard, edit and retire devices (the panel needs an admin)."""
+    return _page(request, "devices.html", page="devices")
+
+
 @router.get("/reports", response_class=HTMLResponse)
+@policy("public")
 def reports_page(request: Request) -> HTMLResponse:
-    """Monthly and quarterly hazard reports to download (HTML, XLSX, PDF)."""
-    today = datetime.now(UTC)
-    sites = [(s, _site_name(request, s, request_lang(request))) for s in _patrol_sites(request)]
-    return _page(request, "reports.html", page="reports", sites=sites,
-                 this_month=f"{today:%Y-%m}",
-                 this_quarter=f"{today.year}-Q{(today.month - 1) // 3 + 1}",
-                 quarters=[f"{today.year - y}-Q{q}" for y in (0, 1) for q in (4, 3, 2, 1)])
+    """Monthly and quarterly hazard reports to download (the form is a partial: sites)."""
+    return _page(request, "reports.html", page="reports")
 
 
 @router.get("/alarms/{alarm_id}", response_class=HTMLResponse)
+@policy("public")
 def alarm_page(request: Request, alarm_id: str) -> HTMLResponse:
     """One alarm with its history (Grafana's alarm links point here)."""
     return _page(request, "alarm.html", page="alarm", alarm_id=alarm_id)
-
-
-@api_router.get("/api/me")
-def me(request: Request) -> dict[str, str]:
-    """The caller: ``{name, role}`` (anonymous viewer when no tokens are configured)."""
-    user = user_from_request(request)
-    return {"name": user.name, "role": user.role}
 
 
 # -- partials ----------------------------------------------------------------------------------
@@ -295,6 +296,7 @@ async def _build_alarms(ctx: Ctx) -> None:
 
 
 @router.get("/console/p/alarms")
+@policy("sites")
 async def p_alarms(request: Request) -> Response:
     """Open alarms, most severe then newest first, with the actions the role allows."""
     return await _partial(request, "alarms.html", _build_alarms)
@@ -330,6 +332,7 @@ async def _build_status(ctx: Ctx) -> None:
 
 
 @router.get("/console/p/status")
+@policy("sites")
 async def p_status(request: Request) -> Response:
     """Per site and device kind: online, offline, not seen, in alarm."""
     return await _partial(request, "status.html", _build_status)
@@ -376,6 +379,8 @@ async def _build_map(ctx: Ctx) -> None:
     registry = _sites(ctx.request)
     maps = []
     for site_id, site in registry.sites.items():
+        if not ctx.user.sees(site_id):
+            continue
         site_devices = [d for d in devices if d.get("site") == site_id
                         and d.get("lat") is not None and d.get("lon") is not None]
         checkpoints = [c for c in site.checkpoints if c.lat is not None and c.lon is not None]
@@ -406,6 +411,7 @@ async def _build_map(ctx: Ctx) -> None:
 
 
 @router.get("/console/p/map")
+@policy("sites")
 async def p_map(request: Request) -> Response:
     """One schematic SVG per site drawn from the registry's lat/lon (no tiles)."""
     return await _partial(request, "map.html", _build_map)
@@ -456,13 +462,15 @@ async def _build_stations(ctx: Ctx) -> None:
 
 
 @router.get("/console/p/stations")
+@policy("sites")
 async def p_stations(request: Request) -> Response:
     """Micro fire stations: extinguishers, hydrant pressure, mains, door; ready or not."""
     return await _partial(request, "stations.html", _build_stations)
 
 
 def _patrol_sites(request: Request) -> list[str]:
-    return [s for s, site in _sites(request).sites.items() if site.routes]
+    user = resolve(request)
+    return [s for s, site in _sites(request).sites.items() if site.routes and user.sees(s)]
 
 
 async def _build_patrol(ctx: Ctx) -> None:
@@ -483,6 +491,7 @@ async def _build_patrol(ctx: Ctx) -> None:
 
 
 @router.get("/console/p/patrol")
+@policy("sites")
 async def p_patrol(request: Request) -> Response:
     """Today's patrol rounds with checkpoint progress (GET /api/patrol/rounds)."""
     return await _partial(request, "patrol.html", _build_patrol)
@@ -556,10 +565,50 @@ async def _build_hazards(ctx: Ctx) -> None:
                                               departments.values() for d in deps}))
 
 
+async def _build_reports(ctx: Ctx) -> None:
+    today = datetime.now(UTC)
+    ctx.values.update(
+        sites=[(s, _site_name(ctx.request, s, ctx.lang)) for s in _patrol_sites(ctx.request)],
+        this_month=f"{today:%Y-%m}", this_quarter=f"{today.year}-Q{(today.month - 1) // 3 + 1}",
+        quarters=[f"{today.year - y}-Q{q}" for y in (0, 1) for q in (4, 3, 2, 1)])
+
+
+@router.get("/console/p/reports")
+@policy("sites")
+async def p_reports(request: Request) -> Response:
+    """The report forms for the caller's patrol sites (GET /api/reports/monthly|quarterly)."""
+    return await _partial(request, "reports.html", _build_reports)
+
+
 @router.get("/console/p/hazards")
+@policy("sites")
 async def p_hazards(request: Request) -> Response:
     """Hazards as a board by lifecycle state, with the KPIs (GET /api/hazards, /api/kpi)."""
     return await _partial(request, "hazards.html", _build_hazards)
+
+
+async def _build_devices(ctx: Ctx) -> None:
+    is_admin = ROLE_RANK[ctx.user.role] >= ROLE_RANK["admin"]
+    ctx.values.update(is_admin=is_admin)
+    if not is_admin:
+        return
+    registry = _sites(ctx.request)
+    sites = []
+    for site_id, site in registry.sites.items():
+        if ctx.user.sees(site_id):
+            sites.append({"id": site_id, "name": _site_name(ctx.request, site_id, ctx.lang),
+                          "communities": [{"id": c.id, "name": c.name} for c in site.communities]})
+    devices = [d for d in await _devices(Api(ctx.request)) if d.get("registered")]
+    devices.sort(key=lambda d: (d.get("site") or "", d["device_id"]))
+    models = sorted(ctx.request.app.state.hub.normalizer.profiles)
+    ctx.values.update(sites=sites, devices=devices, models=models)
+
+
+@router.get("/console/p/devices")
+@policy("sites")
+async def p_devices(request: Request) -> Response:
+    """The registered devices of the caller's sites with add, edit, retire and CSV import."""
+    return await _partial(request, "devices.html", _build_devices)
 
 
 def _grafana_links(request: Request, alarm: dict[str, Any]) -> list[tuple[str, str]]:
@@ -608,19 +657,22 @@ async def _build_duty(ctx: Ctx) -> None:
     duty = await api.get("/api/duty")
     silences = await api.get("/api/silences")
     received = None
-    if getattr(ctx.request.app.state, "notify_standin", None) is not None:  # hub demo
+    standin = getattr(ctx.request.app.state, "notify_standin", None)  # hub demo only
+    if standin is not None and caller_of(ctx.request).sites is None:  # every site's messages
         received = await api.get("/api/notify/received", limit=20)
     ctx.values.update(duty=duty[0] if duty else [], silences=silences[0] if silences else [],
                       received=received[0] if received else None)
 
 
 @router.get("/console/p/duty")
+@policy("sites")
 async def p_duty(request: Request) -> Response:
     """Who is on duty now and next, the silences in force, the demo's stand-in messages."""
     return await _partial(request, "duty.html", _build_duty)
 
 
 @router.get("/console/p/alarm/{alarm_id}")
+@policy("sites")
 async def p_alarm(request: Request, alarm_id: str) -> Response:
     """One alarm's facts, actions, history and Grafana links."""
     return await _partial(request, "alarm.html", _build_alarm, alarm_id)

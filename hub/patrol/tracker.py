@@ -116,6 +116,14 @@ class RoundTracker:
         self._routes = {(s.site, r.id): r for s in sites.sites.values() for r in s.routes}
         self._load()
 
+    def checkpoint_changed(self, site: str, checkpoint_id: str,
+                           checkpoint: Checkpoint | None) -> None:
+        """A checkpoint was onboarded or changed (``checkpoint``) or retired (None)."""
+        if checkpoint is None:
+            self._checkpoints.pop((site, checkpoint_id), None)
+        else:
+            self._checkpoints[(site, checkpoint_id)] = checkpoint
+
     # ------------------------------------------------------------------ state
 
     def _load(self) -> None:

@@ -155,6 +155,13 @@ class RuleEngine:
         self.devices[device_id] = ds
         return ds
 
+    def forget(self, device_id: str) -> None:
+        """Drop a device's rule state (onboarded, moved or retired): it is rebuilt for its site
+        at its next reading; the timer wheel skips the old one."""
+        ds = self.devices.pop(device_id, None)
+        if ds is not None:
+            ds.scheduled = None
+
     # -- evaluation --------------------------------------------------------------------------
 
     def on_reading(self, reading: Reading) -> None:

@@ -106,11 +106,13 @@ def screenshot(page: Any, name: str, *, full_page: bool = False) -> Path | None:
     return path
 
 
-def sign_in(page: Any, base_url: str, token: str) -> None:
-    """Open the console and sign in with a token through the login form."""
+def sign_in(page: Any, base_url: str, username: str, password: str) -> None:
+    """Open the console and sign in with an account through the sign-in form."""
     page.goto(f"{base_url}/")
-    page.evaluate("localStorage.removeItem('hub_token')")  # forget an earlier sign-in
+    # end an earlier session (the cookie is HttpOnly: only the hub can clear it)
+    page.evaluate("fetch('/api/logout', {method: 'POST', credentials: 'same-origin'})")
     page.reload()
-    page.locator("#login-token").fill(token)
+    page.locator("#login-username").fill(username)
+    page.locator("#login-password").fill(password)
     page.locator("#login-form button[type=submit]").click()
     page.locator("#main").wait_for(state="visible")

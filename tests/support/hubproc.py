@@ -30,6 +30,17 @@ class HubProcess:
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def add_user(self, name: str, role: str, password: str,
+                 sites: list[str] | None = None) -> None:
+        """``hub users add`` against this hub's state store (password on stdin)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env.update(self.settings)
+        command = [sys.executable, "-m", "hub.cli", "users", "add", name, "--role", role]
+        if sites:
+            command += ["--sites", ",".join(sites)]
+        subprocess.run(command, env=env, input=(password + "\n").encode(), check=True,
+                       capture_output=True, cwd=self.workdir)
+
     @property
     def api(self) -> str:
         """Base URL of the hub's API."""

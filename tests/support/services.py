@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import glob
 import os
 import pwd
 import shutil
@@ -72,8 +73,11 @@ _MQTT_CONNECT = bytes([0x10, 12, 0, 4, *b"MQTT", 4, 0x02, 0, 60, 0, 0])
 _MQTT_DISCONNECT = bytes([0xE0, 0])
 
 
-def mqtt_ping(host: str, port: int, timeout: float = 1.0) -> bool:
-    """Return True if an MQTT broker on ``host:port`` accepts a CONNECT (CONNACK rc 0)."""
+def mqtt_ping(host: str, port: int, timeout: float = 1.0, any_connack: bool = False) -> bool:
+    """Return True if an MQTT broker on ``host:port`` accepts a CONNECT (CONNACK rc 0).
+
+    With ``any_connack`` a refusal counts too (a broker that admits no anonymous client).
+    """
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(_MQTT_CONNECT)
@@ -84,6 +88,8 @@ def mqtt_ping(host: str, port: int, timeout: float = 1.0) -> bool:
                     return False
                 reply += chunk
             sock.sendall(_MQTT_DISCONNECT)
+            if any_connack:
+                return reply[:2] == bytes([0x20, 2])
             return reply == bytes([0x20, 2, 0, 0])
     except OSError:
         return False
@@ -247,16 +253,41 @@ class _AddressInUse(Exception):
     pass
 
 
+def dynsec_plugin() -> str:
+    """The path of Mosquitto's dynamic-security plugin (Debian's multiarch folder)."""
+    for pattern in ("/usr/lib/*/mosquitto_dynamic_security.so",
+                    "/usr/lib/mosquitto_dynamic_security.so"):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    raise ServiceError("mosquitto_dynamic_security.so not found (Debian package mosquitto)")
+
+
 class MosquittoServer(_Server):
-    """Debian's mosquitto 2.x on a free port with persistence in ``workdir``."""
+    """Debian's mosquitto 2.x on a free port with persistence in ``workdir``.
+
+    With ``dynsec_admin=(user, password)`` the dynamic-security plugin is loaded (its file
+    made by ``mosquitto_ctrl dynsec init``) and anonymous clients are refused: clients then
+    exist only as the plugin's admin creates them over ``$CONTROL/dynamic-security/v1``.
+    """
 
     binary_name = "mosquitto"
     start_timeout = 10.0
 
-    def __init__(self, workdir: Path, binary: str | None = None) -> None:
+    def __init__(self, workdir: Path, binary: str | None = None, *,
+                 dynsec_admin: tuple[str, str] | None = None) -> None:
         super().__init__(workdir, binary)
         self.persistence_dir = self.workdir / "persistence"
         self.persistence_dir.mkdir(exist_ok=True)
+        self.dynsec_admin = dynsec_admin
+        self.dynsec_file = self.workdir / "dynamic-security.json"
+
+    @property
+    def admin_url(self) -> str:
+        """``mqtt://admin:pw@127.0.0.1:PORT`` of the plugin's admin (dynsec brokers only)."""
+        assert self.dynsec_admin is not None, "not a dynamic-security broker"
+        user, password = self.dynsec_admin
+        return f"mqtt://{user}:{password}@{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -287,6 +318,17 @@ class MosquittoServer(_Server):
             "connection_messages true",
             "log_timestamp_format %H:%M:%S",
         ]
+        if self.dynsec_admin is not None:
+            if not self.dynsec_file.exists():
+                ctrl = which("mosquitto_ctrl")
+                if not ctrl:
+                    raise ServiceError("mosquitto_ctrl not found (Debian package mosquitto)")
+                subprocess.run([ctrl, "dynsec", "init", str(self.dynsec_file),
+                                *self.dynsec_admin], check=True, capture_output=True)
+            lines = ["allow_anonymous false" if line == "allow_anonymous true" else line
+                     for line in lines]
+            lines += [f"plugin {dynsec_plugin()}",
+                      f"plugin_opt_config_file {self.dynsec_file}"]
         if os.geteuid() == 0:
             # As root mosquitto switches to user "mosquitto", which cannot write our 0700
             # temp dirs; stay the user we are.
@@ -298,7 +340,7 @@ class MosquittoServer(_Server):
 
     def _ready(self) -> bool:
         # An MQTT handshake, not just a TCP connect: whoever else holds the port fails it.
-        return mqtt_ping(self.host, self.port)
+        return mqtt_ping(self.host, self.port, any_connack=self.dynsec_admin is not None)
 
 
 class InfluxServer(_Server):

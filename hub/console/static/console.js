@@ -1,10 +1,11 @@
-// Duty console glue: token login, htmx auth header, live events, actions, errors, language.
+// Duty console glue: account sign-in, CSRF header, live events, actions, errors, language.
 // Panels are server-rendered partials loaded by htmx; this file only wires them together.
+// The session is an HttpOnly cookie the browser sends by itself; this script never sees it.
+// Writes carry the session's CSRF token (from /api/me or the sign-in answer), kept in memory.
 (function () {
   "use strict";
   var L = JSON.parse(document.getElementById("i18n").textContent);
-  var KEY = "hub_token";
-  var token = localStorage.getItem(KEY) || "";
+  var csrf = "";
   var me = null;
   var source = null;
   var connectedOnce = false;
@@ -12,7 +13,7 @@
 
   function $(id) { return document.getElementById(id); }
   function fire(name, detail) { if (window.htmx) htmx.trigger(body, name, detail || {}); }
-  function authHeaders() { return token ? { Authorization: "Bearer " + token } : {}; }
+  function csrfHeaders() { return csrf ? { "X-CSRF-Token": csrf } : {}; }
 
   // -- errors and toasts ---------------------------------------------------------------------
   function detailMessage(text) {
@@ -50,22 +51,27 @@
     toast(status + " · " + label + ": " + msg, "error");
   }
 
-  // -- htmx: every partial request carries the token ----------------------------------------
+  // -- htmx: partial requests carry the session cookie; writes also the CSRF token -----------
   body.addEventListener("htmx:configRequest", function (e) {
-    if (token) e.detail.headers.Authorization = "Bearer " + token;
+    if (csrf) e.detail.headers["X-CSRF-Token"] = csrf;
   });
   body.addEventListener("htmx:responseError", function (e) {
     showError(e.detail.xhr.status, e.detail.xhr.responseText);
   });
   body.addEventListener("htmx:sendError", function () { toast(L.err_network, "error"); });
 
-  // -- actions: POST JSON to the API with the officer's token ---------------------------------
-  function post(url, payload, method) {
+  // -- actions: JSON (or CSV) to the API with the session's CSRF token -------------------------
+  function post(url, payload, method) { return send(method || "POST", url, payload); }
+
+  function send(method, url, payload, contentType) {
     var form = payload instanceof FormData; // multipart (evidence): the browser sets the type
+    var type = form ? {} : { "Content-Type": contentType || "application/json" };
     return fetch(url, {
-      method: method || "POST",
-      headers: Object.assign(form ? {} : { "Content-Type": "application/json" }, authHeaders()),
-      body: form ? payload : JSON.stringify(payload || {}),
+      method: method,
+      headers: Object.assign(type, csrfHeaders()),
+      credentials: "same-origin",
+      body: method === "DELETE" ? undefined
+        : form || contentType ? payload : JSON.stringify(payload || {}),
     }).then(function (r) {
       return r.text().then(function (text) {
         if (!r.ok) { showError(r.status, text); return null; }
@@ -163,46 +169,27 @@
     if (opener) { e.preventDefault(); openDialog(JSON.parse(opener.dataset.dialog)); }
   });
 
-  // -- evidence: images need the token, so they are fetched and shown as blob URLs -----------
-  function fetchBlob(url) {
-    return fetch(url, { headers: authHeaders() }).then(function (r) {
-      if (!r.ok) throw new Error(String(r.status));
-      return r.blob();
-    });
-  }
-  function loadImages(root) {
-    (root || document).querySelectorAll("img[data-src]").forEach(function (img) {
-      var url = img.dataset.src;
-      img.removeAttribute("data-src");
-      fetchBlob(url).then(function (blob) { img.src = URL.createObjectURL(blob); },
-                          function () { img.alt = "✗"; });
-    });
-  }
-  body.addEventListener("htmx:afterSwap", function (e) { loadImages(e.target); });
+  // -- evidence: thumbnails and photos load with the session cookie; a click shows one whole --
   document.addEventListener("click", function (e) {
     var thumb = e.target.closest("[data-photo]");
     if (!thumb) return;
     e.preventDefault();
-    var box = $("photo-dialog");
+    if (thumb.dataset.media === "application/pdf") { window.open(thumb.dataset.photo); return; }
     var img = $("photo-full");
-    img.removeAttribute("src");
-    fetchBlob(thumb.dataset.photo).then(function (blob) {
-      if (blob.type === "application/pdf") { window.open(URL.createObjectURL(blob)); return; }
-      img.src = URL.createObjectURL(blob);
-      $("photo-caption").textContent = thumb.title || "";
-      box.showModal();
-    }, function (err) { toast(L.err_other + " " + err.message, "error"); });
+    img.src = thumb.dataset.photo;
+    $("photo-caption").textContent = thumb.title || "";
+    $("photo-dialog").showModal();
   });
   if ($("photo-close")) $("photo-close").addEventListener("click", function () { $("photo-dialog").close(); });
 
-  // -- reports page: downloads carry the token, so they go through fetch --------------------
+  // -- reports page: downloads go through fetch (errors become toasts, not error pages) -----
   document.addEventListener("submit", function (e) {
     var form = e.target.closest("form[data-report]");
     if (!form) return;
     e.preventDefault();
     var params = new URLSearchParams(new FormData(form));
     var url = form.dataset.report + "?" + params.toString();
-    fetch(url, { headers: authHeaders() }).then(function (r) {
+    fetch(url, { credentials: "same-origin" }).then(function (r) {
       if (!r.ok) { return r.text().then(function (t) { showError(r.status, t); }); }
       return r.blob().then(function (blob) {
         var a = document.createElement("a");
@@ -216,13 +203,91 @@
     }, function () { toast(L.err_network, "error"); });
   });
 
+  // -- devices page: add, edit, retire, import ------------------------------------------------
+  function deviceForm() { return $("device-form"); }
+
+  function resetDeviceForm() {
+    var form = deviceForm();
+    if (!form) return;
+    form.reset();
+    delete form.dataset.editing;
+    form.elements.id.disabled = false;
+    $("device-form-title").textContent = $("device-form-title").dataset.add;
+  }
+
+  function showSecret(id, password) {
+    $("device-secret-id").textContent = id;
+    $("device-secret-value").textContent = password;
+    $("device-secret").hidden = false;
+  }
+
+  document.addEventListener("submit", function (e) {
+    var form = e.target.closest("form[data-device-form]");
+    if (form) {
+      e.preventDefault();
+      var data = {};
+      Array.prototype.forEach.call(form.elements, function (el) {
+        if (!el.name || el.disabled) return;
+        var value = el.value.trim();
+        if (value === "") { if (form.dataset.editing) data[el.name] = null; return; }
+        data[el.name] = (el.name === "lat" || el.name === "lon") && !isNaN(Number(value)) ? Number(value) : value;
+      });
+      var editing = form.dataset.editing;
+      var request = editing
+        ? send("PATCH", "/api/devices/" + encodeURIComponent(editing), data)
+        : send("POST", "/api/devices", data);
+      request.then(function (result) {
+        if (!result) return;
+        if (result.mqtt_password) showSecret(result.id, result.mqtt_password);
+        resetDeviceForm();
+        toast(L.done);
+      });
+      return;
+    }
+    var importer = e.target.closest("form[data-import-form]");
+    if (importer) {
+      e.preventDefault();
+      send("POST", "/api/devices/import", importer.elements.csv.value, "text/csv").then(function (result) {
+        if (!result) return;
+        var secrets = result.mqtt_passwords || {};
+        var ids = Object.keys(secrets);
+        if (ids.length) showSecret(ids.join(", "), ids.map(function (k) { return secrets[k]; }).join(", "));
+        toast(L.done + ": +" + result.added + " / ~" + result.updated);
+      });
+    }
+  });
+
+  document.addEventListener("click", function (e) {
+    var edit = e.target.closest("[data-edit-device]");
+    if (edit) {
+      var device = JSON.parse(edit.dataset.editDevice);
+      var form = deviceForm();
+      Object.keys(device).forEach(function (key) {
+        if (form.elements[key]) form.elements[key].value = device[key] === null ? "" : device[key];
+      });
+      form.dataset.editing = device.id;
+      form.elements.id.disabled = true;
+      $("device-form-title").textContent = $("device-form-title").dataset.edit + " " + device.id;
+      form.scrollIntoView({ block: "nearest" });
+      return;
+    }
+    var retire = e.target.closest("[data-retire-device]");
+    if (retire) {
+      if (!window.confirm(L.confirm_retire)) return;
+      send("DELETE", "/api/devices/" + encodeURIComponent(retire.dataset.retireDevice)).then(function (ok) {
+        if (ok) toast(L.done);
+      });
+      return;
+    }
+    if (e.target.id === "device-form-cancel") resetDeviceForm();
+  });
+
   // -- live events ----------------------------------------------------------------------------
   function setLive(on) { $("live").classList.toggle("off", !on); }
 
   function connect() {
     if (source) source.close();
-    var url = "/api/events" + (token ? "?access_token=" + encodeURIComponent(token) : "");
-    source = new EventSource(url);
+    source = new EventSource("/api/events"); // the session cookie goes along, no token in URLs
     source.addEventListener("hello", function () {
       setLive(true);
       if (connectedOnce) fire("hub:refresh"); // we may have missed events while away
@@ -244,31 +309,36 @@
     $("main").hidden = true;
     $("login").hidden = false;
     $("login-error").textContent = message || "";
-    $("login-token").focus();
+    $("login-username").focus();
   }
 
   function signOut(reload) {
-    localStorage.removeItem(KEY);
-    token = "";
+    if (reload) {
+      fetch("/api/logout", { method: "POST", credentials: "same-origin", headers: csrfHeaders() })
+        .then(function () { location.reload(); }, function () { location.reload(); });
+    }
+    csrf = "";
     me = null;
     if (source) { source.close(); source = null; }
     setLive(false);
     $("who").hidden = true;
     $("sign-out").hidden = true;
-    if (reload) location.reload();
   }
 
-  function whoami(candidate) {
-    return fetch("/api/me", { headers: candidate ? { Authorization: "Bearer " + candidate } : {} });
+  function whoami() {
+    return fetch("/api/me", { credentials: "same-origin" });
   }
 
   function begin(user) {
     me = user;
+    csrf = user.csrf_token || "";
     body.dataset.role = user.role;
     $("who-name").textContent = user.name;
     $("who-role").textContent = L["role_" + user.role] || user.role;
+    $("who-sites").textContent = user.sites ? user.sites.join(", ") : L.sites_all;
+    $("devices-link").hidden = user.role !== "admin";
     $("who").hidden = false;
-    $("sign-out").hidden = !token;
+    $("sign-out").hidden = !csrf;
     $("login").hidden = true;
     $("main").hidden = false;
     connect();
@@ -276,24 +346,29 @@
   }
 
   function start() {
-    whoami(token).then(function (r) {
+    whoami().then(function (r) {
       if (r.status === 401) { signOut(false); showLogin(""); return; }
       if (!r.ok) { toast(L.err_other + " " + r.status, "error"); setTimeout(start, 5000); return; }
-      return r.json().then(begin);
+      var token = r.headers.get("X-CSRF-Token");
+      return r.json().then(function (user) { user.csrf_token = token || ""; begin(user); });
     }, function () { toast(L.err_network, "error"); setTimeout(start, 5000); });
   }
 
   $("login-form").addEventListener("submit", function (e) {
     e.preventDefault();
-    var candidate = $("login-token").value.trim();
-    whoami(candidate).then(function (r) {
+    var payload = { username: $("login-username").value.trim(), password: $("login-password").value };
+    fetch("/api/login", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
+    }).then(function (r) {
       if (!r.ok) {
-        r.text().then(function (text) { $("login-error").textContent = r.status + " · " + detailMessage(text); });
+        r.text().then(function (text) {
+          var label = r.status === 429 ? L.err_locked : r.status === 401 ? L.err_login : L.err_other;
+          $("login-error").textContent = r.status + " · " + label + " (" + detailMessage(text) + ")";
+        });
         return;
       }
-      token = candidate;
-      localStorage.setItem(KEY, token);
-      $("login-token").value = "";
+      $("login-password").value = "";
       return r.json().then(begin);
     }, function () { $("login-error").textContent = L.err_network; });
   });
