@@ -2,7 +2,8 @@
 
 ``python bench/_floor.py URL CLIENT_ID create``  subscribes (QoS 1, the hub's filters) and leaves
 ``python bench/_floor.py URL CLIENT_ID drain N`` reconnects and prints JSON
-``{"received": n, "seconds": s}``: time from CONNACK to the N-th message. Same client settings
+``{"received": n, "seconds": s, "cpu_us_per_msg": c}``: time from CONNACK to the N-th message
+and the process's CPU per message over that time. Same client settings
 as the hub (MQTT 5, manual acks, receive maximum 65535, 1000 in flight).
 """
 
@@ -39,10 +40,11 @@ def main() -> int:
     c.max_inflight_messages_set(1000)
     connected = threading.Event()
     done = threading.Event()
-    state = {"n": 0, "t0": 0.0, "t1": 0.0}
+    state = {"n": 0, "t0": 0.0, "t1": 0.0, "cpu0": 0.0, "cpu1": 0.0}
 
     def on_connect(client: paho.Client, *_a: object) -> None:
         state["t0"] = time.perf_counter()
+        state["cpu0"] = time.process_time()
         if mode == "create":
             client.subscribe(filters)
         connected.set()
@@ -52,6 +54,7 @@ def main() -> int:
         state["n"] += 1
         if state["n"] >= want:
             state["t1"] = time.perf_counter()
+            state["cpu1"] = time.process_time()
             done.set()
 
     subscribed = threading.Event()
@@ -77,7 +80,9 @@ def main() -> int:
     c.disconnect()
     c.loop_stop()
     seconds = (state["t1"] or time.perf_counter()) - state["t0"]
-    print(json.dumps({"received": state["n"], "seconds": seconds}))
+    cpu = (state["cpu1"] or time.process_time()) - state["cpu0"]
+    print(json.dumps({"received": state["n"], "seconds": seconds,
+                      "cpu_us_per_msg": round(cpu / max(1, state["n"]) * 1e6, 1)}))
     return 0 if state["n"] >= want else 1
 
 

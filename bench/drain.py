@@ -54,9 +54,10 @@ from _common import (
 FLOOR = Path(__file__).resolve().parent / "_floor.py"
 
 
-def floor(url: str, mode: str, n: int = 0, timeout: float = 600) -> dict[str, float]:
+def floor(url: str, mode: str, n: int = 0, timeout: float = 600,
+          client_id: str = "bench-floor") -> dict[str, float]:
     """Run the floor subscriber in its own process."""
-    args = [sys.executable, str(FLOOR), url, "bench-floor", mode]
+    args = [sys.executable, str(FLOOR), url, client_id, mode]
     if mode == "drain":
         args += [str(n), str(timeout)]
     out = subprocess.run(args, capture_output=True, text=True, timeout=timeout + 30, cwd=REPO)

@@ -188,20 +188,25 @@ _STAT = re.compile(r"^stat::(\w+):\s+(\d+)", re.MULTILINE)
 _STATUS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/", re.MULTILINE)
 
 
-def run(seconds: float, corpus: Path | None, max_len: int) -> dict[str, Any]:
-    """Seed, run the fuzzer in a child process for ``seconds``, return its figures."""
+def run(seconds: float, corpus: Path | None, max_len: int, *, script: Path | None = None,
+        seed_writer: Callable[[Path], int] | None = None, name: str = "decoders") -> dict[str, Any]:
+    """Seed, run the fuzzer in a child process for ``seconds``, return its figures.
+
+    ``script``, ``seed_writer`` and ``name``: another harness's (``bench/fuzz_mqtt.py``).
+    """
     from _common import log
 
-    work = Path(tempfile.mkdtemp(prefix="fuzz-decoders-"))
+    script = script or Path(__file__).resolve()
+    work = Path(tempfile.mkdtemp(prefix=f"fuzz-{name}-"))
     corpus_dir = corpus or work / "corpus"
     corpus_dir.mkdir(parents=True, exist_ok=True)
     artifacts = work / "artifacts"
     artifacts.mkdir()
-    seeds = write_seeds(work / "seeds")
+    seeds = (seed_writer or write_seeds)(work / "seeds")
     fuzz_log = work / "fuzz.log"
     log(f"{seeds} seeds; fuzzing {seconds:.0f} s; corpus {corpus_dir}; log {fuzz_log}")
     command = [
-        sys.executable, str(Path(__file__).resolve()), WORKER,
+        sys.executable, str(script), WORKER,
         str(corpus_dir), str(work / "seeds"),
         f"-max_total_time={int(seconds)}", f"-max_len={max_len}", "-timeout=30",
         "-print_final_stats=1", f"-artifact_prefix={artifacts}/",
@@ -233,19 +238,20 @@ def run(seconds: float, corpus: Path | None, max_len: int) -> dict[str, Any]:
         tail = "\n".join(text.splitlines()[-60:])
         log(f"fuzzer exit {rc}, artifacts {crashes}; work dir kept: {work}\n{tail}")
         result["work_dir"] = str(work)
-        for name in crashes:
-            log(f"replay: uv run --group fuzz python bench/fuzz_decoders.py "
-                f"--reproduce {artifacts / name}")
+        for crash in crashes:
+            log(f"replay: uv run --group fuzz python bench/{script.name} "
+                f"--reproduce {artifacts / crash}")
     else:
         shutil.rmtree(work)
     return result
 
 
-def worker(argv: list[str]) -> None:
+def worker(argv: list[str], target_maker: Callable[[], Callable[[bytes], None]] | None = None,
+           ) -> None:
     """The child: atheris over the target with libFuzzer's arguments."""
     import atheris
 
-    target = make_target()
+    target = (target_maker or make_target)()
     atheris.Setup(argv, target)
     atheris.Fuzz()
 

@@ -5,6 +5,9 @@
 No broker and no InfluxDB: the writer is a stub that calls ``on_durable`` at once, acks go
 nowhere. It shows what one pipeline thread costs per message (the CPU the hub needs on top of
 paho and the HTTP writes) and is the quick before/after check for hot-path changes.
+``cpu_us_per_msg`` is the thread's CPU time per message of each run (``time.thread_time``):
+unlike the rate it hardly moves when other work shares the machine. With as many messages as
+devices, the first run is every device's first message, the later runs second messages.
 """
 
 from __future__ import annotations
@@ -43,13 +46,15 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--mix", choices=["fleet", "uniform"], default="fleet")
+    parser.add_argument("--model", help="one model only, e.g. XS-FL200 (bench/peers.py's load)")
     parser.add_argument("--profile", help="write cProfile stats (cumulative) to this file")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rates = []
+    cpu_us: list[float] = []  # this thread's CPU per message: hardly moves under others' load
     with tempfile.TemporaryDirectory(prefix="bench-micro-") as tmp:
         work = Path(tmp)
-        models = mix_models(args.mix)
+        models = [args.model] if args.model else mix_models(args.mix)
         write_site(work / "sites", args.devices, models)
         settings = Settings(data_dir=work / "data", sites_dir=work / "sites",
                             mqtt_url="mqtt://127.0.0.1:1")
@@ -65,6 +70,7 @@ def main() -> int:
             inbound = [InboundMessage(t, p, 1, False, now, None) for t, p in batch.messages]
             prof = cProfile.Profile() if args.profile and r == args.repeat - 1 else None
             started = time.perf_counter()
+            cpu_started = time.thread_time()
             if prof:
                 prof.enable()
             handle = pipeline._handle
@@ -80,6 +86,7 @@ def main() -> int:
                 prof.disable()
             elapsed = time.perf_counter() - started
             rates.append(args.messages / elapsed)
+            cpu_us.append((time.thread_time() - cpu_started) / args.messages * 1e6)
             if prof:
                 with open(args.profile, "w") as out:
                     stats = pstats.Stats(prof, stream=out)
@@ -90,6 +97,7 @@ def main() -> int:
     result: dict[str, Any] = {"messages": args.messages, "mix": args.mix,
                               "rates": [round(x) for x in rates],
                               "best_rate": round(max(rates)), "lines": stub.lines,
+                              "cpu_us_per_msg": [round(x, 1) for x in cpu_us],
                               "machine": machine()}
     emit(result, args.json)
     return 0

@@ -60,7 +60,8 @@ def make_mqtt(
     if s.mqtt_intake == "process":
         return IntakeProcess(
             s.mqtt_url, s.mqtt_client_id, subscriptions, ca_file=s.mqtt_ca_file,
-            cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol)
+            cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol,
+            client=s.mqtt_client)
     from hub.intake.thread import ThreadIntake  # paho: only in thread mode is it in this process
 
     return ThreadIntake(
@@ -206,6 +207,8 @@ class Hub:
             "broker": {"connected": broker_ok, "url": self._safe_mqtt_url(),
                        "last_error": self.mqtt.last_error,
                        "intake": self.settings.mqtt_intake,
+                       "client": (self.settings.mqtt_client
+                                  if self.settings.mqtt_intake == "process" else "paho"),
                        "intake_pid": getattr(self.mqtt, "pid", None)},
             "store": {
                 "kind": self.store.name, "ok": store_ok, "last_error": writer.get("last_error"),

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
         default="process",
         description="paho in a child process (default: own CPU, own GIL) or in a thread",
     )
+    mqtt_client: Literal["lean", "paho"] = Field(
+        default="lean",
+        description="MQTT client of the intake process: lean (chunked reads, batched acks) or "
+        "paho (thread intake always uses paho)",
+    )
     mqtt_shared_group: str | None = Field(
         default=None, description="MQTT 5 shared-subscription group for scale-out"
     )

@@ -55,9 +55,22 @@ def test_hub_in_thread_mode_loads_paho(tmp_path: Path) -> None:
 
 def test_intake_process_loads_no_prometheus_client_and_no_httpx() -> None:
     modules = _modules("import hub.intake.child")
-    assert "paho" in _packages(modules)  # the check below would pass on a child importing nothing
-    assert not {"prometheus_client", "httpx", "hub.intake.process", "hub.intake.metrics",
+    # the check below would pass on a child importing nothing
+    assert "hub.intake.lean.client" in modules
+    # paho only in paho mode (HUB_MQTT_CLIENT=paho): it brings email, http.client, urllib
+    assert not {"paho", "prometheus_client", "httpx", "hub.intake.process", "hub.intake.metrics",
                 "dataclasses"} & (_packages(modules) | modules)
+
+
+def test_intake_process_in_paho_mode_loads_paho() -> None:
+    modules = _modules(
+        "import hub.intake.child as c\n"
+        "from hub.intake.protocol import IntakeConfig\n"
+        "config = IntakeConfig('mqtt://127.0.0.1:9', 'x', [], None, None, None, 'hub/status',\n"
+        "                      'auto', 20, client='paho')\n"
+        "c._Child(config, None, None)\n")
+    assert "paho" in _packages(modules)
+    assert not {"prometheus_client", "httpx"} & _packages(modules)
 
 
 def test_importing_the_hub_has_no_side_effects() -> None:

@@ -23,6 +23,7 @@ from tests.support.mqtt_util import publish_many
 
 GOLDEN_SITES = Path(__file__).parent / "golden" / "_sites"
 TOKENS = "ops:officer:t-officer,wall:viewer:t-viewer"
+OPS_PASSWORD = "ops-password-1"  # an account for the browser; the token for httpx
 OFFICER = {"Authorization": "Bearer t-officer"}
 
 
@@ -57,6 +58,7 @@ def test_alarm_page_shows_notifications_and_makes_a_silence(tmp_path: Path, mosq
         allow_unicode=True), encoding="utf-8")
     hub = HubProcess(tmp_path, mqtt_url=mosquitto.url, sites_dir=GOLDEN_SITES,
                      api_tokens=TOKENS, notify_file=notify)
+    hub.add_user("ops", "officer", OPS_PASSWORD)
     hub.start()
     try:
         ts = int((datetime.now(UTC) - timedelta(seconds=5)).timestamp() * 1000)
@@ -70,7 +72,7 @@ def test_alarm_page_shows_notifications_and_makes_a_silence(tmp_path: Path, mosq
         with chromium() as context:
             page = context.new_page()
             page.context.add_cookies([{"name": "hub_lang", "value": "zh-CN", "url": hub.api}])
-            sign_in(page, hub.api, "t-officer")
+            sign_in(page, hub.api, "ops", OPS_PASSWORD)
             page.goto(f"{hub.api}/alarms/{alarm['id']}")
             row = page.locator('table.notifications tr[data-status="sent"]'
                                '[data-channel="gold-duty"]')

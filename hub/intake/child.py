@@ -1,9 +1,12 @@
-"""The MQTT intake process (``python -m hub.intake.child``): paho here, the pipeline in the hub.
+"""The MQTT intake process (``python -m hub.intake.child``): MQTT here, the pipeline in the hub.
 
 Started and supervised by ``hub.intake.process.IntakeProcess``; see that module for the why and the
-frames. Three parts: paho's network thread queues each message as a plain tuple, a forwarder
-thread sends them to the hub in batches, and the main thread carries out the hub's acks,
-publishes and stop in the order they were sent.
+frames. Three parts: the MQTT client's network thread queues messages, a forwarder thread sends
+them to the hub in batches, and the main thread carries out the hub's acks, publishes and stop in
+the order they were sent. Two clients (``HUB_MQTT_CLIENT``): ``lean`` (``hub.intake.lean``:
+each socket read parsed in one pass into one list of tuples, which is one frame, and a durable
+batch acked with one buffer of PUBACKs) or ``paho`` (a tuple and a callback per message, acked
+one by one).
 """
 
 from __future__ import annotations
@@ -21,10 +24,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
-
 from hub.intake.handoff import Handoff
-from hub.intake.paho_client import MqttClient
+from hub.intake.lean.client import LeanClient
 from hub.intake.protocol import (
     CHILD_BACKLOG,
     FORWARD_BATCH,
@@ -43,33 +44,38 @@ from hub.tuning.malloc import trim
 
 log = logging.getLogger(__name__)
 
+LEAN_BACKLOG_FRAMES = 8  # socket reads (each up to 256 KiB) waiting for the forwarder at most
 
-class _ForwardingClient(MqttClient):
-    """MqttClient whose messages go to the hub process as plain tuples, and status with them."""
 
-    def __init__(self, config: IntakeConfig, child: _Child) -> None:
-        super().__init__(
-            config.url, config.client_id, config.subscriptions, on_message=lambda _m: None,
-            ca_file=_path(config.ca_file), cert_file=_path(config.cert_file),
-            key_file=_path(config.key_file),
-            status_topic=config.status_topic, protocol=config.protocol,
-        )
-        self.child = child
-        self.on_connected = child.on_connect
+def _forwarding_client(config: IntakeConfig, child: _Child) -> Any:
+    """paho's MqttClient whose messages go to the hub process as plain tuples (paho mode)."""
+    import paho.mqtt.client as paho  # only in paho mode
 
-    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
-        self.child.take(msg.topic, msg.payload, msg.qos, bool(msg.retain), self._generation,
-                        msg.mid)
+    from hub.intake.paho_client import MqttClient
 
-    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
-                    properties: Any) -> None:
-        super()._on_connect(client, userdata, flags, reason, properties)
-        self.child.send((FRAME_STATUS, self.connected, self.last_error))
+    class _ForwardingClient(MqttClient):
+        def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+            child.take(msg.topic, msg.payload, msg.qos, bool(msg.retain), self._generation,
+                       msg.mid)
 
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
-        super()._on_disconnect(client, userdata, flags, reason, properties)
-        self.child.send((FRAME_STATUS, False, self.last_error))
+        def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
+                        properties: Any) -> None:
+            super()._on_connect(client, userdata, flags, reason, properties)
+            child.send((FRAME_STATUS, self.connected, self.last_error))
+
+        def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
+                           properties: Any) -> None:
+            super()._on_disconnect(client, userdata, flags, reason, properties)
+            child.send((FRAME_STATUS, False, self.last_error))
+
+    client = _ForwardingClient(
+        config.url, config.client_id, config.subscriptions, on_message=lambda _m: None,
+        ca_file=_path(config.ca_file), cert_file=_path(config.cert_file),
+        key_file=_path(config.key_file), status_topic=config.status_topic,
+        protocol=config.protocol,
+    )
+    client.on_connected = child.on_connect
+    return client
 
 
 class _Child:
@@ -84,7 +90,25 @@ class _Child:
         self.unacked: deque[tuple[int, int, int]] = deque()
         self.next_token = self.first_unacked = config.first_token
         self.send_lock = threading.Lock()
-        self.client = _ForwardingClient(config, self)
+        self.lean = config.client == "lean"
+        self.frames: Handoff[list[Any]] = Handoff(LEAN_BACKLOG_FRAMES * 4)
+        self.client: Any
+        if self.lean:
+            self.client = LeanClient(
+                config.url, config.client_id, config.subscriptions, self.take_batch,
+                ca_file=_path(config.ca_file), cert_file=_path(config.cert_file),
+                key_file=_path(config.key_file), status_topic=config.status_topic,
+                protocol=config.protocol, first_token=config.first_token,
+            )
+            self.client.on_status = lambda up, error: self.send((FRAME_STATUS, up, error))
+            self.client.on_connected = self.on_connect
+        else:
+            self.client = _forwarding_client(config, self)
+
+    def take_batch(self, messages: list[Any]) -> bool:
+        """Queue one read's messages as one frame (lean client's thread); False when full."""
+        self.frames.put(messages)
+        return len(self.frames.items) < LEAN_BACKLOG_FRAMES
 
     def take(self, topic: str, payload: bytes | bytearray, qos: int, retain: bool, generation: int,
              mid: int) -> None:
@@ -96,6 +120,9 @@ class _Child:
 
     def ack_upto(self, token: int) -> None:
         """Acknowledge every forwarded message up to and including ``token``, in order."""
+        if self.lean:
+            self.client.ack_upto(token)
+            return
         unacked = self.unacked
         ack_mid = self.client.ack_mid
         for _ in range(min(token - self.first_unacked + 1, len(unacked))):
@@ -120,6 +147,25 @@ class _Child:
         """The hub process is gone: leave at once, acknowledging nothing more."""
         log.error("hub process gone; MQTT intake exiting (unacknowledged messages stay queued)")
         os._exit(1)
+
+    def forward_frames(self) -> None:
+        """Send each of the lean client's reads to the hub as one frame."""
+        handoff = self.frames
+        frames = handoff.items
+        forwarded = False
+        while True:
+            if not frames:
+                handoff.wait(0.5)
+                if not frames:
+                    if os.getppid() != self.parent:
+                        self.exit_orphaned()
+                    if forwarded:
+                        forwarded = False
+                        trim()  # as in forward_loop
+                    continue
+            self.send((FRAME_MESSAGES, frames.popleft()))
+            self.client.resume()
+            forwarded = True
 
     def forward_loop(self) -> None:
         """Send queued messages to the hub in batches (as many as are waiting, up to a frame)."""
@@ -180,7 +226,8 @@ def child_main(up_fd: int, down_fd: int) -> None:
     config = IntakeConfig(**fields)
     logging.basicConfig(level=config.log_level, format=LOG_FORMAT)
     child = _Child(config, up, down)
-    threading.Thread(target=child.forward_loop, name="intake-forward", daemon=True).start()
+    threading.Thread(target=child.forward_frames if child.lean else child.forward_loop,
+                     name="intake-forward", daemon=True).start()
     child.client.start()
     child.command_loop()
     with contextlib.suppress(OSError):

@@ -70,13 +70,14 @@ class IntakeProcess(ReceivedCounter):
         key_file: Path | None = None,
         status_topic: str = STATUS_TOPIC,
         protocol: str = "auto",
+        client: str = "lean",
     ) -> None:
         self.url = parse_mqtt_url(url)
         self.on_connected: Callable[[], object] | None = None
         self.last_error: str | None = None
         self._config = IntakeConfig(
             url, client_id, subscriptions, _opt(ca_file), _opt(cert_file), _opt(key_file),
-            status_topic, protocol, logging.getLogger().getEffectiveLevel(),
+            status_topic, protocol, logging.getLogger().getEffectiveLevel(), client=client,
         )
         self._connected = threading.Event()
         self._stopping = False

@@ -39,3 +39,4 @@ class IntakeConfig(NamedTuple):
     protocol: str
     log_level: int
     first_token: int = 0  # the child numbers its messages from here (its epoch's base)
+    client: str = "lean"  # lean (hub.intake.lean) or paho

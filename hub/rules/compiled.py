@@ -104,7 +104,12 @@ class Env:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # exact types first: isinstance with a union goes through UnionType (every threshold, every
+    # reading: bench/pipeline_micro.py)
+    kind = type(value)
+    if kind is float or kind is int:
+        return True
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def compile_match(match: s.Match) -> Test:
@@ -508,7 +513,12 @@ class _Composite(Cond):
 
     def deadline(self, ds: RuleState, t: int, env: Env) -> int | None:
         """Earliest child deadline."""
-        return _earliest(c.deadline(ds, t, env) for c in self.timed_children)
+        earliest = None  # a loop, not a generator: asked on every reading
+        for child in self.timed_children:
+            due = child.deadline(ds, t, env)
+            if due is not None and (earliest is None or due < earliest):
+                earliest = due
+        return earliest
 
     def bind(self, value_at: Mapping[str, int]) -> None:
         """Bind every child."""
@@ -521,8 +531,11 @@ class AllOf(_Composite):
 
     def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Evaluate every child."""
-        results = [c.eval(ds, r, t, now, env) for c in self.children]
-        return all(results)
+        held = True
+        for child in self.children:
+            if not child.eval(ds, r, t, now, env):
+                held = False
+        return held
 
     def value(self, ds: RuleState) -> Any:
         """Return the first child's value that has one."""
@@ -575,14 +588,6 @@ def _union(parent: Cond, children: list[Cond]) -> None:
     parent.measurements = frozenset().union(*(c.measurements for c in children))
     parent.events = frozenset().union(*(c.events for c in children))
     parent.uses_online = any(c.uses_online for c in children)
-
-
-def _earliest(values: Any) -> int | None:
-    earliest = None
-    for v in values:
-        if v is not None and (earliest is None or v < earliest):
-            earliest = v
-    return earliest
 
 
 def compile_condition(spec: Any, alloc: Callable[[], int]) -> Cond:
