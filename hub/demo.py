@@ -30,7 +30,8 @@ WATCH_FOR = {  # fault of the scenario -> what the console shows
     "knock_over": "a flashing light knocked over: critical alarm, red on the map",
     "smoke": "smoke at a micro fire station: critical alarm, the station turns not ready",
     "skip_checkpoint": "a checkpoint skipped on a patrol round: it ends up missed",
-    "hazard_report": "a hazard reported by a patroller: dispatch, rectify, verify it",
+    "hazard_report": "a hazard reported by a patroller (its photo follows from the phone "
+                     "app): dispatch, rectify, verify it",
     "restore": "back to normal: the alarm clears; acknowledge it to close it",
     "garbage": "a reader sends a NUL and 300 characters as patroller: refused with its "
                "reason in /api/refusals, the scans around it kept",
@@ -97,6 +98,7 @@ def _banner(settings: Settings, broker: EmbeddedBroker | None, speed: float,
                 only that township; county-admin also onboards devices at {base}/devices)
   API           {base}/api/health   {base}/api/devices   {base}/api/alarms
   Live events   {base}/api/events   Metrics {base}/metrics
+  Reports       {base}/reports (monthly and quarterly hazard reports: PDF, XLSX, HTML)
   MQTT broker   {broker_line}
   Telemetry     {store_line}
   Notifications {notify_line}
@@ -161,6 +163,9 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
 
     simulator = threading.Thread(target=simulate, name="simulators", daemon=True)
     simulator.start()
+    phone = threading.Thread(target=_phone_app, args=(settings, hub, stop), name="phone-app",
+                             daemon=True)
+    phone.start()
     print(_banner(settings, broker, speed, scenario, standin, accounts), flush=True)
     timer = None
     if duration_s is not None:
@@ -182,6 +187,24 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
             standin.stop()
     print(f"  demo stopped; data kept in {settings.data_dir.resolve()}", flush=True)
     return 0
+
+
+def _phone_app(settings: Settings, hub: Any, stop: threading.Event) -> None:
+    """The inspectors' phone app: uploads the photos readers' hazards name (simulators)."""
+    from simulators.photos import PhoneApp
+
+    writer = next((t.split(":")[2] for t in settings.api_tokens.split(",")
+                   if t.count(":") >= 2 and t.split(":")[1] in ("officer", "admin")), None)
+    if writer is None:
+        return
+    app = PhoneApp(f"http://{settings.api_host}:{settings.api_port}", writer)
+    places = {c.id: (c.lat, c.lon) for site in hub.sites.sites.values()
+              for c in site.checkpoints}
+    while not stop.wait(5.0):
+        try:
+            app.sync(places)
+        except Exception as exc:  # the API not up yet, a restart: try again next round
+            log.debug("phone app: %s", exc)
 
 
 def _interrupt_main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -10,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 from hub.alarms.service import AlarmService
 from hub.clock import HubClock
 from hub.db import create_all, make_engine, make_sessionmaker
+from hub.evidence.service import EvidenceService
+from hub.evidence.store import FileEvidenceStore
 from hub.ingest.normalize import Normalizer
 from hub.ingest.pipeline import Pipeline
 from hub.ingest.refusals import DeadLetterLog, RefusalLog
 from hub.intake.process import IntakeProcess
-from hub.model import InboundMessage
+from hub.model import InboundMessage, Reading, Refusal
 from hub.patrol.service import PatrolService
 from hub.profiles.loader import load_profiles
 from hub.rules.engine import RuleEngine
@@ -122,7 +125,11 @@ class Hub:
         # Alarm transitions a batch caused are in the database before its messages are acked.
         self.pipeline.add_flush_hook("alarms", self._flush_alarms)
         self.patrol = PatrolService.from_settings(
-            settings, self.engine, self.alarms, self.sites, clock=self.clock)
+            settings, self.engine, self.alarms, self.sites, clock=self.clock,
+            refuse=self._refuse_reading)
+        self.evidence = EvidenceService(FileEvidenceStore(settings.data_dir / "evidence"),
+                                        self.sessions, self.engine,
+                                        settings.evidence_max_bytes)
         self.pipeline.add_reading_hook("patrol", self.patrol.on_reading)
         self.pipeline.add_tick_hook("patrol", self.patrol.on_tick)
         self.pipeline.add_flush_hook("patrol", self.patrol.tracker.flush)
@@ -150,6 +157,15 @@ class Hub:
     def _stop_rules(self) -> None:
         self.rules.stop()
         self.alarms.close()
+
+    def _refuse_reading(self, reading: Reading, reason: str, detail: str) -> None:
+        # a reading a later stage refuses (a hazard with no site): recorded like a refusal
+        profile = next((p for p in self.profiles if p.model == reading.model), None)
+        spec = profile.messages.get(reading.message) if profile is not None else None
+        topic = spec.topic.replace("{device_id}", reading.device_id) if spec else reading.message
+        head = json.dumps(reading.values, ensure_ascii=False, default=str).encode()[:512]
+        self.refusals.record(Refusal(topic, reading.received_ns, reason, detail, head,
+                                     reading.device_id, reading.model))
 
     def _count_received(self, _now: int) -> None:
         self.mqtt.count_received()

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
         default="wall",
         description="patrol round clock: wall, or device (newest device time; replays, demo)",
     )
+    evidence_max_bytes: int = Field(
+        default=10 * 1024**2, gt=0, description="largest hazard evidence upload (413 beyond)"
+    )
 
     def resolved_database_url(self) -> str:
         """Return the state-store URL, defaulting to a SQLite file in the data dir."""

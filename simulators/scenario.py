@@ -163,6 +163,7 @@ class HazardReport(_Params):
     checkpoint: str | None = None
     category: str | None = None
     note: str | None = None
+    grade: Literal["general", "major"] | None = None
 
 
 class Duplicate(_Params):

@@ -285,6 +285,25 @@ def test_webhook_queue_drops_oldest_without_blocking() -> None:
     sender.close(timeout_s=2)
 
 
+def test_webhook_flood_never_pushes_a_critical_alarm_out() -> None:
+    """#14 item 9: a flood of minor events (hazards) cannot drop a critical alarm."""
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    sender = WebhookSender(
+        [f"http://127.0.0.1:{port}/"], "k", queue_size=3, max_attempts=3, backoff_s=5
+    )
+    for index in range(5):
+        sender.submit("alarm.raise", {"alarm": {"id": f"w{index}", "severity": "warning"}})
+    sender.submit("alarm.raise", {"alarm": {"id": "fire", "severity": "critical"}})
+    for index in range(50):
+        sender.submit("alarm.raise", {"alarm": {"id": f"i{index}", "severity": "info"}})
+    pending = [json.loads(body)["alarm"]["id"] for _e, body, _r in sender._workers[0].pending]
+    assert "fire" in pending and len(pending) <= 3
+    assert sender.dropped >= 50
+    sender.close(timeout_s=2)
+
+
 # -- PostgreSQL ------------------------------------------------------------------------------------
 
 def test_alarm_store_on_real_postgres(pg_url: str) -> None:

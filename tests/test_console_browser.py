@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.browser import PHONE, chromium, sign_in
+from tests.support.browser import PHONE, chromium, screenshot, sign_in
 from tests.support.golden_cases import HAZARD, XS
 from tests.support.hubproc import HubProcess
 from tests.support.mqtt_util import publish_many
@@ -248,7 +248,9 @@ def test_patrol_and_hazard_panels(hub: HubProcess, broker: MosquittoServer, brow
     card.wait_for(timeout=20_000)  # pushed live: the hazard event reloads the board
     hazard_id = card.get_attribute("data-hazard-id")
     card.locator("[data-action=dispatch]").click()
-    page.locator("#action-dialog input[name=department]").fill("街道安监办")
+    picker = page.locator("#action-dialog select[name=department]")  # from the register
+    assert "街道安监办 · 王芳" in picker.inner_text()
+    picker.select_option("gt-safety")
     page.locator("#action-send").click()
     _wait(
         lambda: httpx.get(f"{hub.api}/api/hazards/{hazard_id}", headers=OFFICER, timeout=10)
@@ -269,4 +271,72 @@ def test_patrol_and_hazard_panels(hub: HubProcess, broker: MosquittoServer, brow
         hazard_id,
     )
     page.locator("#toasts .toast.error", has_text="409").wait_for()
+    page.close()
+
+
+def _post_photo(hub: HubProcess, hazard_id: str, data: bytes, kind: str) -> dict[str, Any]:
+    response = httpx.post(f"{hub.api}/api/hazards/{hazard_id}/evidence", headers=OFFICER,
+                          files={"file": ("photo.jpg", data, "image/jpeg")},
+                          data={"kind": kind}, timeout=10)
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_hazard_grades_photos_filters_and_reports(
+    hub: HubProcess, broker: MosquittoServer, browser: Any
+) -> None:
+    """Grade badges, thumbnails and the full view, 督办 column, filters, the reports page."""
+    from tests.support.hazard_api import scene
+
+    report = {**HAZARD, "ts": datetime.now(UTC).isoformat(), "category": "illegal_gas_storage",
+              "grade": "major", "note": "地下室存放液化气钢瓶12只"}
+    publish_many(broker.url, [("patrol/FP-R03/hazard", json.dumps(report).encode(), 1, False)])
+    found = _wait(lambda: [h for h in httpx.get(f"{hub.api}/api/hazards", headers=OFFICER,
+                                                timeout=10).json()
+                           if h["note"] == report["note"]], timeout=30, what="the major hazard")
+    hazard_id = found[0]["id"]
+    _post_photo(hub, hazard_id, scene("before: 12 LPG cylinders", (190, 170, 140), 3), "before")
+    _post_photo(hub, hazard_id, scene("after: basement emptied", (150, 190, 160), 0), "after")
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    sign_in(page, hub.api, "ops", OPS_PASSWORD)
+    board = page.locator("#hazards .body")
+    card = board.locator(f'article.hazard[data-hazard-id="{hazard_id}"]')
+    card.wait_for()
+    assert card.get_attribute("data-grade") == "major"
+    assert card.locator(".badge.grade.major").inner_text() in ("major", "重大")
+    thumbs = card.locator(".thumb img")
+    assert thumbs.count() == 2
+    page.wait_for_function(  # loaded with the session cookie (and allowed by the CSP)
+        """id => [...document.querySelectorAll(`[data-hazard-id="${id}"] .thumb img`)]
+                  .every(i => i.complete && i.naturalWidth > 0)""",
+        arg=hazard_id)
+    # filters: major only, then a department
+    board.locator("select[name=grade]").select_option("major")
+    page.wait_for_function("() => [...document.querySelectorAll('#hazards article.hazard')]"
+                           ".every(a => a.dataset.grade === 'major')")
+    page.locator("#hazards").scroll_into_view_if_needed()
+    screenshot(page, "hazards-photos-en")
+    card.locator(".thumb").first.click()
+    page.locator("#photo-dialog[open] img[src^='/api/evidence/']").wait_for()
+    page.wait_for_function("() => document.getElementById('photo-full').naturalWidth === 640")
+    screenshot(page, "hazard-photo-full-en")
+    page.locator("#photo-close").click()
+    board.locator("select[name=grade]").select_option("")
+    board.locator("article.hazard[data-grade=general]").first.wait_for()  # the swap is done
+    board.locator("select[name=department]").select_option("gt-safety")
+    page.wait_for_function("""() => {
+        const cards = [...document.querySelectorAll('#hazards article.hazard')];
+        return cards.length > 0 && cards.every(a => a.innerText.includes('街道安监办'));
+    }""")
+    # the reports page downloads a PDF with the token
+    page.goto(f"{hub.api}/reports")
+    form = page.locator("form[data-kind=monthly]")
+    form.wait_for()
+    with page.expect_download() as download:
+        form.locator("button[type=submit]").click()
+    path = download.value.path()
+    assert path is not None and Path(path).read_bytes()[:5] == b"%PDF-"
+    assert download.value.suggested_filename.endswith(".pdf")
     page.close()

@@ -158,6 +158,25 @@ def test_demo_starts_bare_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         page = httpx.get(f"{api}/console/p/alarm/{told['id']}", headers=VIEWER, timeout=5)
         assert 'table class="notifications"' in page.text
 
+        # a graded hazard whose photo the phone app uploaded, and the reports
+        photo_deadline = time.monotonic() + 45
+        graded: list[dict[str, Any]] = []
+        while time.monotonic() < photo_deadline and not graded:
+            got = _get(f"{api}/api/hazards", headers=VIEWER, params={"grade": "major"})
+            graded = [h for h in (got.json() if got is not None and got.status_code == 200
+                                  else []) if h["evidence"]]
+            time.sleep(1)
+        assert graded, f"no major hazard with a photo within 45 s\n{log_tail(log_path)}"
+        photo = httpx.get(f"{api}/api/evidence/{graded[0]['evidence'][0]['sha256']}",
+                          headers=VIEWER, timeout=5)
+        assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
+        assert b"SimPhone" not in photo.content  # the phone's EXIF is not served
+        assert httpx.get(f"{api}/reports", timeout=5).status_code == 200
+        monthly = httpx.get(f"{api}/api/reports/monthly", headers=VIEWER, timeout=60,
+                            params={"site": "fuping", "format": "pdf"})
+        assert monthly.status_code == 200 and monthly.content[:5] == b"%PDF-"
+        assert "/reports" in banner
+
         if screenshots_enabled():
             knocked = next((a for a in alarms if a["rule"] == "knocked_over"), alarms[0])
             _take_screenshots(api, knocked["id"])

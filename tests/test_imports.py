@@ -38,6 +38,9 @@ def test_hub_process_with_the_intake_child_loads_no_paho_and_no_httpx_cli(tmp_pa
     assert "hub.intake.process" in modules
     assert "paho" not in _packages(modules)
     assert not {"httpx._main", "rich", "pygments"} & modules
+    # reports and evidence load their libraries when one is asked for, not with the hub
+    assert "hub.evidence.service" in modules
+    assert not {"PIL", "weasyprint", "openpyxl", "pypdf"} & _packages(modules)
 
 
 def test_hub_in_thread_mode_loads_paho(tmp_path: Path) -> None:

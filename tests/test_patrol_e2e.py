@@ -27,8 +27,9 @@ from tests.support.mqtt_util import publish_many
 ROOT = Path(__file__).resolve().parent.parent
 SITES = ROOT / "sites"
 TZ = ZoneInfo("Asia/Shanghai")
-TOKENS = "ops:officer:t-officer,wall:viewer:t-viewer"
+TOKENS = "ops:officer:t-officer,chief:officer:t-chief,wall:viewer:t-viewer"
 OFFICER = {"Authorization": "Bearer t-officer"}
+CHIEF = {"Authorization": "Bearer t-chief"}
 VIEWER = {"Authorization": "Bearer t-viewer"}
 PATROL_RULES = {"round_not_started", "checkpoint_missed", "out_of_order", "unknown_tag",
                 "tag_moved", "unassigned_route", "hazard_overdue"}
@@ -293,8 +294,10 @@ def test_hazard_lifecycle_roles_overdue_kpi_and_reports(hub: HubProcess, mosquit
     assert response.status_code == 200 and response.json()["overdue"] is False
     wait_for(lambda: alarms(hub, device_id=hz["id"])[0]["state"] == "cleared_unack", hub)
     response = post(f"/{hz['id']}/verify", OFFICER, {"note": "re-checked"})
+    assert response.status_code == 409 and "four eyes" in response.json()["detail"]["message"]
+    response = post(f"/{hz['id']}/verify", CHIEF, {"note": "re-checked"})
     assert response.status_code == 200
-    assert response.json()["status"] == "verified" and response.json()["verified_by"] == "ops"
+    assert response.json()["status"] == "verified" and response.json()["verified_by"] == "chief"
     assert post(f"/{other['id']}/rectify", OFFICER, {"note": "x"}).status_code == 409
     post(f"/{other['id']}/dispatch", OFFICER, {"department": "交警"})
     post(f"/{other['id']}/rectify", OFFICER, {"note": "covered"})
@@ -304,7 +307,9 @@ def test_hazard_lifecycle_roles_overdue_kpi_and_reports(hub: HubProcess, mosquit
     detail = get(hub, f"/api/hazards/{hz['id']}")
     assert [(h["action"], h["actor"], h["to_status"]) for h in detail["history"]] == [
         ("report", "FP-P017", "reported"), ("dispatch", "ops", "dispatched"),
-        ("rectify", "ops", "rectified"), ("verify", "ops", "verified")]
+        ("escalate", "hub", "dispatched"), ("escalate", "hub", "dispatched"),
+        ("rectify", "ops", "rectified"), ("verify", "chief", "verified")]
+    assert [h.get("rung") for h in detail["history"]][2:4] == ["reminder", "overdue"]
 
     kpi = get(hub, "/api/kpi", site="fuping", **{"from": day.isoformat(),
                                                  "to": day.isoformat()})
@@ -341,3 +346,24 @@ def test_hazard_lifecycle_roles_overdue_kpi_and_reports(hub: HubProcess, mosquit
     cli_book = load_workbook(out)
     assert [r[0] for r in cli_book["新增隐患 Opened"].iter_rows(min_row=2, values_only=True)
             ] == [row for row in opened]
+
+
+def test_hazard_from_an_unregistered_reader_goes_to_its_site_or_is_refused(
+        hub: HubProcess, mosquitto: Any) -> None:
+    """#14 item 3 through the real hub: the checkpoint's tag tells the site, else a refusal."""
+    day = DAY + timedelta(days=3)
+    base = {"reader": "FP-R99-SPARE", "patroller": "FP-P017", "category": "fire_exit_blocked",
+            "note": "replacement reader, not yet registered"}
+    known = {**base, "tag_uid": "04D2216EE729C5", "ts": at(day, "09:00").isoformat()}
+    lost = {**base, "tag_uid": "04000000000BAD", "ts": at(day, "09:01").isoformat()}
+    publish_many(mosquitto.url, [
+        ("patrol/FP-R99-SPARE/hazard", json.dumps(body).encode(), 1, False)
+        for body in (known, lost)])
+    found = wait_for(lambda: [h for h in get(hub, "/api/hazards", site="fuping")
+                              if h["device_id"] == "FP-R99-SPARE"], hub)
+    assert [(h["checkpoint_id"], h["site"]) for h in found] == [("FP-CP026", "fuping")]
+    refused = wait_for(lambda: get(hub, "/api/refusals", reason="hazard_unknown_site")["items"],
+                       hub)
+    assert refused[0]["device_id"] == "FP-R99-SPARE"
+    assert refused[0]["topic"] == "patrol/FP-R99-SPARE/hazard"
+    assert "04000000000BAD" in refused[0]["detail"]

@@ -14,6 +14,7 @@ from hub.alarms.service import AlarmService
 from hub.db import create_all, make_engine
 from hub.ingest.normalize import Normalizer
 from hub.model import InboundMessage, Reading
+from hub.patrol.departments import DepartmentRegister
 from hub.patrol.hazards import InvalidHazardTransition
 from hub.patrol.kpi import percentile
 from hub.patrol.service import PatrolService
@@ -52,8 +53,11 @@ class Rig:
         self.engine = make_engine(self.url)
         create_all(self.engine)
         self.alarms = AlarmService(self.engine, sites=self.sites)
-        self.patrol = PatrolService(self.sites, self.engine, self.alarms,
-                                    wall=lambda: self.now)
+        self.refused: list[tuple[str, str, str]] = []
+        self.patrol = PatrolService(
+            self.sites, self.engine, self.alarms, wall=lambda: self.now,
+            departments=DepartmentRegister.load(ROOT / "sites"),
+            refuse=lambda r, reason, detail: self.refused.append((r.device_id, reason, detail)))
 
     def restart(self) -> None:
         self.patrol.tracker.flush()  # what the hub's pipeline stop hook does

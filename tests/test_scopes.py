@@ -116,6 +116,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/hazards/{hazard_id}/dispatch"): {"department": "fire"},
     ("POST", "/api/hazards/{hazard_id}/rectify"): {"note": "fixed"},
     ("POST", "/api/hazards/{hazard_id}/reopen"): {"note": "not fixed"},
+    ("POST", "/api/hazards/{hazard_id}/grade"): {"grade": "major"},
     ("POST", "/api/alarms/{alarm_id}/assign"): {"assignee": "gy-admin"},
     ("POST", "/api/alarms/{alarm_id}/comment"): {"text": "mine now"},
     ("POST", "/api/users"): {"name": "fp-new", "role": "viewer", "password": "long-enough-1",

@@ -491,3 +491,28 @@ def test_load_mode_paces_to_the_rate(mosquitto) -> None:  # type: ignore[no-unty
     )
     assert result.acked == result.sent
     assert 0.8 * 600 <= result.sent <= 1.05 * 600
+
+
+def test_demo_hazards_carry_grades_and_their_photos_keep_gps() -> None:
+    """The demo's major hazard says so; the phone app's photo is stable and geotagged."""
+    from hub.evidence.inspect import inspect
+    from simulators.photos import hazard_photo
+
+    _fleet, msgs = _run("demo_incidents", 1200)
+    hazards = [json.loads(m.payload) for m in msgs if m.topic.endswith("/hazard")
+               and m.fault == "hazard_report"]
+    assert {(h["reader"], h.get("grade")) for h in hazards} >= {("FP-R05", "major"),
+                                                                ("FP-R02", None)}
+    ref = hazards[0]["photo_ref"]
+    first = hazard_photo(ref, "illegal_gas_storage", 29.0512, 111.6935,
+                         datetime(2026, 11, 20, 8, 4, 40))
+    assert first == hazard_photo(ref, "illegal_gas_storage", 29.0512, 111.6935,
+                                 datetime(2026, 11, 20, 8, 4, 40))
+    seen = inspect(first)
+    assert (seen.gps_lat, seen.gps_lon, seen.taken_at) == (29.0512, 111.6935,
+                                                           "2026-11-20T08:04:40")
+    assert b"SimPhone" in first and b"SimPhone" not in seen.served
+    graded = NfcHazard("FP-R03", "FP-P017", "04A1B2C3D4E5F6",
+                       datetime(2026, 11, 28, 8, 4, 40, tzinfo=CST), "wiring_exposed", "x",
+                       "img/a.jpg", "major")
+    assert json.loads(graded.encode())["grade"] == "major"

@@ -6,8 +6,10 @@ delivery id seen before). The notify file's ``webhook`` channels are the durable
 policy-driven form; this sender stays for the settings that predate them.
 
 One worker thread and one bounded queue per URL, so a dead receiver delays only itself. When a
-queue is full the OLDEST pending delivery is dropped and counted (``hub_webhook_dropped_total``):
-the newest state of an alarm matters more than an old transition.
+queue is full the oldest pending delivery of the LEAST severe alarm is dropped and counted
+(``hub_webhook_dropped_total``), or the new one when it is less severe than everything
+pending: a flood of minor events (a reader spraying hazards) never pushes a critical alarm
+out, and among equals the newest state matters more than an old transition.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from hub.notify.channels import webhook as webhook_channel
 
 log = logging.getLogger(__name__)
 
+SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "warning": 3, "info": 4}
+UNRANKED = len(SEVERITY_RANK)
+
+
 def sign(secret: str, body: bytes, timestamp_s: int) -> str:
     """Return the signature header value ``sha256=<hex>`` of a timestamped body."""
     return webhook_channel.sign(secret, timestamp_s, body)
@@ -38,17 +44,23 @@ class _Worker(threading.Thread):
         super().__init__(name=f"webhook {url}", daemon=True)
         self.sender = sender
         self.url = url
-        self.pending: deque[tuple[str, bytes]] = deque()
+        self.pending: deque[tuple[str, bytes, int]] = deque()
         self.cond = threading.Condition()
         self.stopping = False
 
-    def submit(self, event: str, body: bytes) -> None:
+    def submit(self, event: str, body: bytes, rank: int = UNRANKED) -> None:
         with self.cond:
             if len(self.pending) >= self.sender.queue_size:
-                self.pending.popleft()
+                worst = max(r for _e, _b, r in self.pending)
                 self.sender.dropped += 1
                 metrics.WEBHOOK_DROPPED.inc()
-            self.pending.append((event, body))
+                if rank > worst:
+                    return  # less severe than all that waits: this one goes
+                for index, item in enumerate(self.pending):
+                    if item[2] == worst:
+                        del self.pending[index]
+                        break
+            self.pending.append((event, body, rank))
             self.cond.notify()
 
     def run(self) -> None:
@@ -60,7 +72,7 @@ class _Worker(threading.Thread):
                         self.cond.wait()
                     if not self.pending:
                         return
-                    event, body = self.pending.popleft()
+                    event, body, _rank = self.pending.popleft()
                 self._deliver(client, event, body)
         finally:
             client.close()
@@ -131,8 +143,11 @@ class WebhookSender:
     def submit(self, event: str, payload: dict[str, Any]) -> None:
         """Queue one event for every URL; returns at once."""
         body = orjson.dumps({"event": event, **payload}, default=str)
+        alarm = payload.get("alarm")
+        rank = SEVERITY_RANK.get(str(alarm.get("severity")), UNRANKED) if isinstance(
+            alarm, dict) else UNRANKED
         for worker in self._workers:
-            worker.submit(event, body)
+            worker.submit(event, body, rank)
 
     def pending(self) -> int:
         """Return how many deliveries wait in the queues."""

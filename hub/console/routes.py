@@ -37,7 +37,9 @@ router = APIRouter(include_in_schema=False)
 
 SEVERITY_ORDER = ("critical", "major", "minor", "warning", "info")
 ACTIVE = ("active_unack", "active_ack")
-HAZARD_COLUMNS = ("reported", "dispatched", "rectified", "verified", "reopened")
+# open hazards under supervision (督办) have their own column, first: they need action most
+HAZARD_COLUMNS = ("supervised", "reported", "dispatched", "rectified", "verified", "reopened")
+HAZARD_OPEN = frozenset({"reported", "dispatched", "reopened"})
 HAZARD_CARDS_PER_COLUMN = 8
 GRAFANA_DASHBOARDS = {
     "flashing_light": "safety-hub-road",
@@ -192,8 +194,20 @@ def _filters(request: Request, lang: str) -> dict[str, Any]:
         "alarm_message": alarm_message,
         "site_name": lambda s: _site_name(request, s, lang),
         "community_name": lambda s, c: _community_name(request, s, c, lang),
-        "category": lambda c: i18n.category_label(c, lang),
+        "category": lambda c: _category(request, c, lang),
     }
+
+
+def _category(request: Request, name: str, lang: str) -> str:
+    label = i18n.category_label(name, lang)
+    if label != name:
+        return label
+    # a category only the patrol rules know (data): their names
+    config = getattr(getattr(request.app.state.hub, "patrol", None), "config", None)
+    found = config.hazard_categories.get(name) if config is not None else None
+    if found is None:
+        return label
+    return str(found.zh if lang == "zh-CN" else found.en[:1].upper() + found.en[1:])
 
 
 def _page(request: Request, template: str, **values: Any) -> HTMLResponse:
@@ -237,6 +251,13 @@ def index(request: Request) -> HTMLResponse:
 def devices_page(request: Request) -> HTMLResponse:
     """Admins onboard, edit and retire devices (the panel needs an admin)."""
     return _page(request, "devices.html", page="devices")
+
+
+@router.get("/reports", response_class=HTMLResponse)
+@policy("public")
+def reports_page(request: Request) -> HTMLResponse:
+    """Monthly and quarterly hazard reports to download (the form is a partial: sites)."""
+    return _page(request, "reports.html", page="reports")
 
 
 @router.get("/alarms/{alarm_id}", response_class=HTMLResponse)
@@ -482,17 +503,40 @@ async def p_patrol(request: Request) -> Response:
 
 def _hazard_actions(status: str) -> list[str]:
     return {
-        "reported": ["dispatch"],
-        "reopened": ["dispatch"],
-        "dispatched": ["rectify"],
-        "rectified": ["verify", "reopen"],
+        "reported": ["dispatch", "evidence", "grade"],
+        "reopened": ["dispatch", "evidence", "grade"],
+        "dispatched": ["rectify", "evidence", "grade"],
+        "rectified": ["verify", "reopen", "evidence"],
         "verified": ["reopen"],
     }.get(status, [])
 
 
+def _hazard_column(hazard: dict[str, Any]) -> str:
+    status = hazard.get("status") or "reported"
+    return "supervised" if hazard.get("supervised") and status in HAZARD_OPEN else status
+
+
+async def _departments(api: Api, sites: list[str]) -> dict[str, list[list[str]]]:
+    """Per site the dispatch picker's [id, label] choices from the department register."""
+    out: dict[str, list[list[str]]] = {}
+    for site_id in sites:
+        try:
+            got = await api.get("/api/departments", optional=True, site=site_id)
+        except ApiError as exc:
+            if exc.status == 404:
+                continue
+            raise
+        out[site_id] = [[d["id"], f'{d["name"]} · {d["contact"]} {d["phone"]}']
+                        for d in (got[0] if got is not None else [])]
+    return out
+
+
 async def _build_hazards(ctx: Ctx) -> None:
     api = Api(ctx.request)
-    got = await api.get("/api/hazards", optional=True)
+    query = ctx.request.query_params
+    grade = query.get("grade") if query.get("grade") in ("general", "major") else None
+    department = (query.get("department") or "").strip()[:64] or None
+    got = await api.get("/api/hazards", optional=True, grade=grade, department=department)
     if got is None:
         ctx.values.update(unavailable="/api/hazards")
         hazards: list[dict[str, Any]] = []
@@ -500,7 +544,9 @@ async def _build_hazards(ctx: Ctx) -> None:
         hazards = got[0]
     columns: dict[str, list[dict[str, Any]]] = {status: [] for status in HAZARD_COLUMNS}
     for hazard in sorted(hazards, key=lambda h: h.get("reported_at") or "", reverse=True):
-        columns.setdefault(hazard.get("status") or "reported", []).append(hazard)
+        columns.setdefault(_hazard_column(hazard), []).append(hazard)
+    sites = [*_patrol_sites(ctx.request), *(str(h["site"]) for h in hazards if h.get("site"))]
+    departments = await _departments(api, list(dict.fromkeys(sites)))
     kpis: list[dict[str, Any]] = []
     kpi_unavailable = None
     kpi_sites = dict.fromkeys([*_patrol_sites(ctx.request),
@@ -517,7 +563,25 @@ async def _build_hazards(ctx: Ctx) -> None:
             break
         kpis.append(kpi[0])
     ctx.values.update(columns=columns, kpis=kpis, kpi_unavailable=kpi_unavailable,
-                      actions=_hazard_actions, per_column=HAZARD_CARDS_PER_COLUMN)
+                      actions=_hazard_actions, per_column=HAZARD_CARDS_PER_COLUMN,
+                      departments=departments, grade=grade, department=department,
+                      all_departments=sorted({(d[0], d[1].split(" · ")[0]) for deps in
+                                              departments.values() for d in deps}))
+
+
+async def _build_reports(ctx: Ctx) -> None:
+    today = datetime.now(UTC)
+    ctx.values.update(
+        sites=[(s, _site_name(ctx.request, s, ctx.lang)) for s in _patrol_sites(ctx.request)],
+        this_month=f"{today:%Y-%m}", this_quarter=f"{today.year}-Q{(today.month - 1) // 3 + 1}",
+        quarters=[f"{today.year - y}-Q{q}" for y in (0, 1) for q in (4, 3, 2, 1)])
+
+
+@router.get("/console/p/reports")
+@policy("sites")
+async def p_reports(request: Request) -> Response:
+    """The report forms for the caller's patrol sites (GET /api/reports/monthly|quarterly)."""
+    return await _partial(request, "reports.html", _build_reports)
 
 
 @router.get("/console/p/hazards")

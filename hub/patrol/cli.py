@@ -1,4 +1,4 @@
-"""``hub report daily``: write a site's daily patrol report from the state store."""
+"""``hub report daily|monthly|quarterly``: write a site's reports from the state store."""
 
 from __future__ import annotations
 
@@ -55,6 +55,44 @@ def _cmd_daily(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_period(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.db import make_engine, make_sessionmaker
+    from hub.evidence.service import EvidenceService
+    from hub.evidence.store import FileEvidenceStore
+    from hub.patrol import periodic, reports
+    from hub.patrol.service import PatrolService, UnknownSite
+    from hub.sites import load_sites
+
+    try:
+        period = (periodic.month(args.month) if args.report == "monthly"
+                  else periodic.quarter(args.quarter))
+    except periodic.BadPeriod as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        service = PatrolService.from_settings(settings, engine, _NoAlarms(),
+                                              load_sites(settings.sites_dir))
+        evidence = EvidenceService(FileEvidenceStore(settings.data_dir / "evidence"),
+                                   make_sessionmaker(engine), engine,
+                                   settings.evidence_max_bytes)
+        try:
+            data = periodic.period_report(service, args.site, period, evidence)
+        except UnknownSite:
+            print(f"unknown site {args.site!r}", file=sys.stderr)
+            return 2
+        except periodic.BadPeriod as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        body = reports.render_period(data, args.format)
+    finally:
+        engine.dispose()
+    out = args.out or Path(f"hazards-{args.site}-{period.label}.{args.format}")
+    out.write_bytes(body)
+    print(f"wrote {out} ({len(body)} bytes)")
+    return 0
+
+
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     add_settings_flags: Callable[[argparse.ArgumentParser], None],
@@ -67,6 +105,16 @@ def register(
     add_settings_flags(daily)
     daily.add_argument("--site", required=True, help="site name, e.g. fuping")
     daily.add_argument("--date", default=None, help="local date YYYY-MM-DD (default today)")
-    daily.add_argument("--format", choices=("html", "xlsx"), default="html")
+    daily.add_argument("--format", choices=("html", "xlsx", "pdf"), default="html")
     daily.add_argument("--out", type=Path, default=None, help="output file")
     daily.set_defaults(func=lambda args: _cmd_daily(args, settings_of(args)))
+    for kind, flag, example in (("monthly", "--month", "YYYY-MM"),
+                                ("quarterly", "--quarter", "YYYY-Qn")):
+        period = kinds.add_parser(kind, help=f"{kind} hazard report: totals, by community, "
+                                             "department, inspector, route; major hazards")
+        add_settings_flags(period)
+        period.add_argument("--site", required=True, help="site name, e.g. fuping")
+        period.add_argument(flag, required=True, help=f"the period, {example}")
+        period.add_argument("--format", choices=("html", "xlsx", "pdf"), default="html")
+        period.add_argument("--out", type=Path, default=None, help="output file")
+        period.set_defaults(func=lambda args: _cmd_period(args, settings_of(args)))

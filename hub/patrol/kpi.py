@@ -5,15 +5,19 @@ hub watched (their window ended after it started tracking the site) or that got 
 Coverage is checkpoint visits done / scheduled over those rounds; on-time rate is the share of
 them completed with the first scan inside the start grace. Hazards are those reported in the
 range; the rectification rate counts rectified and verified ones, times to rectify are from the
-report to the (last) rectification. Rates are null when there is nothing to divide by.
+report to the (last) rectification. ``supervised`` counts the 督办 cases among them (hazards
+the ladder put under supervision, whatever they are now), ``county_reported`` those it reported
+to the county level; ``hazards_by_grade`` splits found, rectified, overdue and supervised by
+grade. Rates are null when there is nothing to divide by.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from hub.patrol.config import GRADES
 from hub.patrol.hazards import HazardService
 from hub.patrol.schedule import NS
 from hub.patrol.tables import HazardRow
@@ -66,4 +70,27 @@ def compute_kpi(rounds: list[dict[str, Any]], hazards: list[HazardRow],
         "median_time_to_rectify_h": percentile(hours, 0.5),
         "p90_time_to_rectify_h": percentile(hours, 0.9),
         "overdue": sum(1 for h in hazards if HazardService.is_overdue(h, now)),
+        "supervised": sum(1 for h in hazards if h.supervised_ns is not None),
+        "county_reported": sum(1 for h in hazards if h.county_ns is not None),
+        "hazards_by_grade": hazard_counts_by(hazards, now, lambda h: h.grade, GRADES),
     }
+
+
+def hazard_counts(hazards: list[HazardRow], now: int) -> dict[str, Any]:
+    """found, rectified (rectified or verified), rate, overdue and supervised of hazards."""
+    found = len(hazards)
+    rectified = sum(1 for h in hazards if h.status in ("rectified", "verified"))
+    return {
+        "found": found, "rectified": rectified, "rectification_rate": _rate(rectified, found),
+        "overdue": sum(1 for h in hazards if HazardService.is_overdue(h, now)),
+        "supervised": sum(1 for h in hazards if h.supervised_ns is not None),
+    }
+
+
+def hazard_counts_by(hazards: list[HazardRow], now: int, key: Callable[[HazardRow], str | None],
+                     keys: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """``hazard_counts`` per key (every one of ``keys`` present, then the others found)."""
+    groups: dict[str, list[HazardRow]] = {k: [] for k in keys}
+    for hazard in hazards:
+        groups.setdefault(key(hazard) or "", []).append(hazard)
+    return {name: hazard_counts(rows, now) for name, rows in groups.items()}

@@ -1,7 +1,10 @@
-"""The daily patrol report of a site: rounds, misses, hazards opened and closed; HTML or XLSX.
+"""Patrol reports of a site in HTML, XLSX or PDF: daily, and monthly or quarterly.
 
-HTML is rendered by Jinja2 (``templates/daily.html.j2``, printable), XLSX by openpyxl (one sheet
-per table). Both come from the same data, built by ``daily_report``.
+HTML is rendered by Jinja2 (``templates/daily.html.j2``, ``templates/period.html.j2``, A4 and
+printable), PDF by WeasyPrint from that same HTML (Chinese through Debian's Noto CJK fonts),
+XLSX by openpyxl (one sheet per table). All come from the same data (``daily_report``,
+``hub.patrol.periodic.period_report``). Every text cell of a workbook is written as text, never
+as a formula: device text such as ``=HYPERLINK(...)`` stays the characters it was.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ if TYPE_CHECKING:  # openpyxl is imported when a report is rendered (~15 MB the 
     from openpyxl import Workbook
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-FORMATS = ("html", "xlsx")
+FORMATS = ("html", "xlsx", "pdf")
 MEDIA_TYPES = {
     "html": "text/html; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pdf": "application/pdf",
 }
 STATE_ZH = {"scheduled": "未开始", "in_progress": "进行中", "completed": "已完成",
             "incomplete": "未完成", "missed": "漏巡"}
@@ -102,11 +106,32 @@ def _ns(iso: str | None) -> int | None:
     return int(moment.timestamp()) * NS
 
 
-def render_html(data: dict[str, Any]) -> str:
+def render_html(data: dict[str, Any], template: str = "daily.html.j2") -> str:
     """The report as a printable HTML page."""
     env = Environment(loader=FileSystemLoader(TEMPLATES),
                       autoescape=select_autoescape(["html", "j2"]))
-    return env.get_template("daily.html.j2").render(**data)
+    return env.get_template(template).render(**data)
+
+
+def render_pdf(html: str) -> bytes:
+    """An HTML report as PDF (A4 from the template's @page rule)."""
+    import logging
+
+    from weasyprint import HTML  # imported when a PDF is asked for: ~40 MB
+
+    for chatty in ("fontTools", "weasyprint", "weasyprint.progress"):  # per-step INFO lines
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    pdf: bytes = HTML(string=html, base_url=str(TEMPLATES)).write_pdf()
+    return pdf
+
+
+def append_text_row(sheet: Any, row: list[Any]) -> None:
+    """Append a row; every string becomes a text cell (no formula, even when it starts '=')."""
+    sheet.append(row)
+    for cell in sheet[sheet.max_row]:
+        if isinstance(cell.value, str) and cell.data_type != "s":
+            cell.data_type = "s"
+            cell.quotePrefix = True  # Excel keeps it text when someone edits the cell
 
 
 def _sheet(book: Workbook, title: str, header: list[str], rows: list[list[Any]]) -> None:
@@ -120,7 +145,7 @@ def _sheet(book: Workbook, title: str, header: list[str], rows: list[list[Any]])
         cell.fill = PatternFill("solid", fgColor="305496")
         cell.alignment = Alignment(horizontal="center")
     for row in rows:
-        sheet.append(row)
+        append_text_row(sheet, row)
     for index, name in enumerate(header, start=1):
         width = max([len(str(name))] + [len(str(r[index - 1])) for r in rows if index <= len(r)])
         sheet.column_dimensions[get_column_letter(index)].width = min(60, max(8, width + 2))
@@ -154,7 +179,7 @@ def render_xlsx(data: dict[str, Any]) -> bytes:
         ["逾期隐患 Overdue", kpi["overdue"]],
     ]
     for line in lines:
-        summary.append(line)
+        append_text_row(summary, line)
     summary["A1"].font = Font(bold=True, size=14)
     for row in (5, 6, 13):
         summary.cell(row=row, column=2).number_format = "0.0%"
@@ -190,9 +215,90 @@ def render_xlsx(data: dict[str, Any]) -> bytes:
 
 
 def render(data: dict[str, Any], fmt: str) -> bytes:
-    """The report in ``html`` or ``xlsx``."""
+    """The daily report in ``html``, ``xlsx`` or ``pdf``."""
     if fmt == "html":
         return render_html(data).encode("utf-8")
     if fmt == "xlsx":
         return render_xlsx(data)
+    if fmt == "pdf":
+        return render_pdf(render_html(data))
+    raise ValueError(f"unknown report format {fmt!r}: use {', '.join(FORMATS)}")
+
+
+def _counts_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[r["key"], r["name"], r["found"], r["rectified"], r["rectification_rate"],
+             r["overdue"], r["supervised"]] for r in rows]
+
+
+def render_period_xlsx(data: dict[str, Any]) -> bytes:
+    """A monthly or quarterly report as an XLSX workbook, one sheet per table."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    summary = book.active
+    assert summary is not None
+    summary.title = "汇总 Summary"
+    title = ("隐患排查治理月报 Monthly" if data["kind"] == "monthly"
+             else "隐患排查治理季报 Quarterly")
+    totals, kpi = data["totals"], data["kpi"]
+    lines: list[list[Any]] = [
+        [title, f"{data['site_name']} ({data['site_name_en']})"],
+        ["期间 Period", f"{data['period']} ({data['from']} – {data['to']})"],
+        ["生成时间 Generated", data["generated_at"]],
+        [],
+        ["发现隐患 Hazards found", totals["found"]],
+        ["已整改 Rectified", totals["rectified"]],
+        ["整改率 Rectification rate", totals["rectification_rate"]],
+        ["复核销号率 Verified rate", totals["verified_rate"]],
+        ["逾期 Overdue", totals["overdue"]],
+        ["督办 Supervised", totals["supervised"]],
+        ["上报县级 Reported to the county", totals["county_reported"]],
+        ["巡查覆盖率 Patrol coverage", kpi["patrol_coverage"]],
+        ["按时率 On-time rate", kpi["on_time_rate"]],
+    ]
+    for line in lines:
+        append_text_row(summary, line)
+    summary["A1"].font = Font(bold=True, size=14)
+    for row in (7, 8, 12, 13):
+        summary.cell(row=row, column=2).number_format = "0.0%"
+    summary.column_dimensions["A"].width = 32
+    summary.column_dimensions["B"].width = 48
+    header = ["键 Key", "名称 Name", "发现 Found", "整改 Rectified", "整改率 Rate",
+              "逾期 Overdue", "督办 Supervised"]
+    for sheet, key in (("按等级 By grade", "by_grade"), ("按社区 By community", "by_community"),
+                       ("按部门 By department", "by_department"),
+                       ("按巡查员 By inspector", "by_inspector"), ("按线路 By route", "by_route")):
+        _sheet(book, sheet, header, _counts_rows(data[key]))
+    _sheet(book, "线路巡查 Patrol",
+           ["线路 Route", "名称 Name", "覆盖率 Coverage", "已巡 Done", "应巡 Scheduled",
+            "按时率 On time", "完成 Completed", "未完成 Incomplete", "漏巡 Missed"],
+           [[r["route_id"], r["name"], r["patrol_coverage"], r["checkpoint_visits"]["done"],
+             r["checkpoint_visits"]["scheduled"], r["on_time_rate"], r["rounds"]["completed"],
+             r["rounds"]["incomplete"], r["rounds"]["missed"]] for r in data["route_patrol"]])
+    _sheet(book, "重大隐患 Major",
+           ["编号 ID", "上报 Reported", "类别 Category", "点位 Checkpoint", "部门 Department",
+            "期限 Due", "状态 Status", "督办 Supervised", "整改前 Before", "整改后 After",
+            "描述 Note"],
+           [[h["id"], h["reported_at"], h["category_zh"],
+             f"{h['checkpoint_id'] or ''} {h['checkpoint_name']}".strip(),
+             h["department_name"] or "", h["due_at"], h["status"],
+             "是" if h["supervised"] else "", len(h["before"]), len(h["after"]),
+             h["note"] or ""] for h in data["major_hazards"]])
+    _sheet(book, "趋势 Trend", ["指标 Measure", "本期 This period", "上期 Previous",
+                                "变化 Change"],
+           [[t["label"], t["value"], t["previous"], t["delta"]] for t in data["trend"]])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def render_period(data: dict[str, Any], fmt: str) -> bytes:
+    """A monthly or quarterly report in ``html``, ``xlsx`` or ``pdf``."""
+    if fmt == "html":
+        return render_html(data, "period.html.j2").encode("utf-8")
+    if fmt == "xlsx":
+        return render_period_xlsx(data)
+    if fmt == "pdf":
+        return render_pdf(render_html(data, "period.html.j2"))
     raise ValueError(f"unknown report format {fmt!r}: use {', '.join(FORMATS)}")

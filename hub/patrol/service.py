@@ -17,9 +17,10 @@ from hub.model import Reading, Refusal
 from hub.patrol.alarms import AlarmApi, PatrolAlarms
 from hub.patrol.clock import ClockMode, PatrolClock
 from hub.patrol.config import load_config
-from hub.patrol.hazards import HazardService
+from hub.patrol.departments import DepartmentRegister, HandoverHook
+from hub.patrol.hazards import HazardService, Refuse
 from hub.patrol.schedule import NS, iso_z, occurrences, occurrences_between, to_ns
-from hub.patrol.tables import TABLES, ScanRow
+from hub.patrol.tables import TABLES, ScanRow, add_missing_columns
 from hub.patrol.tracker import RoundTracker, stored_rounds
 from hub.settings import Settings
 from hub.sites import Site, SiteRegistry
@@ -36,8 +37,11 @@ class PatrolService:
 
     def __init__(self, sites: SiteRegistry, engine: Engine, alarms: AlarmApi, *,
                  clock_mode: ClockMode = "wall", rules_file: Path | None = None,
-                 wall: Callable[[], int] = time.time_ns) -> None:
+                 wall: Callable[[], int] = time.time_ns,
+                 departments: DepartmentRegister | None = None,
+                 handover: HandoverHook | None = None, refuse: Refuse | None = None) -> None:
         Base.metadata.create_all(engine, tables=TABLES)
+        add_missing_columns(engine, TABLES)  # a store an older hub created gains new columns
         self.sites = sites
         self.sessions = make_sessionmaker(engine)
         self.config = load_config(rules_file)
@@ -46,19 +50,25 @@ class PatrolService:
         self.tracker = RoundTracker(sites, self.sessions, self.alarms, self.config)
         for name in sites.sites:
             self.clock.restore(name, self.tracker.saved_clock(name))
-        self.hazards = HazardService(sites, self.sessions, self.alarms, self.config, self.now)
+        self.departments = departments or DepartmentRegister({})
+        self.hazards = HazardService(sites, self.sessions, self.alarms, self.config, self.now,
+                                     departments=self.departments, handover=handover,
+                                     refuse=refuse)
         self.on_refused: Callable[[Refusal], None] | None = None  # the hub's refusal log
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine, alarms: AlarmApi,
                       sites: SiteRegistry, clock: Callable[[], int] | None = None,
+                      *, handover: HandoverHook | None = None, refuse: Refuse | None = None,
                       ) -> PatrolService:
         """Build the service with HUB_PATROL_CLOCK; ``clock`` is the hub's (wall mode)."""
         # HUB_PATROL_CLOCK when given, else the hub's HUB_CLOCK: one setting does both.
         chosen = (settings.patrol_clock if "patrol_clock" in settings.model_fields_set
                   else settings.clock)
         mode: ClockMode = "device" if chosen == "device" else "wall"
-        return cls(sites, engine, alarms, clock_mode=mode, wall=clock or time.time_ns)
+        return cls(sites, engine, alarms, clock_mode=mode, wall=clock or time.time_ns,
+                   departments=DepartmentRegister.load(settings.sites_dir),
+                   handover=handover, refuse=refuse)
 
     # ------------------------------------------------------------------ pipeline hooks
 
@@ -67,9 +77,16 @@ class PatrolService:
         return self.clock.now(site) or time.time_ns()
 
     def on_reading(self, reading: Reading) -> None:
-        """Reading hook: move the clock, run what is due, then take scans and hazards."""
+        """Reading hook: move the clock, run what is due, then take scans and hazards.
+
+        A reading of a device no site lists moves no clock; its hazard still goes to the hazard
+        service, which finds the site from the checkpoint's tag or refuses it with a reason.
+        """
         if reading.site not in self.sites.sites:
-            placed = self._placed_scan(reading)
+            if reading.kind == PATROL_KIND and reading.message == "hazard":
+                self.hazards.on_reading(reading)
+                return
+            placed = self._placed_scan(reading)  # a scan: at its tag's site, else refused
             if placed is None:
                 return
             reading = placed
@@ -78,14 +95,13 @@ class PatrolService:
             return
         self.clock.observe(reading)
         now = self.clock.now(reading.site)
-        if now is None:
-            return
-        self._advance(reading.site, now)
+        if now is not None:
+            self._advance(reading.site, now)
         if reading.kind != PATROL_KIND:
             return
-        if reading.message == "scan":
+        if reading.message == "scan" and now is not None:
             self.tracker.on_scan(reading, now)
-        elif reading.message == "hazard":
+        elif reading.message == "hazard":  # even before the device clock has a time
             self.hazards.on_reading(reading)
 
     def _placed_scan(self, reading: Reading) -> Reading | None:
@@ -133,6 +149,11 @@ class PatrolService:
         site = self.site(site_name)
         occs = occurrences(site, day, route_id)
         return self._rounds_json(site, occs)
+
+    def rounds_between(self, site_name: str, first: date, last: date) -> list[dict[str, Any]]:
+        """The rounds of local dates first..last (as ``rounds``)."""
+        site = self.site(site_name)
+        return self._rounds_json(site, occurrences_between(site, first, last))
 
     def _rounds_json(self, site: Site, occs: list[Any]) -> list[dict[str, Any]]:
         self.tracker.flush()  # what the pipeline has not written yet is shown too

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    inspect,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import DEVICE_ID_CHARS, Base
@@ -108,6 +121,17 @@ class HazardRow(Base):
     verified_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     dedupe_key: Mapped[str | None] = mapped_column(String(300), nullable=True, unique=True)
     overdue_alarmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    grade: Mapped[str] = mapped_column(String(16), default="general",
+                                       server_default="general")
+    # the deadline's start: when the hub learned of the hazard (a late upload gets full time)
+    deadline_from_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # rungs of the escalation ladder done for the current deadline
+    rungs_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    supervised_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    county_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    patroller_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    route_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rectified_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class HazardHistoryRow(Base):
@@ -125,6 +149,61 @@ class HazardHistoryRow(Base):
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class HazardEvidenceRow(Base):
+    """Stored evidence attached to a hazard: before (as found) or after (as fixed)."""
+
+    __tablename__ = "hazard_evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hazard_id: Mapped[str] = mapped_column(String(40), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    at_ns: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("hazard_id", "sha256", "kind",
+                                       name="uq_hazard_evidence"),)
+
+
+class PhotoRefRow(Base):
+    """A reader's photo uploaded by its ``photo_ref``, before or after the hazard arrived."""
+
+    __tablename__ = "hazard_photo_refs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(128))
+    photo_ref: Mapped[str] = mapped_column(String(400))
+    sha256: Mapped[str] = mapped_column(String(64))
+    at_ns: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (UniqueConstraint("device_id", "photo_ref", name="uq_hazard_photo_ref"),)
+
+
 TABLES = [Base.metadata.tables[name] for name in (
     "patrol_sites", "patrol_rounds", "patrol_scans", "patrol_alarm_items", "hazards",
-    "hazard_history")]
+    "hazard_history", "hazard_evidence", "hazard_photo_refs")]
+
+
+def add_missing_columns(engine: Engine, tables: list[Table]) -> list[str]:
+    """Add columns a newer hub defines to tables an older one created; returns what it added.
+
+    Only nullable columns or columns with a server default are added (every column added since
+    the first release is one), so old rows stay valid.
+    """
+    added: list[str] = []
+    found = inspect(engine)
+    for table in tables:
+        if not found.has_table(table.name):
+            continue
+        have = {c["name"] for c in found.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            default = column.server_default
+            clause = f" DEFAULT '{default.arg}'" if default is not None else ""  # type: ignore[attr-defined]
+            with engine.begin() as conn:
+                conn.execute(text(
+                    f'ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{clause}'))
+            added.append(f"{table.name}.{column.name}")
+    return added

@@ -21,6 +21,8 @@ READER_FAULTS = COMMON_FAULTS | {
     "last_will", "battery_drain", "skip_checkpoint", "out_of_order", "late_upload",
     "unknown_tag", "moved_tag", "hazard_report",
 }
+# What inspectors find on a walk: general hazards (a major one is a scenario's hazard_report
+# with grade: major, so a simulated day's alarms stay what its scenario expects)
 HAZARDS = (
     ("fire_exit_blocked", "安全出口被货物堵塞"),
     ("fire_exit_blocked", "stairwell B blocked by goods"),
@@ -65,14 +67,16 @@ class NfcHazard:
     category: str
     note: str
     photo_ref: str
+    grade: str | None = None
 
     def encode(self) -> bytes:
-        """Return the payload exactly as the datasheet writes it."""
-        return jdump({"reader": self.reader, "patroller": self.patroller,
-                      "tag_uid": self.tag_uid,
-                      "ts": self.ts.replace(microsecond=0).isoformat(),
-                      "category": self.category, "note": self.note,
-                      "photo_ref": self.photo_ref})
+        """Return the payload exactly as the datasheet writes it (grade only when given)."""
+        body = {"reader": self.reader, "patroller": self.patroller, "tag_uid": self.tag_uid,
+                "ts": self.ts.replace(microsecond=0).isoformat(),
+                "category": self.category, "note": self.note, "photo_ref": self.photo_ref}
+        if self.grade is not None:
+            body["grade"] = self.grade
+        return jdump(body)
 
 
 def photo_ref(local: datetime) -> str:
@@ -248,14 +252,14 @@ class PtNfc1Sim(DeviceSim):
         return out
 
     def _hazard(self, patroller: str, cp: Checkpoint, ts: datetime, category: str | None,
-                note: str | None, at: datetime | None, fault: str | None = None
-                ) -> list[SimMessage]:
+                note: str | None, at: datetime | None, fault: str | None = None,
+                grade: str | None = None) -> list[SimMessage]:
         if category is None or note is None:
             cat, text = self.rng.choice(HAZARDS)
             category, note = category or cat, note or text
         local = self.local(ts)
         reading = NfcHazard(self.id, patroller, cp.tag_uid, local, category, note,
-                            photo_ref(local))
+                            photo_ref(local), grade)
         return [self.message(f"patrol/{self.id}/hazard", reading.encode(), 1, at or ts,
                              device_time=ts, fault=fault)]
 
@@ -347,7 +351,8 @@ class PtNfc1Sim(DeviceSim):
                                                        self._position(cp)).encode(), 1, t)
         later = t + timedelta(seconds=45)
         return [scan, *self._hazard(patroller, cp, later, params.get("category"),
-                                    params.get("note"), at=later, fault="hazard_report")]
+                                    params.get("note"), at=later, fault="hazard_report",
+                                    grade=params.get("grade"))]
 
     def fault_late_upload(self, params: dict[str, Any], t: datetime) -> list[SimMessage]:
         """Back in coverage after ``hours``: upload the walk made back then, oldest first.

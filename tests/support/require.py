@@ -10,7 +10,8 @@ from tests.support.services import which
 
 DEBIAN_PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb",
                    "mosquitto_passwd": "mosquitto", "nats-server": "nats-server",
-                   "/usr/lib/postgresql/15/bin/postgres": "postgresql-15"}
+                   "/usr/lib/postgresql/15/bin/postgres": "postgresql-15",
+                   "pdftoppm": "poppler-utils"}
 
 
 def services_required() -> bool:

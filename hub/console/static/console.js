@@ -64,11 +64,14 @@
   function post(url, payload, method) { return send(method || "POST", url, payload); }
 
   function send(method, url, payload, contentType) {
+    var form = payload instanceof FormData; // multipart (evidence): the browser sets the type
+    var type = form ? {} : { "Content-Type": contentType || "application/json" };
     return fetch(url, {
       method: method,
-      headers: Object.assign({ "Content-Type": contentType || "application/json" }, csrfHeaders()),
+      headers: Object.assign(type, csrfHeaders()),
       credentials: "same-origin",
-      body: method === "DELETE" ? undefined : contentType ? payload : JSON.stringify(payload || {}),
+      body: method === "DELETE" ? undefined
+        : form || contentType ? payload : JSON.stringify(payload || {}),
     }).then(function (r) {
       return r.text().then(function (text) {
         if (!r.ok) { showError(r.status, text); return null; }
@@ -93,7 +96,20 @@
       var label = document.createElement("label");
       label.textContent = f.label;
       label.htmlFor = "action-field-" + i;
-      var input = document.createElement(f.multiline ? "textarea" : "input");
+      var input;
+      if (f.options) { // a picker: [value, label] pairs (departments, grades, evidence kinds)
+        input = document.createElement("select");
+        f.options.forEach(function (o) {
+          var option = document.createElement("option");
+          option.value = o[0];
+          option.textContent = o[1];
+          input.appendChild(option);
+        });
+      } else {
+        input = document.createElement(f.multiline ? "textarea" : "input");
+        if (f.type) input.type = f.type;
+        if (f.accept) input.accept = f.accept;
+      }
       input.id = "action-field-" + i;
       input.name = f.name;
       input.required = !!f.required;
@@ -111,9 +127,11 @@
     e.preventDefault();
     if (!dialogSpec) return;
     var spec = dialogSpec;
-    var payload = Object.assign({}, spec.extra || {});
-    $("action-fields").querySelectorAll("input, textarea").forEach(function (el) {
+    var payload = spec.multipart ? new FormData() : Object.assign({}, spec.extra || {});
+    $("action-fields").querySelectorAll("input, textarea, select").forEach(function (el) {
+      if (el.type === "file") { if (el.files.length) payload.append(el.name, el.files[0]); return; }
       if (el.value.trim() === "") return;
+      if (spec.multipart) { payload.append(el.name, el.value.trim()); return; }
       var path = el.name.split("."), node = payload;  // "match.device_id" nests
       path.slice(0, -1).forEach(function (key) { node = node[key] = node[key] || {}; });
       node[path[path.length - 1]] = el.value.trim();
@@ -149,6 +167,40 @@
     }
     var opener = e.target.closest("[data-dialog]");
     if (opener) { e.preventDefault(); openDialog(JSON.parse(opener.dataset.dialog)); }
+  });
+
+  // -- evidence: thumbnails and photos load with the session cookie; a click shows one whole --
+  document.addEventListener("click", function (e) {
+    var thumb = e.target.closest("[data-photo]");
+    if (!thumb) return;
+    e.preventDefault();
+    if (thumb.dataset.media === "application/pdf") { window.open(thumb.dataset.photo); return; }
+    var img = $("photo-full");
+    img.src = thumb.dataset.photo;
+    $("photo-caption").textContent = thumb.title || "";
+    $("photo-dialog").showModal();
+  });
+  if ($("photo-close")) $("photo-close").addEventListener("click", function () { $("photo-dialog").close(); });
+
+  // -- reports page: downloads go through fetch (errors become toasts, not error pages) -----
+  document.addEventListener("submit", function (e) {
+    var form = e.target.closest("form[data-report]");
+    if (!form) return;
+    e.preventDefault();
+    var params = new URLSearchParams(new FormData(form));
+    var url = form.dataset.report + "?" + params.toString();
+    fetch(url, { credentials: "same-origin" }).then(function (r) {
+      if (!r.ok) { return r.text().then(function (t) { showError(r.status, t); }); }
+      return r.blob().then(function (blob) {
+        var a = document.createElement("a");
+        a.href = URL.createObjectURL(blob);
+        a.download = "hazards-" + params.get("site") + "-" + (params.get("month") || params.get("quarter")) + "." + params.get("format");
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+        toast(L.done);
+      });
+    }, function () { toast(L.err_network, "error"); });
   });
 
   // -- devices page: add, edit, retire, import ------------------------------------------------

@@ -1,0 +1,1 @@
+"""Hazard evidence: photos and documents checked, cleaned and stored by content."""
