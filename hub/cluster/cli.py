@@ -69,7 +69,7 @@ def _config(args: argparse.Namespace, settings_of: Callable[[argparse.Namespace]
 
 def _init(args: argparse.Namespace, settings_of: Callable[[argparse.Namespace], Settings]
           ) -> int:
-    from hub.cluster.jetstream import DAY_S, StreamLimits, connect, ensure
+    from hub.cluster.jetstream import DAY_S, StreamLimits, connect, ensure, touch_mqtt
 
     settings = settings_of(args)
     if not settings.cluster_url:
@@ -81,6 +81,13 @@ def _init(args: argparse.Namespace, settings_of: Callable[[argparse.Namespace], 
     limits = StreamLimits(replicas=args.replicas, max_age_s=args.max_age_days * DAY_S,
                           max_bytes=args.max_bytes)
 
+    try:
+        touch_mqtt(settings)
+    except Exception as exc:
+        print(f"hub cluster init: MQTT {settings.mqtt_url} (a node's MQTT listener, "
+              f"HUB_MQTT_URL): {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
     async def run() -> list[str]:
         nc = await connect(settings, "hub-cluster-init", allow_reconnect=False)
         try:
@@ -90,7 +97,7 @@ def _init(args: argparse.Namespace, settings_of: Callable[[argparse.Namespace], 
 
     try:
         lines = asyncio.run(run())
-    except Exception as exc:  # noqa: BLE001 - the reason goes to the operator
+    except Exception as exc:
         print(f"hub cluster init failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print("\n".join(lines))

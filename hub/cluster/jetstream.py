@@ -3,6 +3,7 @@ member buckets) and the connection to them; ``hub cluster init`` creates them id
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,9 @@ from urllib.parse import urlsplit
 import nats
 from nats.aio.client import Client
 from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
@@ -18,16 +22,21 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, KeyNotFoundError, NotFoundError
 
-from hub.cluster.partition import PARTITION_PREFIX
+from hub.cluster.partition import QOS0_PREFIX, partition_subjects
 from hub.settings import Settings
 
-STREAM = "HUB_READINGS"
+STREAM = "HUB_READINGS"  # QoS 0 topics (hubq.>): captured by this stream
+MQTT_STREAM = "$MQTT_msgs"  # QoS 1 topics: stored here by the NATS MQTT layer before PUBACK
+SOURCES = {"p": MQTT_STREAM, "q": STREAM}  # source key -> stream (see partition_subjects)
 LEASES_BUCKET = "hub_leases"
 MEMBERS_BUCKET = "hub_members"
-LEASE_TTL_S = 6.0  # a lease not renewed for this long is gone: takeover within ~8 s
+CONSUMERS_BUCKET = "hub_consumers"  # partition -> its current consumer's name (no expiry)
+LEASE_TTL_S = 8.0  # a lease not renewed for this long is gone: takeover within ~12 s
 DAY_S = 86_400
+MAX_ACK_PENDING = 50_000  # per partition: the pipeline holds up to a batch and the writer more
+ACK_WAIT_S = 120.0  # a live owner's unacked messages (a takeover does not wait for this)
 
 
 @dataclass(frozen=True)
@@ -77,13 +86,13 @@ async def connect(settings: Settings, name: str, **options: Any) -> Client:
 
 
 def stream_config(partitions: int, limits: StreamLimits) -> StreamConfig:
-    """The stream over every partition's subjects."""
+    """The stream over every partition's QoS 0 subjects."""
     return StreamConfig(
-        name=STREAM, subjects=[f"{PARTITION_PREFIX}.>"], retention=RetentionPolicy.LIMITS,
+        name=STREAM, subjects=[f"{QOS0_PREFIX}.>"], retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE, num_replicas=limits.replicas, max_age=limits.max_age_s,
         max_bytes=limits.max_bytes, discard=DiscardPolicy.OLD,
         duplicate_window=limits.duplicate_window_s,
-        description=f"device readings in {partitions} partitions (hubp.<partition>.<subject>)",
+        description=f"QoS 0 device readings in {partitions} partitions (hubq.<p>.<subject>)",
     )
 
 
@@ -98,13 +107,74 @@ async def ensure(js: JetStreamContext, partitions: int, limits: StreamLimits) ->
     except NotFoundError:
         await js.add_stream(config)
         done.append(f"stream {STREAM}: created")
-    for bucket in (LEASES_BUCKET, MEMBERS_BUCKET):
+    for bucket, ttl in ((LEASES_BUCKET, LEASE_TTL_S), (MEMBERS_BUCKET, LEASE_TTL_S),
+                        (CONSUMERS_BUCKET, 0.0)):
         try:
             await js.key_value(bucket)
             done.append(f"bucket {bucket}: exists")
         except (NotFoundError, BadRequestError):
             await js.create_key_value(KeyValueConfig(
-                bucket=bucket, history=1, ttl=LEASE_TTL_S, replicas=limits.replicas,
+                bucket=bucket, history=1, ttl=ttl or None, replicas=limits.replicas,
                 storage=StorageType.FILE))
-            done.append(f"bucket {bucket}: created (ttl {LEASE_TTL_S:g} s)")
+            done.append(f"bucket {bucket}: created" + (f" (ttl {ttl:g} s)" if ttl else ""))
+    done += await ensure_consumers(js, partitions)
     return done
+
+
+async def ensure_consumers(js: JetStreamContext, partitions: int) -> list[str]:
+    """A durable consumer per partition and source, unless one is recorded already.
+
+    ``$MQTT_msgs`` keeps a message only while some consumer is interested in it, so every
+    partition needs its consumer before the first device publishes, not when a hub comes.
+    """
+    consumers = await js.key_value(CONSUMERS_BUCKET)
+    made = 0
+    for key, stream in SOURCES.items():
+        for p in range(partitions):
+            with contextlib.suppress(KeyNotFoundError):
+                if (await consumers.get(f"{key}{p}")).value:
+                    continue
+            name = f"{key}{p}-0"
+            await js.add_consumer(stream, consumer_config(name, partition_subjects(p)[key], 1))
+            await consumers.put(f"{key}{p}", name.encode())
+            made += 1
+    return [f"consumers: {made} created, {len(SOURCES) * partitions - made} existed"]
+
+
+def consumer_config(name: str, subject: str, start: int) -> ConsumerConfig:
+    """A partition's durable pull consumer: ack all, from stream sequence ``start``."""
+    return ConsumerConfig(
+        durable_name=name, filter_subject=subject, ack_policy=AckPolicy.ALL,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+        max_ack_pending=MAX_ACK_PENDING, ack_wait=ACK_WAIT_S, max_waiting=16)
+
+
+def touch_mqtt(settings: Settings, timeout: float = 10.0) -> None:
+    """Connect once over MQTT (HUB_MQTT_URL: a node's MQTT listener): the server creates its
+    MQTT streams, ``$MQTT_msgs`` among them, on an account's first MQTT connection."""
+    import threading
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from hub.intake.common import parse_mqtt_url
+
+    url = parse_mqtt_url(settings.mqtt_url)
+    done = threading.Event()
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                         client_id="hub-cluster-init", protocol=paho.MQTTv311)
+    if url.username:
+        client.username_pw_set(url.username, url.password)
+    if url.tls:
+        client.tls_set(ca_certs=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
+                       certfile=str(settings.mqtt_cert_file) if settings.mqtt_cert_file else None,
+                       keyfile=str(settings.mqtt_key_file) if settings.mqtt_key_file else None)
+    client.on_connect = lambda *_args: done.set()
+    client.connect(url.host, url.port)
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            raise ConnectionError(f"no MQTT CONNACK from {url.host}:{url.port} in {timeout:g} s")
+    finally:
+        client.disconnect()
+        client.loop_stop()

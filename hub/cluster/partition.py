@@ -8,7 +8,13 @@ it against the real server).
 
 from __future__ import annotations
 
-PARTITION_PREFIX = "hubp"  # stream subjects: hubp.<partition>.<the device's subject>
+# Subjects after the mapping: <prefix>.<partition>.<the device's subject>. Topics a profile
+# publishes at QoS 1 or 2 go to "hubp": the NATS MQTT layer stores such a message in its own
+# replicated stream ($MQTT_msgs, as "$MQTT.msgs.hubp....") before it sends PUBACK, and the hubs
+# consume it from there. QoS 0 topics go to "hubq", captured by the hub's own stream.
+PARTITION_PREFIX = "hubp"
+QOS0_PREFIX = "hubq"
+MQTT_STORED_PREFIX = "$MQTT.msgs."
 _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
 
@@ -44,12 +50,7 @@ def subject_to_topic(subject: str) -> str:
     return subject.replace("//", "\0").replace(".", "/").replace("\0", ".")
 
 
-def partition_subject(partition: int) -> str:
-    """The stream subjects of one partition."""
-    return f"{PARTITION_PREFIX}.{partition}.>"
-
-
-def split_partition_subject(subject: str) -> tuple[int, str]:
-    """``hubp.<p>.<rest>`` -> (p, MQTT topic of rest)."""
-    _prefix, number, rest = subject.split(".", 2)
-    return int(number), subject_to_topic(rest)
+def partition_subjects(partition: int) -> dict[str, str]:
+    """Source key -> the subject filter of one partition in it (see ``Sources``)."""
+    return {"p": f"{MQTT_STORED_PREFIX}{PARTITION_PREFIX}.{partition}.>",
+            "q": f"{QOS0_PREFIX}.{partition}.>"}

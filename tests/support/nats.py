@@ -89,7 +89,7 @@ class NatsCluster:
         while time.monotonic() < deadline:
             done = subprocess.run(
                 [sys.executable, "-m", "hub.cli", "cluster", "init"],
-                env={"HUB_CLUSTER_URL": self.urls,
+                env={"HUB_CLUSTER_URL": self.urls, "HUB_MQTT_URL": self.nodes[0].mqtt_url,
                      "HUB_CLUSTER_PARTITIONS": str(self.partitions), "PATH": "/usr/bin:/bin"},
                 capture_output=True, text=True, check=False, timeout=60)
             if done.returncode == 0:
