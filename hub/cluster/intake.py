@@ -121,6 +121,7 @@ class ClusterIntake(ReceivedCounter):
         self._thread: threading.Thread | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._admin: JetStreamContext | None = None
         self._kv: KeyValue | None = None
         self._members_kv: KeyValue | None = None
         self._consumers_kv: KeyValue | None = None
@@ -269,6 +270,8 @@ class ClusterIntake(ReceivedCounter):
             await nc.close()
             raise
         self._nc, self._js = nc, js
+        # consumer changes are raft operations of the meta leader: slower than KV under load
+        self._admin = nc.jetstream(timeout=15)
         self.last_error = None
         self._connected.set()
         CONNECTS.inc()
@@ -398,7 +401,7 @@ class ClusterIntake(ReceivedCounter):
 
     async def _claim(self, partitions: list[int]) -> None:
         """Create the leases, reset the consumers, have the state loaded, start fetching."""
-        kv, js = self._kv, self._js
+        kv, js = self._kv, self._admin
         assert kv is not None and js is not None
         won: list[_Lease] = []
         for p in partitions:
@@ -490,9 +493,12 @@ class ClusterIntake(ReceivedCounter):
                     start = max(floor or 0, began) + 1
             await js.add_consumer(stream, consumer_config(name, subjects[key], start))
             await consumers_kv.put(record, name.encode())
-            if previous is not None and previous != name:
-                with contextlib.suppress(Exception):
-                    await js.delete_consumer(stream, previous)
+            # the previous owner's, and any of an attempt that timed out but was made: on
+            # $MQTT_msgs a forgotten consumer would keep every message of the partition
+            with contextlib.suppress(Exception):
+                for info in await js.consumers_info(stream):
+                    if info.name.startswith(f"{record}-") and info.name != name:
+                        await js.delete_consumer(stream, info.name)
 
     async def _ask(self, action: str, partitions: list[int]) -> Request:
         assert self.handover is not None
