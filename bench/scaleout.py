@@ -25,6 +25,7 @@ per-device rule state. See docs/scaling.md (EMQX ``hash_topic`` keeps each devic
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -189,6 +190,7 @@ def run_nats(processes: int, messages: int, devices: int, mix: str,
             pg.stop()
             influx.close()
             cluster.stop()
+            shutil.rmtree(pg_dir, ignore_errors=True)
     seconds = done - first
     return {"mode": "nats", "processes": processes, "seconds": round(seconds, 2),
             "rate": round(messages / seconds, 1), "per_process_messages": processed,

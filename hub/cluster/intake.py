@@ -59,6 +59,7 @@ from hub.settings import Settings
 log = logging.getLogger(__name__)
 
 SCAN_S = 1.0  # leases renewed and the table read this often
+SETTLE_SCANS = 2  # a starting hub only announces itself at first: no take-all-then-give-back
 FREE_SCANS = 2  # a free partition meant for another member is taken after this many scans
 FETCH_BATCH = 500
 BUFFER_MAX = 20_000  # messages fetched and not yet pulled by the pipeline
@@ -128,6 +129,7 @@ class ClusterIntake(ReceivedCounter):
         self._kv_lock: asyncio.Lock | None = None
         self._done = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._scans = 0
         self.started_ns = time.time_ns()
 
     @property
@@ -289,6 +291,8 @@ class ClusterIntake(ReceivedCounter):
         owners: dict[int, str | None] = {}
         claim: list[int] = []
         release: list[int] = []
+        settling = self._scans < SETTLE_SCANS  # the others' announcements come in first
+        self._scans += 1
         for p, entry in enumerate(entries):
             if isinstance(entry, BaseException):
                 owners[p] = self.owners.get(p)  # not known this scan: as before, no move
@@ -300,8 +304,8 @@ class ClusterIntake(ReceivedCounter):
                 if lease.state == "active" and meant != me:
                     release.append(p)
             elif entry is None:
-                self._free_scans[p] += 1
-                if meant == me or self._free_scans[p] >= FREE_SCANS:
+                self._free_scans[p] += 0 if settling else 1
+                if not settling and (meant == me or self._free_scans[p] >= FREE_SCANS):
                     claim.append(p)
             else:
                 self._free_scans[p] = 0
@@ -425,6 +429,7 @@ class ClusterIntake(ReceivedCounter):
                 ready.append(lease)
         if not ready:
             return
+        self._spawn(self._remove_orphans(js, ready))
         request = await self._ask("adopt", [lease.partition for lease in ready])
         if request.error is not None:
             self.last_error = f"cluster adopt: {request.error}"
@@ -470,35 +475,50 @@ class ClusterIntake(ReceivedCounter):
         its ack floor are still there for the next try; and ``$MQTT_msgs`` keeps the partition's
         messages only while a consumer of it exists.
         """
-        consumers_kv = self._consumers_kv
-        assert consumers_kv is not None
         lease.generation = lease.revision
         subjects = partition_subjects(lease.partition)
-        for key, stream in SOURCES.items():
-            record = f"{key}{lease.partition}"
-            name = f"{record}-{lease.generation}"
-            previous: str | None = None
-            with contextlib.suppress(KeyNotFoundError):
-                entry = await consumers_kv.get(record)
-                previous = entry.value.decode() if entry.value else None
-            start = 1
-            if previous is not None and previous != name:
-                try:
-                    info = await js.consumer_info(stream, previous)
-                except NotFoundError:
-                    previous = None  # deleted by hand, or the stream made anew: from the start
-                else:
-                    floor = info.ack_floor.stream_seq if info.ack_floor else 0
-                    began = (info.config.opt_start_seq or 1) - 1
-                    start = max(floor or 0, began) + 1
-            await js.add_consumer(stream, consumer_config(name, subjects[key], start))
-            await consumers_kv.put(record, name.encode())
-            # the previous owner's, and any of an attempt that timed out but was made: on
-            # $MQTT_msgs a forgotten consumer would keep every message of the partition
+        await asyncio.gather(*(self._reset_one(js, stream, f"{key}{lease.partition}",
+                                               lease.generation, subjects[key])
+                               for key, stream in SOURCES.items()))
+
+    async def _reset_one(self, js: JetStreamContext, stream: str, record: str, generation: int,
+                         subject: str) -> None:
+        consumers_kv = self._consumers_kv
+        assert consumers_kv is not None
+        name = f"{record}-{generation}"
+        previous: str | None = None
+        with contextlib.suppress(KeyNotFoundError):
+            entry = await consumers_kv.get(record)
+            previous = entry.value.decode() if entry.value else None
+        start = 1
+        if previous is not None and previous != name:
+            try:
+                info = await js.consumer_info(stream, previous)
+            except NotFoundError:
+                previous = None  # deleted by hand, or the stream made anew: from the start
+            else:
+                floor = info.ack_floor.stream_seq if info.ack_floor else 0
+                began = (info.config.opt_start_seq or 1) - 1
+                start = max(floor or 0, began) + 1
+        await js.add_consumer(stream, consumer_config(name, subject, start))
+        await consumers_kv.put(record, name.encode())
+        if previous is not None and previous != name:
+            with contextlib.suppress(Exception):
+                await js.delete_consumer(stream, previous)
+
+    async def _remove_orphans(self, js: JetStreamContext, leases: list[_Lease]) -> None:
+        """Delete consumers of these partitions that are not the current ones: those of an
+        attempt that timed out but was made (on ``$MQTT_msgs`` a forgotten consumer would keep
+        every message of its partition). One listing per stream for the whole claim."""
+        current = {f"{key}{lease.partition}-{lease.generation}"
+                   for lease in leases for key in SOURCES}
+        records = {f"{key}{lease.partition}-" for lease in leases for key in SOURCES}
+        for stream in SOURCES.values():
             with contextlib.suppress(Exception):
                 for info in await js.consumers_info(stream):
-                    if info.name.startswith(f"{record}-") and info.name != name:
-                        await js.delete_consumer(stream, info.name)
+                    name = info.name
+                    if name not in current and name[:name.find("-") + 1] in records:
+                        await js.delete_consumer(stream, name)
 
     async def _ask(self, action: str, partitions: list[int]) -> Request:
         assert self.handover is not None
