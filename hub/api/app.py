@@ -19,8 +19,8 @@ from hub.api import alarms as alarm_routes
 from hub.api import auth, events, security
 from hub.api import devices as device_routes
 from hub.api import patrol as patrol_routes
-from hub.cluster import api as cluster_routes
 from hub.api.scope import filter_sites, policy, require_site, sites_of
+from hub.cluster import api as cluster_routes
 from hub.runtime import Hub
 
 _SITE_TAG = re.compile(r",site=((?:[^,\\ ]|\\.)+)")
