@@ -7,11 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from hub.api import auth
+from hub.api.scope import policy
 
 router = APIRouter()
 
 
-@router.get("/api/cluster", dependencies=[Depends(auth.viewer)])
+@router.get("/api/cluster", dependencies=[Depends(auth.require("viewer", all_sites=True))])
+@policy("all_sites")  # every site's partitions: not for a caller limited to some sites
 def cluster(request: Request) -> dict[str, Any]:
     """Members (node_id, api, owned), partitions (partition, owner, pending) of the cluster."""
     from hub.cluster.intake import ClusterIntake
