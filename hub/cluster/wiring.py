@@ -22,7 +22,7 @@ def make_intake(settings: Settings) -> ClusterIntake:
     publisher = IntakeProcess(
         s.mqtt_url, f"{s.mqtt_client_id}-{node}", [], ca_file=s.mqtt_ca_file,
         cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol,
-        status_topic=f"{STATUS_TOPIC}/{node}")
+        status_topic=f"{STATUS_TOPIC}/{node}", client=s.mqtt_client)
     return ClusterIntake(settings, publisher)
 
 
