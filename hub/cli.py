@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.intake import broker_cli
 
     broker_cli.register(sub, _add_settings_flags, _settings)  # hub broker setup
+    from hub.cluster import cli as cluster_cli
+
+    cluster_cli.register(sub, _add_settings_flags, _settings)  # hub cluster nats-config, init
     return parser
 
 

@@ -6,10 +6,11 @@ alarms, patrol, hazards); ``create_all`` makes whatever is imported.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, String, create_engine, event
+from sqlalchemy import Engine, String, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 # Every table's device id column is this wide; the normalizer refuses longer ids from a topic.
@@ -44,9 +45,25 @@ def make_sessionmaker(engine: Engine) -> sessionmaker:  # type: ignore[type-arg]
     return sessionmaker(engine, expire_on_commit=False)
 
 
+# Any fixed number: the PostgreSQL advisory lock every hub takes while it creates tables.
+_SCHEMA_LOCK = 0x5AFE_4B0B
+
+
+def create_tables(engine: Engine, tables: Sequence[Any] | None = None) -> None:
+    """Create ``tables`` (every table on ``Base`` by default) that do not exist yet.
+
+    On PostgreSQL under an advisory lock: two hubs starting at once against a fresh database
+    would otherwise both try to create a table, and one fails on the catalog's unique index.
+    """
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        Base.metadata.create_all(connection, tables=tables)
+
+
 def create_all(engine: Engine) -> None:
     """Create every table registered on ``Base`` (idempotent)."""
-    Base.metadata.create_all(engine)
+    create_tables(engine)
 
 
 def column_chars(*columns: Any) -> int:

@@ -33,6 +33,8 @@ from hub.store.writer import DurableWriter
 from hub.tuning.gcfreeze import GcFreezer
 
 if TYPE_CHECKING:
+    from hub.cluster.handover import Handover
+    from hub.cluster.intake import ClusterIntake
     from hub.intake.thread import ThreadIntake
     from hub.notify.service import NotifyService
 
@@ -54,10 +56,14 @@ def make_store(settings: Settings) -> PointStore:
 def make_mqtt(
     settings: Settings, subscriptions: list[tuple[str, int]],
     on_message: Callable[[InboundMessage], None],
-) -> IntakeProcess | ThreadIntake:
+) -> IntakeProcess | ThreadIntake | ClusterIntake:
     """The MQTT intake: paho in a child process (default; the pipeline pulls from it) or in a
     thread of this one (it pushes each message through ``on_message``)."""
     s = settings
+    if s.cluster_url:
+        from hub.cluster.wiring import make_intake  # nats: only in cluster mode
+
+        return make_intake(s)
     if s.mqtt_intake == "process":
         return IntakeProcess(
             s.mqtt_url, s.mqtt_client_id, subscriptions, ca_file=s.mqtt_ca_file,
@@ -98,7 +104,7 @@ class Hub:
             self.normalizer, self.states, self.refusals, self.writer, self.mqtt.ack_many,
             batch_size=settings.batch_size, batch_interval_s=settings.batch_interval_s,
             clock=self.clock, tick_interval_s=0.25, save_interval_s=settings.state_save_s,
-            source=self.mqtt.receive if isinstance(self.mqtt, IntakeProcess) else None,
+            source=getattr(self.mqtt, "receive", None),
         )
         self.alarms = AlarmService.from_settings(
             settings, self.engine, emit_points=self.pipeline.emit_points,
@@ -138,6 +144,11 @@ class Hub:
         self.states.on_set_aside = self._set_aside
         self.pipeline.add_stop_hook("patrol", self.patrol.tracker.flush)
         self.mqtt.on_connected = self.alarms.republish_all
+        self.cluster: Handover | None = None
+        if settings.cluster_url:
+            from hub.cluster.wiring import attach
+
+            self.cluster = attach(self)
         self.started_ns: int | None = None
         self._stopped = False
         self.extensions: dict[str, Any] = {}
@@ -175,7 +186,12 @@ class Hub:
 
     def start(self, wait_connected_s: float = 0.0) -> None:
         """Load state, start the pipeline and connect to the broker."""
-        loaded = self.states.load()
+        if self.cluster is not None:
+            # a cluster hub owns no partition yet: it loads each one's state when it takes it
+            self.cluster.forget_all()
+            loaded = 0
+        else:
+            loaded = self.states.load()
         log.info(
             "hub: %d profiles, %d sites, %d registered devices, %d device states loaded",
             len(self.profiles), len(self.sites.sites), len(self.sites.devices), loaded,
@@ -210,8 +226,15 @@ class Hub:
         pipeline_ok = self.pipeline.running
         notify = self.notify.health() if self.notify is not None else None
         notify_ok = notify is None or notify["status"] == "ok"
-        status = "ok" if broker_ok and store_ok and pipeline_ok and notify_ok else "degraded"
-        return {
+        cluster = None
+        if self.cluster is not None:
+            from hub.cluster.wiring import health
+
+            cluster = health(self)
+        cluster_ok = cluster is None or not cluster["unowned"]
+        status = ("ok" if broker_ok and store_ok and pipeline_ok and notify_ok and cluster_ok
+                  else "degraded")
+        body = {
             "status": status,
             "broker": {"connected": broker_ok, "url": self._safe_mqtt_url(),
                        "last_error": self.mqtt.last_error,
@@ -231,6 +254,9 @@ class Hub:
             "refusals": self.refusals.counts(),
             "notify": notify,
         }
+        if cluster is not None:
+            body["cluster"] = cluster
+        return body
 
     def _safe_mqtt_url(self) -> str:
         url = self.mqtt.url

@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     mqtt_shared_group: str | None = Field(
         default=None, description="MQTT 5 shared-subscription group for scale-out"
     )
+    cluster_url: str | None = Field(
+        default=None,
+        description="comma-separated nats:// (or tls://) URLs: cluster mode, intake from JetStream",
+    )
+    cluster_partitions: int = Field(
+        default=16, ge=1, le=1024, description="device partitions of the cluster's stream"
+    )
+    node_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="this hub's id in the cluster (unique; default: host name)",
+    )
     clock: Literal["wall", "device"] = Field(
         default="wall",
         description="timers follow the wall clock, or the newest device time (demos, replays)",
@@ -131,6 +142,14 @@ class Settings(BaseSettings):
     evidence_max_bytes: int = Field(
         default=10 * 1024**2, gt=0, description="largest hazard evidence upload (413 beyond)"
     )
+
+    def resolved_node_id(self) -> str:
+        """This hub's cluster id: HUB_NODE_ID, else the host name."""
+        if self.node_id:
+            return self.node_id
+        import socket
+
+        return socket.gethostname()
 
     def resolved_database_url(self) -> str:
         """Return the state-store URL, defaulting to a SQLite file in the data dir."""

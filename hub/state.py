@@ -6,7 +6,7 @@ import logging
 import queue
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -246,14 +246,18 @@ class DeviceStates:
                 s = self._devices.get(device_id)
                 if s is None:
                     continue
-                rows.append({
-                    "device_id": s.device_id, "model": s.model, "kind": s.kind, "site": s.site,
-                    "last_seen_ns": s.last_seen_ns, "last_time_ns": s.last_time_ns,
-                    "online": s.online, "status_reason": s.status_reason,
-                    "values_json": orjson.dumps(s.values).decode(),
-                })
+                rows.append(self._row(s))
             if rows:
                 self._saves().put(rows)
+
+    @staticmethod
+    def _row(s: LiveState) -> dict[str, Any]:
+        return {
+            "device_id": s.device_id, "model": s.model, "kind": s.kind, "site": s.site,
+            "last_seen_ns": s.last_seen_ns, "last_time_ns": s.last_time_ns,
+            "online": s.online, "status_reason": s.status_reason,
+            "values_json": orjson.dumps(s.values).decode(),
+        }
 
     def _saves(self) -> queue.Queue[list[dict[str, Any]]]:
         if self._save_queue is None:
@@ -304,12 +308,15 @@ class DeviceStates:
                     DeviceRow.device_id.in_([r["device_id"] for r in chunk])))
                 session.execute(DeviceRow.__table__.insert(), chunk)  # type: ignore[attr-defined]
 
-    def load(self) -> int:
-        """Load persisted states (at start); return how many."""
+    def load(self, wanted: Callable[[str], bool] | None = None) -> int:
+        """Load persisted states (at start; a cluster hub: of the ``wanted`` devices it takes
+        over); return how many."""
         if self._sessions is None:
             return 0
         with self._sessions() as session:
             rows = session.scalars(select(DeviceRow)).all()
+        if wanted is not None:
+            rows = [row for row in rows if wanted(row.device_id)]
         for row in rows:
             state = LiveState(row.device_id, row.model, row.kind, row.site)
             registered = self.sites.device(row.device_id)
@@ -324,6 +331,21 @@ class DeviceStates:
             state.values = orjson.loads(row.values_json)
             self._devices[row.device_id] = state
         return len(rows)
+
+    def release(self, keep: Callable[[str], bool]) -> int:
+        """Save the states of devices ``keep`` refuses now (in this thread) and forget them (a
+        cluster hub hands them over); return how many."""
+        self.save(wait=True)  # an older queued row must not land after the one written here
+        with self._lock:
+            gone = [s for d, s in self._devices.items() if not keep(d)]
+        rows = [self._row(s) for s in gone]
+        if rows and self._sessions is not None:  # a bad row set aside, not the hand-over
+            write_rows("devices", rows, self._write_rows, self.on_set_aside)
+        with self._lock:
+            for s in gone:
+                del self._devices[s.device_id]
+                self._dirty.discard(s.device_id)
+        return len(gone)
 
     # ------------------------------------------------------------------ readers (any thread)
 

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from hub.accounts.tables import TABLES, AuditRow
-from hub.db import Base
+from hub.db import create_tables
 
 log = logging.getLogger(__name__)
 KEEP_ROWS = 500_000  # the oldest rows go beyond this (failed sign-ins must not fill the disk)
@@ -40,7 +40,7 @@ class AuditLog:
         self.engine = engine
         self.keep_rows = KEEP_ROWS
         self._written = 0
-        Base.metadata.create_all(engine, tables=TABLES)
+        create_tables(engine, TABLES)
 
     def record(self, actor: str, action: str, *, target: str | None = None,
                site: str | None = None, source: str | None = None, ok: bool = True,

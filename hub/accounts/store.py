@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from hub.accounts.tables import NAME_MAX, TABLES, SessionRow, UserRow
 from hub.api.auth import ROLE_RANK, ROLES, User
-from hub.db import Base
+from hub.db import create_tables
 
 NS = 1_000_000_000
 PASSWORD_MIN = 8
@@ -140,7 +140,7 @@ class AccountStore:
         self._verifying = threading.BoundedSemaphore(VERIFY_AT_ONCE)
         self._cache: dict[str, tuple[float, User | None]] = {}
         self._any: tuple[float, bool] | None = None
-        Base.metadata.create_all(engine, tables=TABLES)
+        create_tables(engine, TABLES)
 
     # -- users -------------------------------------------------------------------------------
 

@@ -229,6 +229,31 @@ class AlarmService:
             return [(a.device_id, a.site, a.kind, a.rule, a.severity)
                     for a in self._open.values() if a.state in ACTIVE_STATES]
 
+    def forget_devices(self, keep: Callable[[str], bool]) -> int:
+        """Write what is pending, then drop the open alarms of devices ``keep`` refuses from
+        memory (a cluster hub hands them over; the new owner reloads them); return how many."""
+        self.flush(force=True)
+        with self._lock:
+            gone = [a for a in self._open.values() if not keep(a.device_id)]
+            for alarm in gone:
+                self._forget(alarm)
+            metrics.ALARMS_OPEN.set(len(self._open))
+        return len(gone)
+
+    def reload_devices(self, wanted: Callable[[str], bool]) -> list[tuple[str, str, str, str, str]]:
+        """Load the open alarms of the ``wanted`` devices from the store (another hub may have
+        changed them); return them as ``open_alarms`` does."""
+        fresh = [a for a in self.store.load_open() if wanted(a.device_id)]
+        with self._lock:
+            for alarm in list(self._open.values()):
+                if wanted(alarm.device_id):
+                    self._forget(alarm)
+            for alarm in fresh:
+                self._remember(alarm)
+            metrics.ALARMS_OPEN.set(len(self._open))
+            return [(a.device_id, a.site, a.kind, a.rule, a.severity)
+                    for a in fresh if a.state in ACTIVE_STATES]
+
     # -- officer-facing API ------------------------------------------------------------------
 
     def ack(self, alarm_id: str, user: str) -> dict[str, Any]:

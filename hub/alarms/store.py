@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.alarms.model import OPEN_STATES, Alarm, iso
-from hub.db import DEVICE_ID_CHARS, Base
+from hub.db import DEVICE_ID_CHARS, Base, create_tables
 from hub.rules.schema import SEVERITY_RANK
 from hub.setaside.rows import is_row_fault, write_rows
 
@@ -132,8 +132,8 @@ class AlarmStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        Base.metadata.create_all(engine, tables=[
-            AlarmRow.__table__, AlarmHistoryRow.__table__])  # type: ignore[list-item]
+        create_tables(engine, [
+            AlarmRow.__table__, AlarmHistoryRow.__table__])
 
     def load_open(self) -> list[Alarm]:
         """Return every alarm that is not cleared and acknowledged."""

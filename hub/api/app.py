@@ -20,6 +20,7 @@ from hub.api import auth, events, limits, security
 from hub.api import devices as device_routes
 from hub.api import patrol as patrol_routes
 from hub.api.scope import filter_sites, policy, require_site, sites_of
+from hub.cluster import api as cluster_routes
 from hub.runtime import Hub
 
 _SITE_TAG = re.compile(r",site=((?:[^,\\ ]|\\.)+)")
@@ -81,6 +82,7 @@ def create_app(hub: Hub, *, stop_hub_on_shutdown: bool = False) -> FastAPI:
     app.include_router(account_routes.router)  # login, logout, me, users, audit
     app.include_router(device_routes.router)  # onboarding: devices and checkpoints
     app.include_router(alarm_routes.router)
+    app.include_router(cluster_routes.router)  # GET /api/cluster (hub/cluster)
     app.include_router(patrol_routes.router)  # rounds, hazards, KPIs, reports (hub/patrol)
     events.install(app, hub)  # GET /api/events: live alarm and device updates (SSE)
     from hub.api import notify as notify_routes

@@ -16,7 +16,7 @@ from sqlalchemy import BigInteger, Engine, Float, Integer, String
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hub.db import Base
+from hub.db import Base, create_tables
 from hub.evidence.errors import TooLarge
 from hub.evidence.store import SHA256, EvidenceStore
 from hub.patrol.schedule import iso_z
@@ -47,7 +47,7 @@ class EvidenceService:
 
     def __init__(self, store: EvidenceStore, sessions: Callable[[], Session], engine: Engine,
                  max_bytes: int) -> None:
-        Base.metadata.create_all(engine, tables=[EvidenceRow.__table__])  # type: ignore[list-item]
+        create_tables(engine, [EvidenceRow.__table__])
         self.store = store
         self.sessions = sessions
         self.max_bytes = max_bytes

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.alarms.model import iso
-from hub.db import Base
+from hub.db import Base, create_tables
 
 PENDING = "pending"
 SENT = "sent"
@@ -187,7 +187,7 @@ class Outbox:
     def __init__(self, engine: Engine, owner: str = "") -> None:
         self.engine = engine
         self.owner = owner  # hubs sharing a state store each send the rows they planned
-        Base.metadata.create_all(engine, tables=[OutboxRow.__table__])  # type: ignore[list-item]
+        create_tables(engine, [OutboxRow.__table__])
 
     def due(self, now_ns: int, limit: int = 1000) -> list[Due]:
         """Pending rows whose time has come, oldest first."""

@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, Engine, String, Text, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.alarms.model import iso
-from hub.db import Base
+from hub.db import Base, create_tables
 from hub.notify.config import Match
 
 MAX_VALUE = {"device_id": 128}  # the alarm table's column lengths (others 64)
@@ -87,7 +87,7 @@ class Silences:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        Base.metadata.create_all(engine, tables=[SilenceRow.__table__])  # type: ignore[list-item]
+        create_tables(engine, [SilenceRow.__table__])
         self._lock = threading.Lock()
         self._live: dict[str, Silence] = {}
         self.reload()

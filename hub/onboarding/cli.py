@@ -13,7 +13,7 @@ import yaml
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from hub.db import Base, make_engine
+from hub.db import create_tables, make_engine
 from hub.onboarding.tables import (
     CHECKPOINT_FIELDS,
     DEVICE_FIELDS,
@@ -30,7 +30,7 @@ HEADER = ("# Exported by `hub sites export` from the site files and the devices 
 
 def overlay(registry: SiteRegistry, engine: Engine) -> int:
     """Apply the stored rows to a registry (a stored row wins; retired rows remove)."""
-    Base.metadata.create_all(engine, tables=TABLES)
+    create_tables(engine, TABLES)
     with Session(engine) as session:
         devices = list(session.scalars(select(RegistryDeviceRow)))
         checkpoints = list(session.scalars(select(RegistryCheckpointRow)))

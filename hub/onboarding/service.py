@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from hub.db import Base
+from hub.db import create_tables
 from hub.onboarding import validate
 from hub.onboarding.tables import (
     CHECKPOINT_FIELDS,
@@ -91,7 +91,7 @@ class Onboarding:
         self.topics = topics
         self._changes: queue.Queue[_Change] = queue.Queue()
         self._lock = threading.Lock()  # one change at a time: validate, store, apply
-        Base.metadata.create_all(engine, tables=TABLES)
+        create_tables(engine, TABLES)
         hub.pipeline.add_tick_hook("onboarding", self._on_tick)
 
     # -- start -------------------------------------------------------------------------------

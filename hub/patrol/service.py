@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from hub.db import Base, make_sessionmaker
+from hub.db import create_tables, make_sessionmaker
 from hub.model import Reading, Refusal
 from hub.patrol.alarms import AlarmApi, PatrolAlarms
 from hub.patrol.clock import ClockMode, PatrolClock
@@ -40,7 +40,7 @@ class PatrolService:
                  wall: Callable[[], int] = time.time_ns,
                  departments: DepartmentRegister | None = None,
                  handover: HandoverHook | None = None, refuse: Refuse | None = None) -> None:
-        Base.metadata.create_all(engine, tables=TABLES)
+        create_tables(engine, TABLES)
         add_missing_columns(engine, TABLES)  # a store an older hub created gains new columns
         self.sites = sites
         self.sessions = make_sessionmaker(engine)

@@ -28,7 +28,7 @@ from hub.rules.compiled import NS, CompiledRule, Env, Level, RuleState
 from hub.rules.persistence import StateWriter, restore, restore_active, snapshot
 from hub.rules.programs import ProgramResolver
 from hub.rules.render import render
-from hub.rules.store import RuleStateStore
+from hub.rules.store import RuleStateStore, SavedState
 from hub.rules.timers import TimerBuckets
 from hub.settings import PACKAGE_ROOT, Settings
 from hub.sites import Site, SiteRegistry
@@ -340,22 +340,48 @@ class RuleEngine:
             self._writer = None
 
     def _load(self, store: RuleStateStore) -> None:
+        self.adopt(store.load_all())
+        log.info("rule state restored for %d devices", len(self.devices))
+
+    def adopt(self, saved: Iterable[SavedState],
+              open_alarms: Iterable[tuple[str, str, str, str, str]] = ()) -> int:
+        """Take devices over (at start, or from another hub of a cluster): their saved state,
+        then their open alarms (device, site, kind, rule, severity); return how many."""
         now = self.clock()
-        for saved in store.load_all():
-            ds = self._new_state(saved.device_id, saved.kind, saved.site, saved.model)
+        count = 0
+        for state in saved:
+            self._drop(state.device_id)
+            ds = self._new_state(state.device_id, state.kind, state.site, state.model)
             if ds is None:
                 continue
-            restore(ds, saved, now)
+            restore(ds, state, now)
             self.timers.schedule(ds)
-        log.info("rule state restored for %d devices", len(self.devices))
+            count += 1
+        self._reconcile(open_alarms)
+        return count
+
+    def release(self, device_ids: Iterable[str]) -> list[SavedState]:
+        """Hand devices over to another hub: their snapshots (for the caller to save); this
+        engine forgets them (no timer, no later save)."""
+        return [snapshot(ds) for ds in map(self._drop, device_ids) if ds is not None]
+
+    def _drop(self, device_id: str) -> RuleState | None:
+        ds = self.devices.pop(device_id, None)
+        if ds is not None:
+            ds.scheduled = None  # its timer entry is skipped when it comes due
+            ds.deadline = None
+            ds.dirty = False  # nor saved by a save already under way
+        return ds
 
     def _reconcile_open_alarms(self) -> None:
         open_alarms: Callable[[], Iterable[tuple[str, str, str, str, str]]] | None = getattr(
             self.alarms, "open_alarms", None)
-        if open_alarms is None:
-            return
+        if open_alarms is not None:
+            self._reconcile(open_alarms())
+
+    def _reconcile(self, open_alarms: Iterable[tuple[str, str, str, str, str]]) -> None:
         now = self.clock()
-        for device_id, site, kind, rule_id, severity in open_alarms():
+        for device_id, site, kind, rule_id, severity in open_alarms:
             ds = self.devices.get(device_id)
             if ds is None:
                 ds = self._new_state(device_id, kind, site, "")

@@ -1,0 +1,1 @@
+"""Several hubs on a NATS JetStream cluster: partitioned intake, leases, handover."""

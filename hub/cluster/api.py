@@ -1,0 +1,28 @@
+"""GET /api/cluster: the members, every partition's owner and its pending messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from hub.api import auth
+from hub.api.scope import policy
+
+router = APIRouter()
+
+
+@router.get("/api/cluster", dependencies=[Depends(auth.require("viewer", all_sites=True))])
+@policy("all_sites")  # every site's partitions: not for a caller limited to some sites
+def cluster(request: Request) -> dict[str, Any]:
+    """Members (node_id, api, owned), partitions (partition, owner, pending) of the cluster."""
+    from hub.cluster.intake import ClusterIntake
+
+    intake = request.app.state.hub.mqtt
+    if not isinstance(intake, ClusterIntake):
+        raise HTTPException(404, "not in cluster mode (HUB_CLUSTER_URL is not set)")
+    try:
+        view: dict[str, Any] = intake.view()
+    except Exception as exc:
+        raise HTTPException(503, f"cluster not reachable: {type(exc).__name__}: {exc}") from exc
+    return view

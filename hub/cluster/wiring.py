@@ -1,0 +1,42 @@
+"""Cluster mode in the hub's wiring: the intake, the handover hook and the health part."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hub.cluster.handover import Handover
+from hub.cluster.intake import ClusterIntake
+from hub.intake.common import STATUS_TOPIC
+from hub.intake.process import IntakeProcess
+from hub.settings import Settings
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+
+def make_intake(settings: Settings) -> ClusterIntake:
+    """The JetStream intake, with an MQTT connection (HUB_MQTT_URL: a node's MQTT listener)
+    for the retained alarm topics and this node's ``hub/status/<node id>``."""
+    node = settings.resolved_node_id()
+    s = settings
+    publisher = IntakeProcess(
+        s.mqtt_url, f"{s.mqtt_client_id}-{node}", [], ca_file=s.mqtt_ca_file,
+        cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol,
+        status_topic=f"{STATUS_TOPIC}/{node}", client=s.mqtt_client)
+    return ClusterIntake(settings, publisher)
+
+
+def attach(hub: Hub) -> Handover:
+    """Give the intake its handover (rules, alarms, device states) on the pipeline thread."""
+    intake = hub.mqtt
+    assert isinstance(intake, ClusterIntake)
+    handover = Handover(hub.settings.cluster_partitions, hub.rules, hub.alarms, hub.states)
+    intake.handover = handover
+    hub.pipeline.add_tick_hook("cluster", handover.on_tick)
+    return handover
+
+
+def health(hub: Hub) -> dict[str, Any] | None:
+    """The cluster part of /api/health (None in single-machine mode)."""
+    intake = hub.mqtt
+    return intake.health() if isinstance(intake, ClusterIntake) else None

@@ -1,0 +1,347 @@
+"""Hubs sharing a real 3-node NATS JetStream cluster (config from ``hub cluster nats-config``):
+partitions by device, leases with failover, rule state handed over, exactly once in InfluxDB.
+
+Devices publish MQTT QoS 1 to the nodes' MQTT listeners; ``hub run`` processes consume the
+partitioned stream; PostgreSQL is shared. Every wait polls state with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+from _common import client, influx_counts, load_messages, write_site  # type: ignore[import-not-found]  # noqa: E402
+
+from hub.cluster.partition import partition_of  # noqa: E402
+from tests.support.hubproc import HubProcess  # noqa: E402
+from tests.support.nats import NatsCluster  # noqa: E402
+from tests.support.require import require_binary  # noqa: E402
+
+PARTITIONS = 16
+ALARM_DEVICE = "LD-FL-000000"  # the first load device (XS-FL200); its tilt raises knocked_over
+TAKEOVER_S = 15.0
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """A started 3-node nats-server cluster with the stream and buckets created."""
+    cluster = NatsCluster(tmp_path / "nats", binary=require_binary("nats-server"),
+                          partitions=PARTITIONS)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Poll ``check`` until it returns something true; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as exc:  # a hub still starting, a node away: poll on
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}: last {last!r} "
+                         f"{getattr(check, 'last', '')}")
+
+
+def make_hub(tmp: Path, name: str, cluster: NatsCluster, pg_url: str, influx: Any,
+             sites: Path, mqtt_node: int = 0) -> HubProcess:
+    """A ``hub run`` in cluster mode (not started); its MQTT publisher on node ``mqtt_node``."""
+    (tmp / name).mkdir(parents=True, exist_ok=True)
+    return HubProcess(
+        tmp / name, cluster_url=cluster.urls, node_id=name,
+        mqtt_url=cluster.nodes[mqtt_node].mqtt_url, mqtt_protocol="3.1.1",
+        mqtt_client_id="hub", database_url=pg_url, influx_url=influx.url,
+        influx_db=influx.name, sites_dir=sites, rule_state_save_s=1)
+
+
+def start_all(*hubs: HubProcess) -> None:
+    """Start hubs one after the other (two hubs creating their tables in a fresh PostgreSQL
+    database at the same moment can collide in its catalog: see docs/scaling.md)."""
+    for hub in hubs:
+        hub.start(timeout=60)
+
+
+def owners(hub: HubProcess) -> dict[int, str | None]:
+    """Partition -> owner as the hub's GET /api/cluster reports it."""
+    view = hub.get("/api/cluster")
+    return {p["partition"]: p["owner"] for p in view["partitions"]}
+
+
+def balanced(hubs: list[HubProcess]) -> Callable[[], dict[int, str | None] | None]:
+    """A check: every partition owned, by the given hubs only, none with two more than another."""
+    names = {h.settings["HUB_NODE_ID"] for h in hubs}
+
+    def check() -> dict[int, str | None] | None:
+        table = owners(hubs[0])
+        counts = [sum(1 for o in table.values() if o == n) for n in names]
+        if set(table.values()) == names and max(counts) - min(counts) <= 1:
+            return table
+        return None
+    return check
+
+
+def finish(*publishers: Paced, timeout: float = 90.0) -> None:
+    """Wait until every publisher has all its messages acknowledged by the cluster."""
+    for p in publishers:
+        p.join(timeout)
+        assert not p.is_alive(), f"publisher stuck at {p.sent} of {len(p.messages)}"
+        assert p.error is None, p.error
+
+
+class Paced(threading.Thread):
+    """Publishes (topic, payload) pairs at a rate over MQTT 3.1.1 QoS 1; waits for every ack."""
+
+    def __init__(self, url: str, messages: list[tuple[str, bytes]], rate: float) -> None:
+        super().__init__(name="paced", daemon=True)
+        self.url, self.messages, self.rate = url, messages, rate
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            c = client(self.url, v5=False)
+            acked: set[int] = set()
+            c.on_publish = lambda _c, _u, mid, *_rest: acked.add(mid)
+            infos = []
+            started = time.monotonic()
+            for i, (topic, payload) in enumerate(self.messages):
+                ahead = i / self.rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+                # while the node drops the connection (a store it could not make) paho queues
+                # the message and sends it again after reconnecting, like a device would
+                infos.append(c.publish(topic, payload, qos=1))
+                self.sent = i + 1
+            deadline = time.monotonic() + 120
+            mids = {info.mid for info in infos}  # is_published() raises for a queued one
+            while not mids <= acked:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{len(mids - acked)} of {len(mids)} unacked")
+                time.sleep(0.05)
+            c.disconnect()
+            c.loop_stop()
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+
+def tilt(device: str, t_s: float, degrees: float) -> tuple[str, bytes]:
+    """An XS-FL200 report at device time ``t_s`` with the given tilt."""
+    body = {"ts": int(t_s * 1000), "mode": "flash", "lamp": "ok", "battery_mv": 12450,
+            "solar_mv": 18020, "tilt_deg": degrees, "flash_hz": 1.5}
+    return f"roadsafety/flashlight/{device}/telemetry", json.dumps(body).encode()
+
+
+def alarms_of(hub: HubProcess, device: str) -> list[dict[str, Any]]:
+    """Every alarm of a device, any state, from the shared database (via this hub's API)."""
+    items: list[dict[str, Any]] = hub.get("/api/alarms", device_id=device, limit=100)
+    return items
+
+
+def seen_by(hub: HubProcess) -> set[str]:
+    """Devices this hub holds live state for (the ones it handled)."""
+    body = hub.get("/api/devices", limit=100_000)
+    return {d["device_id"] for d in body["items"] if d.get("last_seen")}
+
+
+def exactly(influx: Any, expected: dict[str, int]) -> Callable[[], dict[str, int] | None]:
+    """A check: InfluxDB holds exactly the expected points (fails fast on more)."""
+    def check() -> dict[str, int] | None:
+        counts = influx_counts(influx.server, influx.name)
+        over = {m: c for m, c in counts.items() if c > expected.get(m, 0)}
+        assert not over, f"more points than published: {counts} > {expected}"
+        if counts == expected:
+            return counts
+        check.last = counts  # type: ignore[attr-defined]  # shown at the deadline
+        return None
+    return check
+
+
+def test_nats_config_maps_every_profile_topic_into_partitions(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "cluster", "nats-config", "--partitions", "8",
+         "--node-name", "n1", "--listen", "127.0.0.1:4222", "--mqtt-listen", "127.0.0.1:1883",
+         "--cluster-listen", "127.0.0.1:6222", "--routes", "nats-route://10.0.0.2:6222",
+         "--store-dir", str(tmp_path / "js")], capture_output=True, text=True, check=True).stdout
+    assert 'server_name: "n1"' in out and "jetstream {" in out and "mqtt {" in out
+    assert '"nats-route://10.0.0.2:6222"' in out
+    assert "stream_replicas: 3" in out  # the MQTT side survives a node
+    for prefix, source in (("hubp", "roadsafety.flashlight.*.telemetry"),
+                           ("hubp", "roadsafety.flashlight.*.status"),
+                           ("hubp", "firestation.*.status"), ("hubp", "patrol.*.scan"),
+                           ("hubp", "hnbsd.*.up"), ("hubq", "yk.*.data")):  # YK-FS8: QoS 0
+        wild = source.replace("*", "{{wildcard(1)}}")
+        destination = f'"{prefix}.{{{{partition(8,1)}}}}.{wild}"'
+        assert f'"{source}": {destination}' in out, source
+
+
+def test_hubs_share_partitions_fail_over_and_rebalance_exactly_once(
+    tmp_path: Path, nats_cluster: NatsCluster, pg_url: str, influx_db: Any
+) -> None:
+    """One scenario (one cluster, so the file stays short in CI):
+
+    1. two hubs split the 16 partitions; load over two nodes plus an alarm raised across many
+       readings of one device: exactly once in InfluxDB, each device handled by one hub;
+    2. the alarm device's hub SIGKILLed mid-stream: the other owns every partition within
+       15 s, nothing lost, and it clears the alarm raised before the kill (no duplicate);
+    3. the NATS node leading $MQTT_msgs (where QoS 1 messages are stored) killed mid-stream,
+       a hub added: partitions rebalance over both hubs, nothing lost, both take a share.
+    """
+    sites = tmp_path / "sites"
+    models = ["XS-FL200", "HN-BSD3", "MFS-GW1"]
+    write_site(sites, 60, models)
+    a = make_hub(tmp_path, "hub-a", nats_cluster, pg_url, influx_db, sites)
+    b = make_hub(tmp_path, "hub-b", nats_cluster, pg_url, influx_db, sites, mqtt_node=1)
+    hubs = {"hub-a": a, "hub-b": b}
+    try:
+        start_all(a, b)
+        table = wait_for("16 partitions split over both hubs", balanced([a, b]), 40)
+        assert a.health()["status"] == "ok"
+
+        # 1. Load over two nodes, and an alarm raised on one device across many readings.
+        now = time.time()
+        first = load_messages(1200, 60, start=now - 7200, models=models)
+        raise_msgs = [tilt(ALARM_DEVICE, now - 600 + i, 20.0 + i % 3) for i in range(30)]
+        finish(*[p for p in (
+            Paced(nats_cluster.nodes[0].mqtt_url, first.messages[:600] + raise_msgs, 2000),
+            Paced(nats_cluster.nodes[1].mqtt_url, first.messages[600:], 2000)) if not p.start()])
+        expected = dict(first.points)
+        expected["flashing_light"] += len(raise_msgs)
+        wait_for("phase 1 points exactly once", exactly(influx_db, expected), 40)
+        raised = wait_for("the alarm raised once", lambda: [
+            x for x in alarms_of(a, ALARM_DEVICE) if x["rule"] == "knocked_over"], 20)
+        assert len(raised) == 1 and raised[0]["state"] == "active_unack", raised
+        assert raised[0]["count"] >= 2  # one alarm, repeated: the readings met one rule state
+        seen = {name: seen_by(h) for name, h in hubs.items()}
+        assert seen["hub-a"] and seen["hub-b"] and not seen["hub-a"] & seen["hub-b"]
+        for name, devices in seen.items():
+            for device in devices:
+                assert table[partition_of(device, PARTITIONS)] == name, device
+
+        # 2. SIGKILL the alarm device's owner mid-stream.
+        victim_name = table[partition_of(ALARM_DEVICE, PARTITIONS)]
+        assert victim_name is not None
+        victim = hubs[victim_name]
+        survivor = b if victim is a else a
+        second = load_messages(1500, 60, start=now - 5400, models=models)
+        paced = Paced(nats_cluster.nodes[2].mqtt_url, second.messages, 300)
+        paced.start()
+        wait_for("the stream under way", lambda: paced.sent > 300, 20)
+        victim.kill()
+        killed_at = time.monotonic()
+        wait_for("the survivor owning every partition",
+                 lambda: set(owners(survivor).values()) == {survivor.settings["HUB_NODE_ID"]},
+                 TAKEOVER_S + 10)
+        took = time.monotonic() - killed_at
+        assert took <= TAKEOVER_S, f"takeover took {took:.1f} s"
+        clear_msgs = [tilt(ALARM_DEVICE, now - 300 + i, 2.0) for i in range(10)]
+        clearer = Paced(nats_cluster.nodes[0].mqtt_url, clear_msgs, 200)
+        clearer.start()
+        finish(paced, clearer)
+        for measurement, count in second.points.items():
+            expected[measurement] += count
+        expected["flashing_light"] += len(clear_msgs)
+        wait_for("every point exactly once after the kill", exactly(influx_db, expected), 60)
+        cleared = wait_for("the alarm cleared by the new owner", lambda: [
+            x for x in alarms_of(survivor, ALARM_DEVICE)
+            if x["rule"] == "knocked_over" and x["state"] == "cleared_unack"], 30)
+        alarms = [x for x in alarms_of(survivor, ALARM_DEVICE) if x["rule"] == "knocked_over"]
+        assert len(alarms) == 1 and cleared[0]["id"] == raised[0]["id"], alarms  # no duplicate
+        assert survivor.health()["status"] == "ok"
+
+        # 3. Kill the node leading $MQTT_msgs while devices publish to another; add a hub.
+        leader = stream_leader(nats_cluster, "$MQTT_msgs")
+        dead = next(i for i, n in enumerate(nats_cluster.nodes) if n.name == leader)
+        alive = [i for i in range(3) if i != dead]
+        third = load_messages(1500, 60, start=now - 3600, models=models)
+        paced = Paced(nats_cluster.nodes[alive[0]].mqtt_url, third.messages, 300)
+        paced.start()
+        wait_for("the stream under way", lambda: paced.sent > 300, 20)
+        nats_cluster.nodes[dead].kill()
+        wait_for("more published after the node died", lambda: paced.sent > 700, 30)
+        c = make_hub(tmp_path, "hub-c", nats_cluster, pg_url, influx_db, sites,
+                     mqtt_node=alive[1])
+        hubs["hub-c"] = c
+        start_all(c)
+        wait_for("the partitions rebalanced over two hubs", balanced([survivor, c]), 40)
+        finish(paced)
+        for measurement, count in third.points.items():
+            expected[measurement] += count
+        try:
+            wait_for("every point exactly once after the node died", exactly(influx_db, expected),
+                     60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{stream_state(nats_cluster)}") from None
+        before = {n: h.health()["pipeline"]["processed"]
+                  for n, h in hubs.items() if h is not victim}
+        last = load_messages(300, 60, start=now - 1200, models=models)
+        finish(*[p for p in (Paced(nats_cluster.nodes[alive[1]].mqtt_url, last.messages, 1000),)
+                 if not p.start()])
+        for measurement, count in last.points.items():
+            expected[measurement] += count
+        wait_for("the last batch exactly once", exactly(influx_db, expected), 60)
+        for name, processed in before.items():  # both take a share after the rebalance
+            assert hubs[name].health()["pipeline"]["processed"] > processed, name
+    finally:
+        for h in hubs.values():
+            h.stop()
+
+
+def stream_leader(cluster: NatsCluster, stream: str) -> str:
+    """The name of the node leading a stream's replicas."""
+    import asyncio
+
+    import nats
+
+    async def read() -> str:
+        nc = await nats.connect([n.url for n in cluster.nodes if n.running], connect_timeout=3)
+        try:
+            info = await nc.jetstream(timeout=5).stream_info(stream)
+            assert info.cluster is not None and info.cluster.leader is not None
+            return info.cluster.leader
+        finally:
+            await nc.close()
+    return asyncio.run(read())
+
+
+def stream_state(cluster: NatsCluster) -> str:
+    """The stream's and its consumers' state, for a failure message."""
+    import asyncio
+
+    import nats
+
+    async def read() -> str:
+        nc = await nats.connect([n.url for n in cluster.nodes if n.running], connect_timeout=3)
+        try:
+            js = nc.jetstream(timeout=5)
+            info = await js.stream_info("$MQTT_msgs")
+            lines = [f"stream: {info.state.messages} messages, last {info.state.last_seq}"]
+            for c in await js.consumers_info("$MQTT_msgs"):
+                lines.append(f"  {c.name}: floor {c.ack_floor.stream_seq if c.ack_floor else None}"
+                             f" pending {c.num_pending} ack_pending {c.num_ack_pending} "
+                             f"start {c.config.opt_start_seq}")
+            return "\n".join(lines)
+        finally:
+            await nc.close()
+    try:
+        return asyncio.run(read())
+    except Exception as exc:
+        return f"(stream state not read: {exc})"
