@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from hub.settings import Settings
+from hub.settings import Settings, holds_secret
 from hub.tuning import tune_process
 
 
@@ -35,6 +36,15 @@ def _settings(args: argparse.Namespace) -> Settings:
         for key, value in vars(args).items()
         if key.startswith("setting_") and value is not None
     }
+    for name, value in overrides.items():
+        if holds_secret(name, value):
+            flag, env = "--" + name.replace("_", "-"), "HUB_" + name.upper()
+            print(f"warning: {flag} puts a secret on the command line, where ps shows it to "
+                  f"every user of this machine; give {env} in the environment or as a file "
+                  f"in HUB_SECRETS_DIR instead (docs/security.md)", file=sys.stderr)
+    secrets_dir = os.environ.get("HUB_SECRETS_DIR")
+    if secrets_dir:  # one file per setting, named like its variable (Docker/Kubernetes secrets)
+        return Settings(_secrets_dir=secrets_dir, **overrides)
     return Settings(**overrides)
 
 

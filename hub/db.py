@@ -10,8 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, String, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
+
+# Every table's device id column is this wide; the normalizer refuses longer ids from a topic.
+DEVICE_ID_CHARS = 128
 
 
 class Base(DeclarativeBase):
@@ -61,3 +64,19 @@ def create_tables(engine: Engine, tables: Sequence[Any] | None = None) -> None:
 def create_all(engine: Engine) -> None:
     """Create every table registered on ``Base`` (idempotent)."""
     create_tables(engine)
+
+
+def column_chars(*columns: Any) -> int:
+    """The fewest characters any of these ``String(n)`` columns holds (the tables decide)."""
+    lengths = [col.property.columns[0].type.length if hasattr(col, "property")
+               else col.type.length for col in columns]
+    counts = [n for n in lengths if isinstance(n, int)]
+    if not counts or len(counts) != len(lengths):
+        raise TypeError("column_chars needs String(n) columns")
+    return min(counts)
+
+
+def string_limits(table: Any) -> dict[str, int]:
+    """``{column: n}`` for every ``String(n)`` column of a table (for fitting rows to it)."""
+    return {col.name: col.type.length for col in table.columns
+            if isinstance(col.type, String) and col.type.length}

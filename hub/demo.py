@@ -33,6 +33,8 @@ WATCH_FOR = {  # fault of the scenario -> what the console shows
     "hazard_report": "a hazard reported by a patroller (its photo follows from the phone "
                      "app): dispatch, rectify, verify it",
     "restore": "back to normal: the alarm clears; acknowledge it to close it",
+    "garbage": "a reader sends a NUL and 300 characters as patroller: refused with its "
+               "reason in /api/refusals, the scans around it kept",
 }
 ROLE_NOTE = {"admin": "everything", "officer": "acknowledge, clear, comment, move hazards",
              "viewer": "read only"}

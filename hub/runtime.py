@@ -21,6 +21,7 @@ from hub.model import InboundMessage, Reading, Refusal
 from hub.patrol.service import PatrolService
 from hub.profiles.loader import load_profiles
 from hub.rules.engine import RuleEngine
+from hub.setaside.rows import refusal_of
 from hub.settings import Settings
 from hub.sites import load_sites
 from hub.state import DeviceStates
@@ -67,7 +68,7 @@ def make_mqtt(
         return IntakeProcess(
             s.mqtt_url, s.mqtt_client_id, subscriptions, ca_file=s.mqtt_ca_file,
             cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol,
-            client=s.mqtt_client)
+            client=s.mqtt_client, max_payload_bytes=s.max_payload_bytes)
     from hub.intake.thread import ThreadIntake  # paho: only in thread mode is it in this process
 
     return ThreadIntake(
@@ -84,7 +85,8 @@ class Hub:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.profiles = load_profiles(settings.profiles_dir)
         self.sites = load_sites(settings.sites_dir)
-        self.normalizer = Normalizer(self.profiles, self.sites, settings.max_payload_bytes)
+        self.normalizer = Normalizer(self.profiles, self.sites, settings.max_payload_bytes,
+                                     max_unregistered=settings.max_unregistered_devices)
         self.engine = make_engine(settings.resolved_database_url())
         self.sessions = make_sessionmaker(self.engine)
         create_all(self.engine)
@@ -137,6 +139,9 @@ class Hub:
         self.pipeline.add_reading_hook("patrol", self.patrol.on_reading)
         self.pipeline.add_tick_hook("patrol", self.patrol.on_tick)
         self.pipeline.add_flush_hook("patrol", self.patrol.tracker.flush)
+        self.patrol.tracker.on_set_aside = self._set_aside
+        self.patrol.on_refused = self.refusals.record
+        self.states.on_set_aside = self._set_aside
         self.pipeline.add_stop_hook("patrol", self.patrol.tracker.flush)
         self.mqtt.on_connected = self.alarms.republish_all
         self.cluster: Handover | None = None
@@ -152,6 +157,10 @@ class Hub:
 
         self.onboarding = make_onboarding(self)
         self.onboarding.load()
+
+    def _set_aside(self, table: str, row: Any, reason: str) -> None:
+        """A state-store row the database refused: a refusal an operator can read."""
+        self.refusals.record(refusal_of(table, row, reason, time.time_ns()))
 
     def _flush_alarms(self) -> None:
         self.alarms.flush()

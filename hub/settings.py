@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# Settings that hold a secret: given as a CLI flag they show in ``ps`` (the CLI warns).
+SECRET: dict[str, Any] = {"secret": True}
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:]*:[^/@]+@", re.IGNORECASE)
 
 
 class Settings(BaseSettings):
@@ -54,16 +58,19 @@ class Settings(BaseSettings):
     influx_url: str | None = None
     influx_db: str = "hub"
     influx_username: str | None = None
-    influx_password: str | None = None
-    influx_token: str | None = None
-    database_url: str | None = None
+    influx_password: str | None = Field(default=None, json_schema_extra=SECRET)
+    influx_token: str | None = Field(default=None, json_schema_extra=SECRET)
+    database_url: str | None = Field(
+        default=None, description="state store (SQLAlchemy URL); default SQLite in data_dir"
+    )
     data_dir: Path = Path("./data")
     profiles_dir: Path = PACKAGE_ROOT / "device_profiles"
     sites_dir: Path = PACKAGE_ROOT / "sites"
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     api_tokens: str = Field(
-        default="", description="name:role:token[:site1|site2],... bearer tokens for machines")
+        default="", json_schema_extra=SECRET,
+        description="name:role:token[:site1|site2],... bearer tokens for machines")
     api_docs: Literal["open", "token", "off"] = Field(
         default="open", description="/docs and /openapi.json: open, need a viewer, or off")
     session_ttl_s: float = Field(
@@ -79,9 +86,27 @@ class Settings(BaseSettings):
     batch_size: int = 5000
     batch_interval_s: float = 0.2
     spool_max_bytes: int = 2 * 1024**3
-    max_payload_bytes: int = 256 * 1024
+    max_payload_bytes: int = Field(
+        default=256 * 1024, gt=0,
+        description="larger payloads are refused (too_large); deploy/mosquitto sets the same",
+    )
+    max_unregistered_devices: int = Field(
+        default=10_000, ge=0,
+        description="unregistered devices tracked at most; messages of more are refused",
+    )
+    kpi_max_days: int = Field(default=400, ge=1, description="longest /api/kpi date range")
+    events_max_streams: int = Field(
+        default=200, ge=1, description="live event streams (/api/events) open at once, in all"
+    )
+    events_max_per_caller: int = Field(
+        default=8, ge=1, description="live event streams one caller may have open at once"
+    )
+    events_device_every_s: float = Field(
+        default=5.0, ge=0, description="a stream sends device changes at most this often"
+    )
     webhook_urls: str = Field(default="", description="comma list of alarm webhook URLs")
-    webhook_secret: str = Field(default="", description="HMAC-SHA256 key of webhook bodies")
+    webhook_secret: str = Field(default="", description="HMAC-SHA256 key of webhook bodies",
+                                json_schema_extra=SECRET)
     webhook_queue_size: int = Field(default=1000, ge=1, description="per URL; drops oldest")
     webhook_max_attempts: int = Field(default=6, ge=1)
     notify_file: Path | None = Field(
@@ -101,7 +126,8 @@ class Settings(BaseSettings):
     )
     rule_state_save_s: float = Field(default=10.0, gt=0, description="rule-state save period")
     grafana_url: str | None = Field(default=None, description="Grafana base URL (grafana push)")
-    grafana_token: str | None = Field(default=None, description="Grafana service-account token")
+    grafana_token: str | None = Field(default=None, description="Grafana service-account token",
+                                      json_schema_extra=SECRET)
     grafana_influx_url: str | None = Field(
         default=None, description="InfluxDB URL as Grafana reaches it (default influx_url)"
     )
@@ -130,3 +156,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'hub.sqlite').resolve()}"
+
+
+def holds_secret(name: str, value: object) -> bool:
+    """True for a secret setting, or a URL setting whose value carries a password."""
+    field = Settings.model_fields.get(name)
+    extra = field.json_schema_extra if field is not None else None
+    if isinstance(extra, dict) and extra.get("secret"):
+        return bool(value)
+    return name.endswith("_url") and isinstance(value, str) and bool(_URL_PASSWORD.match(value))

@@ -6,7 +6,7 @@ import logging
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,10 +14,11 @@ import orjson
 from sqlalchemy import BigInteger, Boolean, String, Text, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from hub.db import Base
+from hub.db import DEVICE_ID_CHARS, Base
 from hub.ingest.normalize import Normalizer, status_point
 from hub.model import FieldValue, Reading
 from hub.profiles.schema import Profile
+from hub.setaside.rows import OnBad, write_rows
 from hub.sites import SiteRegistry
 
 HEARTBEAT_FACTOR = 3
@@ -33,7 +34,7 @@ class DeviceRow(Base):
 
     __tablename__ = "devices"
 
-    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(DEVICE_ID_CHARS), primary_key=True)
     model: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(64))
     site: Mapped[str] = mapped_column(String(64), index=True)
@@ -137,6 +138,7 @@ class DeviceStates:
         self._queued: set[str] = set()
         self._lock = threading.Lock()
         self._save_queue: queue.Queue[list[dict[str, Any]]] | None = None
+        self.on_set_aside: OnBad | None = None  # told of a state row the database refused
         self._timeouts = {
             p.model: int(HEARTBEAT_FACTOR * p.report_interval_s * 1e9)
             for p in profiles if not p.last_will
@@ -269,8 +271,9 @@ class DeviceStates:
         while True:
             rows = self._save_queue.get()
             try:
-                self._write_rows(rows)
-            except Exception:
+                # a row the database refuses is set aside (a refusal), never retried forever
+                write_rows("devices", rows, self._write_rows, self.on_set_aside)
+            except Exception:  # the database is down: save them again next time
                 log.exception("saving %d device states failed; retrying on the next save",
                               len(rows))
                 with self._lock:
@@ -278,7 +281,7 @@ class DeviceStates:
             finally:
                 self._save_queue.task_done()
 
-    def _write_rows(self, rows: list[dict[str, Any]]) -> None:
+    def _write_rows(self, rows: Sequence[dict[str, Any]]) -> None:
         """Upsert rows in chunks: one DBAPI executemany (SQLite / PostgreSQL), else ORM."""
         assert self._sessions is not None
         with self._sessions.begin() as session:
@@ -319,6 +322,8 @@ class DeviceStates:
             registered = self.sites.device(row.device_id)
             if registered is not None:
                 state.site = registered[0].site
+            elif row.model in self.profiles:  # tracked: counts towards the unregistered cap
+                self.normalizer.base_tags(row.device_id, row.model)
             state.last_seen_ns = row.last_seen_ns
             state.last_time_ns = row.last_time_ns
             state.online = row.online
@@ -334,8 +339,8 @@ class DeviceStates:
         with self._lock:
             gone = [s for d, s in self._devices.items() if not keep(d)]
         rows = [self._row(s) for s in gone]
-        if rows and self._sessions is not None:
-            self._write_rows(rows)
+        if rows and self._sessions is not None:  # a bad row set aside, not the hand-over
+            write_rows("devices", rows, self._write_rows, self.on_set_aside)
         with self._lock:
             for s in gone:
                 del self._devices[s.device_id]
@@ -380,6 +385,29 @@ class DeviceStates:
         with self._lock:
             seen = list(self._devices)
         return dict.fromkeys([*self.sites.devices, *seen]).keys()
+
+    def group_counts(self) -> list[dict[str, Any]]:
+        """Per site and kind: total, online, offline, never seen (the console's status panel)."""
+        with self._lock:
+            seen = dict(self._devices)
+        groups: dict[tuple[str, str], dict[str, Any]] = {}
+
+        def add(site: str, kind: str, online: bool | None) -> None:
+            row = groups.get((site, kind))
+            if row is None:
+                row = groups[(site, kind)] = {"site": site, "kind": kind, "total": 0,
+                                              "online": 0, "offline": 0, "never": 0}
+            row["total"] += 1
+            row["online" if online else "offline" if online is False else "never"] += 1
+
+        for device_id, device in self.sites.devices.items():
+            state = seen.pop(device_id, None)
+            profile = self.profiles.get(device.model)
+            add(device.site.site, profile.kind if profile else "unknown",
+                state.online if state is not None else None)
+        for state in seen.values():
+            add(state.site, state.kind, state.online)
+        return [groups[key] for key in sorted(groups)]
 
     def counts(self) -> dict[str, int]:
         """Counts for health: seen, online, offline, unassigned."""

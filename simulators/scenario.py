@@ -176,7 +176,7 @@ class Garbage(_Params):
     """A bad payload on the device's real topic."""
 
     kind: Literal["binary", "truncated", "oversized", "wrong_types", "empty", "clock_1970",
-                  "unknown_device"] = "binary"
+                  "unknown_device", "hostile_text"] = "binary"
     size: int | None = Field(default=None, gt=0, le=64 * 1024 * 1024)
 
 

@@ -41,6 +41,8 @@ REASONS = {
     "bad_value",
     "out_of_range",
     "no_fields",
+    "bad_text",
+    "text_too_long",
 }
 
 json_values = st.recursive(

@@ -69,6 +69,8 @@ def test_scenario_raises_exactly_its_alarms(
                 "missing_field",
                 "not_text",
                 "device_mismatch",
+                "bad_text",
+                "text_too_long",
             }
     finally:
         hub.stop()

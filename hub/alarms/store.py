@@ -23,8 +23,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.alarms.model import OPEN_STATES, Alarm, iso
-from hub.db import Base, create_tables
+from hub.db import DEVICE_ID_CHARS, Base, create_tables
 from hub.rules.schema import SEVERITY_RANK
+from hub.setaside.rows import is_row_fault, write_rows
+
+_Item = tuple[Alarm | None, bool, list[dict[str, Any]]]  # an alarm row and its history rows
 
 
 class AlarmRow(Base):
@@ -37,7 +40,7 @@ class AlarmRow(Base):
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    device_id: Mapped[str] = mapped_column(String(128))
+    device_id: Mapped[str] = mapped_column(String(DEVICE_ID_CHARS))
     site: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(64))
     rule: Mapped[str] = mapped_column(String(64))
@@ -143,17 +146,40 @@ class AlarmStore:
                     history: Sequence[dict[str, Any]],
                     ops: Sequence[Callable[[Session], None]] = ()) -> None:
         """Insert (flag True) or update alarms, append history rows, then run the transition
-        hooks' ops (e.g. the notification outbox), all in one transaction."""
+        hooks' ops (e.g. the notification outbox), all in one transaction.
+
+        When the database refuses an alarm's data, the batch is written again alarm by alarm
+        (each with its history, ``hub.setaside``): the bad one is set aside, the others are
+        written, then the ops in a transaction of their own; the batch is not retried forever.
+        """
+        by_alarm: dict[str, list[dict[str, Any]]] = {}
+        for entry in history:
+            by_alarm.setdefault(entry["alarm_id"], []).append(entry)
+        items: list[_Item] = [(a, new, by_alarm.pop(a.id, [])) for a, new in rows]
+        items += [(None, False, entries) for entries in by_alarm.values()]  # alarms stored before
+        try:
+            self._write_items(items, ops)
+            return
+        except Exception as exc:
+            if not is_row_fault(exc):
+                raise
+        write_rows("alarms", items, self._write_items)
+        if ops:
+            write_rows("alarm_ops", list(ops), lambda some: self._write_items([], some))
+
+    def _write_items(self, items: Sequence[_Item],
+                     ops: Sequence[Callable[[Session], None]] = ()) -> None:
         with Session(self.engine) as session, session.begin():
-            inserts = [_row_values(a) for a, new in rows if new]
+            inserts = [_row_values(a) for a, new, _h in items if a is not None and new]
             if inserts:
                 session.execute(insert(AlarmRow), inserts)
-            for alarm, new in rows:
-                if not new:
+            for alarm, new, _h in items:
+                if alarm is not None and not new:
                     session.execute(update(AlarmRow).where(AlarmRow.id == alarm.id)
                                     .values(**_row_values(alarm)))
+            history = [entry for _a, _n, entries in items for entry in entries]
             if history:
-                session.execute(insert(AlarmHistoryRow), list(history))
+                session.execute(insert(AlarmHistoryRow), history)
             for op in ops:
                 op(session)
 

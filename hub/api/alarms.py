@@ -6,7 +6,6 @@ The service is ``app.state.alarms`` (an AlarmService). ``GET /api/alarms`` retur
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -14,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.alarms.model import AlarmNotFound, InvalidTransition
 from hub.alarms.service import AlarmService
+from hub.api import limits
 from hub.api.auth import officer, viewer
 from hub.api.scope import policy, require_site, site_query
 
@@ -54,23 +54,7 @@ def _service(request: Request) -> AlarmService:
 
 
 def _time_ns(text: str | None, name: str) -> int | None:
-    if text is None or not text.strip():
-        return None
-    raw = text.strip()
-    try:
-        if raw.lstrip("-").isdigit():
-            number = int(raw)
-            # epoch seconds, milliseconds or nanoseconds, by magnitude
-            return number * 10**9 if number < 10**11 else (
-                number * 10**6 if number < 10**14 else number)
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(422, detail={"error": "invalid", "message":
-                                         f"{name}: expected ISO 8601 or epoch, got {text!r}"}
-                            ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 10**9)
+    return limits.time_ns(text, name)
 
 
 def _visible(request: Request, alarm_id: str) -> dict[str, Any]:
@@ -110,7 +94,7 @@ def list_alarms(
     to: str | None = Query(None, description="raised at or before (ISO 8601)"),
     sort: str = Query("severity", pattern="^(severity|time)$"),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=limits.MAX_OFFSET),
 ) -> list[dict[str, Any]]:
     """Alarms matching the filters, most severe then newest first (``sort=time``: newest)."""
     service = _service(request)

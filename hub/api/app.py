@@ -16,7 +16,7 @@ from hub.accounts.audit import AuditLog
 from hub.accounts.store import AccountStore, LoginThrottle
 from hub.api import accounts as account_routes
 from hub.api import alarms as alarm_routes
-from hub.api import auth, events, security
+from hub.api import auth, events, limits, security
 from hub.api import devices as device_routes
 from hub.api import patrol as patrol_routes
 from hub.api.scope import filter_sites, policy, require_site, sites_of
@@ -107,14 +107,16 @@ def create_app(hub: Hub, *, stop_hub_on_shutdown: bool = False) -> FastAPI:
         kind: str | None = None,
         model: str | None = None,
         online: bool | None = None,
+        registered: bool | None = None,
         limit: int = Query(1000, ge=1, le=100_000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=limits.MAX_OFFSET),
     ) -> dict[str, Any]:
         """Registered and seen devices with their state; ``site=unassigned`` lists strangers."""
         states = _hub(request).states
         scope = sites_of(request)
         items = []
-        for device_id in states.device_ids():
+        ids = list(states.sites.devices) if registered else states.device_ids()
+        for device_id in ids:
             view = states.describe(device_id)
             if view is None:
                 continue
@@ -128,8 +130,18 @@ def create_app(hub: Hub, *, stop_hub_on_shutdown: bool = False) -> FastAPI:
                 continue
             if online is not None and view.get("online") is not online:
                 continue
+            if registered is not None and view.get("registered") is not registered:
+                continue
             items.append(view)
         return {"total": len(items), "items": items[offset : offset + limit]}
+
+    @app.get("/api/devices/counts", dependencies=read)
+    @policy("sites")
+    def device_counts(request: Request) -> dict[str, Any]:
+        """Devices per site and kind: total, online, offline, never seen (counts, no list)."""
+        scope = sites_of(request)
+        groups = _hub(request).states.group_counts()
+        return {"items": [g for g in groups if scope is None or g["site"] in scope]}
 
     @app.get("/api/devices/{device_id}", dependencies=read)
     @policy("sites")

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from hub.api import limits
 from hub.api.auth import officer, viewer
 from hub.api.scope import policy, refuse_write, require_site, sites_of
 from hub.evidence.errors import TooLarge, UnsupportedEvidence
@@ -37,6 +38,7 @@ from hub.patrol.hazards import (
 )
 from hub.patrol.schedule import local_date
 from hub.patrol.service import PatrolService, UnknownSite
+from hub.settings import Settings
 
 router = APIRouter(tags=["patrol"])
 
@@ -102,6 +104,11 @@ def _service(request: Request) -> PatrolService:
     return service
 
 
+def _hub_settings(request: Request) -> Settings:
+    settings = getattr(getattr(request.app.state, "hub", None), "settings", None)
+    return settings if isinstance(settings, Settings) else Settings()
+
+
 def _scope(request: Request, user: str) -> Collection[str] | None:
     """The sites the caller may see (None: all); every hazard lookup passes it on."""
     return sites_of(request)
@@ -135,11 +142,7 @@ def _site(service: PatrolService, name: str) -> None:
 def _day(service: PatrolService, site: str, text: str | None, name: str = "date") -> date:
     if text is None or not text.strip():
         return local_date(service.site(site), service.now(site))
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise HTTPException(422, detail={"error": "bad_request",
-                                         "message": f"{name}: expected YYYY-MM-DD"}) from None
+    return limits.day(text, name)
 
 
 def _ns(moment: datetime | None) -> int | None:
@@ -147,7 +150,7 @@ def _ns(moment: datetime | None) -> int | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1e9)
+    return limits.time_ns(moment.isoformat(), "due_at")
 
 
 @router.get("/api/patrol/rounds")
@@ -172,8 +175,8 @@ def kpi(request: Request, _user: Viewer, site: str,
     _site(service, site)
     last = _day(service, site, to, "to")
     first = _day(service, site, from_, "from") if from_ else last
-    if first > last:
-        raise HTTPException(422, detail={"error": "bad_request", "message": "from is after to"})
+    limits.day_range(first, last, _hub_settings(request).kpi_max_days,
+                     "KPI range (HUB_KPI_MAX_DAYS)")
     return service.kpi(site, first, last)
 
 

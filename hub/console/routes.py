@@ -303,7 +303,9 @@ async def p_alarms(request: Request) -> Response:
 
 
 async def _devices(api: Api, **params: Any) -> list[dict[str, Any]]:
-    got = await api.get("/api/devices", limit=100_000, **params)
+    # registered devices only: their number is what the site files say, while unregistered
+    # ids are whatever anyone publishes (the status panel counts those, it does not list them)
+    got = await api.get("/api/devices", limit=100_000, registered="true", **params)
     assert got is not None
     items: list[dict[str, Any]] = got[0]["items"]
     return items
@@ -311,18 +313,20 @@ async def _devices(api: Api, **params: Any) -> list[dict[str, Any]]:
 
 async def _build_status(ctx: Ctx) -> None:
     api = Api(ctx.request)
-    devices = await _devices(api)
+    got = await api.get("/api/devices/counts")
+    assert got is not None
     alarmed = _worst_by_device(await _active_alarms(api))
     rows: dict[tuple[str, str], dict[str, int]] = defaultdict(
         lambda: {"total": 0, "online": 0, "offline": 0, "never": 0, "alarm": 0})
-    for device in devices:
-        key = (device.get("site") or "unassigned", device.get("kind") or "unknown")
-        row = rows[key]
-        row["total"] += 1
-        online = device.get("online")
-        row["online" if online else "offline" if online is False else "never"] += 1
-        if device["device_id"] in alarmed:
-            row["alarm"] += 1
+    for group in got[0]["items"]:
+        row = rows[(group["site"] or "unassigned", group["kind"] or "unknown")]
+        for count in ("total", "online", "offline", "never"):
+            row[count] += group[count]
+    registered = _sites(ctx.request).devices
+    for device_id, alarm in alarmed.items():  # devices in alarm (not hazards, not routes)
+        key = (alarm.get("site") or "unassigned", alarm.get("kind") or "unknown")
+        if key in rows and (device_id in registered or key[0] == "unassigned"):
+            rows[key]["alarm"] += 1
     sites: dict[str, list[tuple[str, dict[str, int]]]] = defaultdict(list)
     for (site, kind), row in sorted(rows.items()):
         sites[site].append((kind, row))

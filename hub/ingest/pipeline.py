@@ -292,6 +292,7 @@ class Pipeline:
             guard("refusal-log", refusals.flush)
             for name, hook in hooks:
                 guard(name, hook)
+            guard("refusal-log", refusals.flush)  # rows a hook's writer set aside (no-op if none)
             if tokens:
                 ack(tokens)
 

@@ -4,18 +4,34 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, delete, func, select
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from hub.db import Base
+from hub.db import DEVICE_ID_CHARS, Base, string_limits
 from hub.model import Refusal
+from hub.setaside.rows import fit_text, write_rows
 
 REFUSED = Counter("hub_messages_refused_total", "messages refused, by reason", ["reason"])
 KEEP_ROWS = 20_000
+DETAIL_CHARS = 2000
+MAX_PENDING = 50_000  # refusals waiting for the database, at most
+UNRECORDED = Counter("hub_refusals_unrecorded_total",
+                     "refusals counted but not stored: the database was down and the queue full")
 
 
 class RefusalRow(Base):
@@ -29,8 +45,12 @@ class RefusalRow(Base):
     reason: Mapped[str] = mapped_column(String(64), index=True)
     detail: Mapped[str] = mapped_column(Text)
     head: Mapped[bytes] = mapped_column(LargeBinary)
-    device_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    device_id: Mapped[str | None] = mapped_column(String(DEVICE_ID_CHARS), nullable=True,
+                                                  index=True)
     model: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+_LIMITS = string_limits(RefusalRow.__table__)
 
 
 class RefusalLog:
@@ -43,10 +63,15 @@ class RefusalLog:
         self._written = 0
 
     def record(self, refusal: Refusal) -> None:
-        """Count a refusal and queue it for the next flush."""
+        """Count a refusal and queue it for the next flush (at most MAX_PENDING wait)."""
         REFUSED.labels(refusal.reason).inc()
         with self._lock:
-            self._pending.append(refusal)
+            if len(self._pending) < MAX_PENDING:
+                self._pending.append(refusal)
+                return
+        # the database has been down for a while and garbage keeps coming: counted, not kept,
+        # so that a flood cannot grow the hub without bound
+        UNRECORDED.inc()
 
     def flush(self) -> None:
         """Write queued refusals (called before the messages are acknowledged)."""
@@ -54,24 +79,36 @@ class RefusalLog:
             return
         with self._lock:
             pending, self._pending = self._pending, []
-        rows = [
-            RefusalRow(
-                received_ns=r.received_ns, topic=r.topic[:512], reason=r.reason,
-                detail=r.detail[:2000], head=r.head, device_id=r.device_id, model=r.model,
-            )
-            for r in pending
-        ]
+        rows = [self._row(r) for r in pending]
         try:
-            with self._sessions.begin() as session:
-                session.add_all(rows)
+            # a refusal is fitted to its columns (it must be storable whatever the device sent);
+            # should the database still refuse one, it alone is set aside
+            write_rows("refusals", rows, self._insert)
         except Exception:
-            with self._lock:
+            with self._lock:  # the database is down: keep them for the next flush
                 self._pending[:0] = pending
             raise
         self._written += len(rows)
         if self._written > KEEP_ROWS // 10:
             self._written = 0
             self._prune()
+
+    @staticmethod
+    def _row(r: Refusal) -> dict[str, Any]:
+        """A refusal as column values, every string fitted to its column (no NUL)."""
+        limits = _LIMITS
+        values: dict[str, Any] = {
+            "received_ns": r.received_ns, "topic": r.topic, "reason": r.reason,
+            "detail": r.detail, "head": bytes(r.head), "device_id": r.device_id,
+            "model": r.model}
+        for name in ("topic", "reason", "device_id", "model"):
+            values[name] = fit_text(values[name], limits[name])
+        values["detail"] = fit_text(r.detail, DETAIL_CHARS)
+        return values
+
+    def _insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        with self._sessions.begin() as session:
+            session.execute(insert(RefusalRow), list(rows))
 
     def _prune(self) -> None:
         with self._sessions.begin() as session:
@@ -135,11 +172,13 @@ class DeadLetterLog:
             return
         now = time.time_ns()
         DEAD_LETTERS.inc(len(rejected))
+        rows = [{"at_ns": now, "line": fit_text(line.decode("utf-8", "replace"), None),
+                 "reason": fit_text(reason, None)} for line, reason in rejected]
+        write_rows("dead_letters", rows, self._insert)
+
+    def _insert(self, rows: Sequence[dict[str, Any]]) -> None:
         with self._sessions.begin() as session:
-            session.add_all(
-                DeadLetterRow(at_ns=now, line=line.decode("utf-8", "replace"), reason=reason)
-                for line, reason in rejected
-            )
+            session.execute(insert(DeadLetterRow), list(rows))
 
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         """Return the newest dead letters."""

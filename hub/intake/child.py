@@ -36,6 +36,7 @@ from hub.intake.protocol import (
     FRAME_PUBLISH,
     FRAME_STATUS,
     FRAME_STOP,
+    HEAD_BYTES,
     LOG_FORMAT,
     IntakeConfig,
 )
@@ -55,7 +56,11 @@ def _forwarding_client(config: IntakeConfig, child: _Child) -> Any:
 
     class _ForwardingClient(MqttClient):
         def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
-            child.take(msg.topic, msg.payload, msg.qos, bool(msg.retain), self._generation,
+            try:
+                topic = msg.topic
+            except UnicodeDecodeError:  # a broker let it through: the hub refuses it, named
+                topic = msg._topic.decode("utf-8", "backslashreplace")
+            child.take(topic, msg.payload, msg.qos, bool(msg.retain), self._generation,
                        msg.mid)
 
         def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
@@ -90,6 +95,8 @@ class _Child:
         self.unacked: deque[tuple[int, int, int]] = deque()
         self.next_token = self.first_unacked = config.first_token
         self.send_lock = threading.Lock()
+        self.max_payload = config.max_payload_bytes
+        self.oversized: dict[int, int] = {}  # token -> size of a payload sent as its head
         self.lean = config.client == "lean"
         self.frames: Handoff[list[Any]] = Handoff(LEAN_BACKLOG_FRAMES * 4)
         self.client: Any
@@ -107,6 +114,9 @@ class _Child:
 
     def take_batch(self, messages: list[Any]) -> bool:
         """Queue one read's messages as one frame (lean client's thread); False when full."""
+        limit = self.max_payload
+        if limit and any(len(m[1]) > limit for m in messages):
+            messages = [self._head_only(m) if len(m[1]) > limit else m for m in messages]
         self.frames.put(messages)
         return len(self.frames.items) < LEAN_BACKLOG_FRAMES
 
@@ -116,7 +126,23 @@ class _Child:
         token = self.next_token
         self.next_token = token + 1
         self.unacked.append((generation, mid, qos))  # before the hub can see and ack it
-        self.backlog.put((topic, payload, qos, retain, time.time_ns(), token))
+        message = (topic, payload, qos, retain, time.time_ns(), token)
+        if self.max_payload and len(payload) > self.max_payload:
+            message = self._head_only(message)
+        self.backlog.put(message)
+
+    def _head_only(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A message too large to forward: its head crosses the pipe, its size beside it."""
+        topic, payload, qos, retain, received_ns, token = message
+        self.oversized[token] = len(payload)  # refused by the hub as too_large, with the size
+        return (topic, bytes(payload[:HEAD_BYTES]), qos, retain, received_ns, token)
+
+    def _frame(self, batch: list[Any]) -> tuple[Any, ...]:
+        """The frame of a batch, with the sizes of payloads sent as their head only."""
+        if not self.oversized:
+            return (FRAME_MESSAGES, batch)
+        pop = self.oversized.pop
+        return (FRAME_MESSAGES, batch, {m[5]: pop(m[5]) for m in batch if m[5] in self.oversized})
 
     def ack_upto(self, token: int) -> None:
         """Acknowledge every forwarded message up to and including ``token``, in order."""
@@ -163,7 +189,7 @@ class _Child:
                         forwarded = False
                         trim()  # as in forward_loop
                     continue
-            self.send((FRAME_MESSAGES, frames.popleft()))
+            self.send(self._frame(frames.popleft()))
             self.client.resume()
             forwarded = True
 
@@ -185,7 +211,7 @@ class _Child:
                         trim()
                     continue
             count = min(len(backlog), FORWARD_BATCH)
-            self.send((FRAME_MESSAGES, [backlog.popleft() for _ in range(count)]))
+            self.send(self._frame([backlog.popleft() for _ in range(count)]))
             forwarded = True
 
     def command_loop(self) -> None:

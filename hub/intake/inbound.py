@@ -20,3 +20,24 @@ class InboundMessage(NamedTuple):
     retain: bool
     received_ns: int
     ack_token: Any = None
+
+
+class Oversized(bytes):
+    """The first bytes of a payload too large to forward, standing in for all of it.
+
+    The intake process sends only these across the pipe; ``len()`` is the size the device
+    sent, so the normalizer's size check refuses it as ``too_large`` with the real size at no
+    cost to every other message.
+    """
+
+    size: int
+
+    def __new__(cls, head: bytes, size: int) -> Oversized:
+        """The stand-in of a ``size``-byte payload that began with ``head``."""
+        made = super().__new__(cls, head)
+        made.size = size
+        return made
+
+    def __len__(self) -> int:
+        """The size of the payload as the device sent it."""
+        return self.size

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.intake.common import STATUS_TOPIC, parse_mqtt_url
+from hub.intake.inbound import Oversized
 from hub.intake.metrics import CONNECTED, CONNECTS, ReceivedCounter
 from hub.intake.protocol import (
     FRAME_ACK,
@@ -71,6 +72,7 @@ class IntakeProcess(ReceivedCounter):
         status_topic: str = STATUS_TOPIC,
         protocol: str = "auto",
         client: str = "lean",
+        max_payload_bytes: int = 0,
     ) -> None:
         self.url = parse_mqtt_url(url)
         self.on_connected: Callable[[], object] | None = None
@@ -78,6 +80,7 @@ class IntakeProcess(ReceivedCounter):
         self._config = IntakeConfig(
             url, client_id, subscriptions, _opt(ca_file), _opt(cert_file), _opt(key_file),
             status_topic, protocol, logging.getLogger().getEffectiveLevel(), client=client,
+            max_payload_bytes=max_payload_bytes,
         )
         self._connected = threading.Event()
         self._stopping = False
@@ -179,8 +182,15 @@ class IntakeProcess(ReceivedCounter):
     def _frame(self, frame: Any, out: list[InboundMessage]) -> None:
         kind = frame[0]
         if kind == FRAME_MESSAGES:
+            start = len(out)
             out += map(_INBOUND, frame[1])
             self.received += len(frame[1])
+            if len(frame) > 2:  # payloads too large: their heads stand in for them
+                sizes = frame[2]
+                for i in range(start, len(out)):
+                    size = sizes.get(out[i].ack_token)
+                    if size is not None:
+                        out[i] = out[i]._replace(payload=Oversized(out[i].payload, size))
         elif kind == FRAME_STATUS:
             self._status(bool(frame[1]), frame[2])
         elif kind == FRAME_ON_CONNECT and self.on_connected is not None:

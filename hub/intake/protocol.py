@@ -11,7 +11,8 @@ from typing import NamedTuple
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Frames, child -> hub:
-FRAME_MESSAGES = 1  # (1, [(topic, payload, qos, retain, received_ns, token), ...])
+FRAME_MESSAGES = 1  # (1, [(topic, payload, qos, retain, received_ns, token), ...][, sizes])
+# ``sizes`` ({token: size}) only when some payloads were too large: theirs hold only HEAD_BYTES
 FRAME_STATUS = 2  # (2, connected, last_error)
 FRAME_ON_CONNECT = 3  # (3,): a new connection is up; republish what must be retained
 # Frames, hub -> child:
@@ -22,6 +23,7 @@ FRAME_CONFIG = 14  # (14, IntakeConfig as a dict): the first frame
 
 
 FORWARD_BATCH = 1000  # messages per frame at most
+HEAD_BYTES = 64  # what is kept of a payload too large to forward (a refusal's head)
 CHILD_BACKLOG = 5000  # messages the child holds before paho stops reading (back-pressure)
 
 
@@ -40,3 +42,4 @@ class IntakeConfig(NamedTuple):
     log_level: int
     first_token: int = 0  # the child numbers its messages from here (its epoch's base)
     client: str = "lean"  # lean (hub.intake.lean) or paho
+    max_payload_bytes: int = 0  # larger payloads cross the pipe as their head only (0: all)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from hub.db import create_tables, make_sessionmaker
-from hub.model import Reading
+from hub.model import Reading, Refusal
 from hub.patrol.alarms import AlarmApi, PatrolAlarms
 from hub.patrol.clock import ClockMode, PatrolClock
 from hub.patrol.config import load_config
@@ -53,6 +54,7 @@ class PatrolService:
         self.hazards = HazardService(sites, self.sessions, self.alarms, self.config, self.now,
                                      departments=self.departments, handover=handover,
                                      refuse=refuse)
+        self.on_refused: Callable[[Refusal], None] | None = None  # the hub's refusal log
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine, alarms: AlarmApi,
@@ -83,7 +85,11 @@ class PatrolService:
         if reading.site not in self.sites.sites:
             if reading.kind == PATROL_KIND and reading.message == "hazard":
                 self.hazards.on_reading(reading)
-            return
+                return
+            placed = self._placed_scan(reading)  # a scan: at its tag's site, else refused
+            if placed is None:
+                return
+            reading = placed
         patrol = reading.kind == PATROL_KIND and reading.message in ("scan", "hazard")
         if not patrol and self.clock.mode == "wall":
             return
@@ -97,6 +103,23 @@ class PatrolService:
             self.tracker.on_scan(reading, now)
         elif reading.message == "hazard":  # even before the device clock has a time
             self.hazards.on_reading(reading)
+
+    def _placed_scan(self, reading: Reading) -> Reading | None:
+        """A scan by a reader no site lists belongs to its tag's site; without one, refused."""
+        if reading.kind != PATROL_KIND or reading.message != "scan":
+            return None  # not a scan: hazards of such readers are the hazard service's to place
+        tag = reading.values.get("tag_uid")
+        found = self.sites.checkpoint_for_tag(str(tag)) if tag is not None else None
+        if found is not None:
+            return replace(reading, site=found[0].site)
+        if self.on_refused is not None:
+            self.on_refused(Refusal(
+                topic=f"(patrol) {reading.device_id} {reading.message}",
+                received_ns=reading.received_ns, reason="scan_unattributed",
+                detail=(f"scan of tag {str(tag)[:40]!r} by reader {reading.device_id!r}: neither "
+                        "is in a site file, so it counts in no round (it is in InfluxDB)"),
+                head=b"", device_id=reading.device_id, model=reading.model))
+        return None
 
     def on_tick(self, now_ns: int) -> None:
         """Tick hook: in wall mode, open and close windows and check due hazards."""

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hub.db import Base
+from hub.db import DEVICE_ID_CHARS, Base
 
 
 class PatrolSiteRow(Base):
@@ -59,7 +59,7 @@ class ScanRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     site: Mapped[str] = mapped_column(String(64))
-    device_id: Mapped[str] = mapped_column(String(128))
+    device_id: Mapped[str] = mapped_column(String(DEVICE_ID_CHARS))
     tag_uid: Mapped[str] = mapped_column(String(64))
     checkpoint_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     route_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -84,7 +84,7 @@ class AlarmItemRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     site: Mapped[str] = mapped_column(String(64))
-    device_id: Mapped[str] = mapped_column(String(128))
+    device_id: Mapped[str] = mapped_column(String(DEVICE_ID_CHARS))
     rule: Mapped[str] = mapped_column(String(64))
     item_key: Mapped[str] = mapped_column(String(200))
     text_en: Mapped[str] = mapped_column(Text)
@@ -110,7 +110,7 @@ class HazardRow(Base):
     checkpoint_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     tag_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
     reported_by: Mapped[str] = mapped_column(String(64))
-    device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    device_id: Mapped[str | None] = mapped_column(String(DEVICE_ID_CHARS), nullable=True)
     reported_ns: Mapped[int] = mapped_column(BigInteger)
     department: Mapped[str | None] = mapped_column(String(200), nullable=True)
     due_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
 from hub.model import Reading
@@ -35,6 +35,7 @@ from hub.patrol.schedule import (
     occurrences_between,
 )
 from hub.patrol.tables import PatrolSiteRow, RoundRow, ScanRow
+from hub.setaside.rows import OnBad, write_rows
 from hub.sites import UNKNOWN_CHECKPOINT, Checkpoint, PatrolRoute, Site, SiteRegistry
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ class RoundTracker:
         # batch (flush), before that batch's messages are acknowledged to the broker.
         self._pending_rows: dict[int, object] = {}
         self._flush_lock = threading.Lock()
+        self.on_set_aside: OnBad | None = None  # told of a scan the database refused
         self._pending_scans: list[ScanRow] = []
         self._scan_keys: set[tuple[str, int, str]] = set()
         self._checkpoints = {
@@ -169,11 +171,27 @@ class RoundTracker:
                 scans, self._pending_scans = self._pending_scans, []
             if not rows and not scans:
                 return
-            with self.sessions() as session:
-                for row in rows:
+            # rounds and site clocks first, then the scans as plain column values: a scan the
+            # database refuses is set aside with its reason, never taking the batch with it
+            items: list[object] = [*rows, *(_scan_values(scan) for scan in scans)]
+            try:
+                write_rows("patrol_scans", items, self._write, self.on_set_aside)
+            except Exception:  # the database is down: keep them for the next flush
+                with self._lock:
+                    for row in rows:
+                        self._pending_rows.setdefault(id(row), row)
+                    self._pending_scans[:0] = scans
+                raise
+
+    def _write(self, items: Sequence[object]) -> None:
+        scans = [item for item in items if isinstance(item, dict)]
+        with self.sessions() as session:
+            for row in items:
+                if not isinstance(row, dict):
                     session.merge(row)
-                session.add_all(scans)
-                session.commit()
+            if scans:
+                session.execute(insert(ScanRow), scans)
+            session.commit()
 
     def _round(self, occ: Occurrence) -> RoundRow:
         row = self._rounds.get(occ.id)
@@ -444,6 +462,14 @@ class RoundTracker:
                         route_id: str | None = None) -> list[Occurrence]:
         """The rounds of a local date (``YYYY-MM-DD``)."""
         return occurrences(site, datetime.strptime(day_text, "%Y-%m-%d").date(), route_id)
+
+
+_SCAN_COLUMNS = tuple(c.key for c in ScanRow.__table__.columns if c.key != "id")
+
+
+def _scan_values(scan: ScanRow) -> dict[str, object]:
+    """A pending scan as column values (a retry after a refused batch inserts it afresh)."""
+    return {key: getattr(scan, key) for key in _SCAN_COLUMNS}
 
 
 def stored_rounds(session: Session, ids: list[str]) -> tuple[dict[str, RoundRow],

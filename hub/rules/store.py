@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
 from sqlalchemy import BigInteger, Engine, String, Text, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hub.db import Base
+from hub.db import DEVICE_ID_CHARS, Base
+from hub.setaside.rows import write_rows
 
 
 class RuleStateRow(Base):
@@ -18,7 +20,7 @@ class RuleStateRow(Base):
 
     __tablename__ = "rule_state"
 
-    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(DEVICE_ID_CHARS), primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
     site: Mapped[str] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(64))
@@ -56,6 +58,10 @@ class RuleStateStore:
     def save(self, states: Iterable[SavedState], now_ns: int) -> int:
         """Replace the rows of the given devices; return how many were written."""
         batch = list(states)
+        write_rows("rule_state", batch, partial(self._write, now_ns=now_ns))  # bad rows aside
+        return len(batch)
+
+    def _write(self, batch: Sequence[SavedState], now_ns: int) -> None:
         with Session(self.engine) as session, session.begin():
             for start in range(0, len(batch), self.CHUNK):
                 chunk = batch[start:start + self.CHUNK]
@@ -66,4 +72,3 @@ class RuleStateStore:
                      "data": orjson.dumps(s.data).decode(), "updated_ns": now_ns}
                     for s in chunk
                 ])
-        return len(batch)

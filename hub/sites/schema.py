@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hub.db import DEVICE_ID_CHARS
 from hub.sites.records import Record
 
 UNASSIGNED_SITE = "unassigned"
@@ -40,7 +41,8 @@ class _DeviceFields(_Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="Device")
 
-    id: str
+    id: str = Field(min_length=1, max_length=DEVICE_ID_CHARS,
+                    pattern=r"^[^\x00-\x1f\x7f]+$")  # what every device-id column holds
     model: str
     community: str | None = None
     name: str | None = None

@@ -24,7 +24,10 @@ TWO_MIB = 2 * 1024 * 1024
 COMMON_FAULTS = frozenset({"go_silent", "duplicate", "garbage", "restore"})
 GARBAGE_KINDS = (
     "binary", "truncated", "oversized", "wrong_types", "empty", "clock_1970", "unknown_device",
+    "hostile_text",
 )
+# what a broken or hostile device puts in its strings: a bidi override, a NUL, 300 characters
+HOSTILE_TEXT = "\u202e\x00" + "X" * 300
 
 
 @dataclass
@@ -181,6 +184,8 @@ class DeviceSim:
                                                                      .total_seconds()))
         elif kind == "unknown_device":
             topic, payload = self.unknown_device_payload(t)
+        elif kind == "hostile_text":
+            payload = self.hostile_text_payload(t)
         else:
             raise ValueError(f"unknown garbage kind {kind!r}")
         return [self.message(topic, payload, qos, t, fault="garbage")]
@@ -204,6 +209,14 @@ class DeviceSim:
     def unknown_device_payload(self, t: datetime) -> tuple[str, bytes]:
         """A well-formed report from a device id no site lists."""
         raise NotImplementedError
+
+    def hostile_text_payload(self, t: datetime) -> bytes:
+        """A normal report whose text values (but the device id) are ``HOSTILE_TEXT``."""
+        doc = json.loads(self.sample_payload(t, t))
+        for key, value in doc.items():
+            if isinstance(value, str) and value != self.id:
+                doc[key] = HOSTILE_TEXT
+        return jdump(doc)
 
     def oversized_payload(self, t: datetime, size: int) -> bytes:
         """A syntactically valid JSON report padded to ``size`` bytes."""

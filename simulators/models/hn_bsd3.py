@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from hub.sites import Device, Site
 from simulators.message import SimMessage
+from simulators.models.base import HOSTILE_TEXT
 from simulators.models.lights import LightSim
 
 MODEL = "HN-BSD3"
@@ -84,6 +85,11 @@ class HnBsd3Sim(LightSim):
 
     def wrong_types_payload(self, t: datetime) -> bytes:
         return f"BSD3,{self.id},yesterday,X,maybe,12.4V,-,1.8,fast,".encode()
+
+    def hostile_text_payload(self, t: datetime) -> bytes:
+        columns = self.sample_payload(t, t).decode().split(",")
+        columns[3] = HOSTILE_TEXT  # the mode letter
+        return ",".join(columns).encode()
 
     def oversized_payload(self, t: datetime, size: int) -> bytes:
         line = self.sample_payload(t, t) + b"\n"

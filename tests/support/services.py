@@ -275,8 +275,10 @@ class MosquittoServer(_Server):
     start_timeout = 10.0
 
     def __init__(self, workdir: Path, binary: str | None = None, *,
-                 dynsec_admin: tuple[str, str] | None = None) -> None:
+                 dynsec_admin: tuple[str, str] | None = None,
+                 extra_config: list[str] | None = None) -> None:
         super().__init__(workdir, binary)
+        self.extra_config = list(extra_config or [])  # lines added to the generated config
         self.persistence_dir = self.workdir / "persistence"
         self.persistence_dir.mkdir(exist_ok=True)
         self.dynsec_admin = dynsec_admin
@@ -317,6 +319,7 @@ class MosquittoServer(_Server):
             "log_type information",
             "connection_messages true",
             "log_timestamp_format %H:%M:%S",
+            *self.extra_config,
         ]
         if self.dynsec_admin is not None:
             if not self.dynsec_file.exists():

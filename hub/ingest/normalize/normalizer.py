@@ -7,9 +7,12 @@ operator can read.
 
 from __future__ import annotations
 
+from prometheus_client import Gauge
+
 from hub.ingest.normalize.context import BaseTags, MessageContext
 from hub.ingest.normalize.messages import CompiledMessage
 from hub.ingest.normalize.refused import BACKSLASH_END, Refused
+from hub.ingest.normalize.text import check_device_id
 from hub.ingest.normalize.timestamps import EARLIEST_PLAUSIBLE_NS, MAX_AHEAD_NS
 from hub.ingest.router import TopicRoute, TopicRouter
 from hub.model import FieldValue, InboundMessage, Point, Reading, Refusal
@@ -17,17 +20,22 @@ from hub.profiles.functions import ABSENT
 from hub.profiles.schema import Profile
 from hub.sites import UNASSIGNED_SITE, SiteRegistry
 
+UNREGISTERED = Gauge("hub_unregistered_devices", "unregistered devices the hub tracks")
+MAX_UNREGISTERED = 10_000
+
 
 class Normalizer:
     """Turns inbound messages into Readings (or Refusals) using profiles and site data."""
 
     def __init__(
-        self, profiles: list[Profile], sites: SiteRegistry, max_payload_bytes: int = 256 * 1024
+        self, profiles: list[Profile], sites: SiteRegistry, max_payload_bytes: int = 256 * 1024,
+        max_unregistered: int = MAX_UNREGISTERED,
     ) -> None:
         self.profiles = {p.model: p for p in profiles}
         self.router = TopicRouter(profiles)
         self.sites = sites
         self.max_payload_bytes = max_payload_bytes
+        self.max_unregistered = max_unregistered
         self._compiled: dict[int, CompiledMessage] = {
             id(route): CompiledMessage(route.profile, route.message_name, route.spec)
             for route in self.router.routes
@@ -60,8 +68,13 @@ class Normalizer:
             model=matched[0].profile.model if matched else None,
         )
 
-    def _site_of(self, device_id: str, profile: Profile) -> tuple[str, str, BaseTags]:
-        """(site, device id, base tags sorted by key: community?, device_id, model, site)."""
+    def _site_of(self, device_id: str, profile: Profile,
+                 admit: bool = False) -> tuple[str, str, BaseTags]:
+        """(site, device id, base tags sorted by key: community?, device_id, model, site).
+
+        With ``admit`` (a message from the device) an unregistered device not tracked yet is
+        refused once ``max_unregistered`` of them are: garbage ids cannot grow the hub.
+        """
         device = self.sites.devices.get(device_id)
         if device is not None:
             # registered: built per message from the registry (no per-device cache: 100,000
@@ -77,10 +90,20 @@ class Normalizer:
         cached = self._device_tags.get(device_id)
         if cached is not None:
             return UNASSIGNED_SITE, cached[0][1], cached  # no community: device_id first
+        tracked = len(self._device_tags)
+        if admit:
+            # a new unregistered id (registered ones come from site files, cached ones passed):
+            # checked here, once per device, not on every message
+            check_device_id(device_id)
+        if admit and tracked >= self.max_unregistered:
+            raise Refused("unregistered_limit",
+                          f"{tracked} unregistered devices are tracked, the limit "
+                          f"(HUB_MAX_UNREGISTERED_DEVICES); register {device_id!r} in a site")
         before, after = self._base_group(profile.model, UNASSIGNED_SITE, None)
         tags = (*before, ("device_id", device_id), *after)
-        if len(self._device_tags) < 1_000_000:
+        if tracked < 1_000_000:
             self._device_tags[device_id] = tags
+            UNREGISTERED.set(tracked + 1)
         return UNASSIGNED_SITE, device_id, tags
 
     def _base_group(self, model: str, site: str, community: str | None) -> tuple[
@@ -111,7 +134,7 @@ class Normalizer:
         if device_id[-1] == "\\":
             raise Refused("bad_device_id", f"device id {device_id!r} ends with {BACKSLASH_END}")
         payload = compiled.decode(message.payload)
-        site, device_id, base_tags = self._site_of(device_id, profile)
+        site, device_id, base_tags = self._site_of(device_id, profile, True)
         if route.spec.decoder == "status":
             return self._status(message, route, device_id, site, base_tags, payload)
         if compiled.device_id_getter is not None:

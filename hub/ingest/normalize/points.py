@@ -22,7 +22,8 @@ class CompiledPoint:
         self.measurement = spec.measurement
         self.each = path_getter(spec.each) if spec.each else None
         self.each_key = re.compile(spec.each_key) if spec.each_key else None
-        self.tags = [(n, compile_value(n, s, from_text)) for n, s in spec.tags.items()]
+        self.tags = [(n, compile_value(n, s, from_text, is_tag=True))
+                     for n, s in spec.tags.items()]
         self.fields = [(n, compile_value(n, s, from_text)) for n, s in spec.fields.items()]
         self.lookups = [LOOKUPS[name] for name in spec.lookups]
         # one point per message with only the base tags (most models): no item list, no tag sort

@@ -7,6 +7,7 @@ from typing import Any
 
 from hub.ingest.normalize.context import MessageContext
 from hub.ingest.normalize.refused import Refused
+from hub.ingest.normalize.text import limit_of, rule_for
 from hub.model import FieldValue
 from hub.profiles.functions import ABSENT, CONVERTERS, DERIVED
 from hub.profiles.schema import ValueSpec
@@ -88,8 +89,12 @@ def _coerce(name: str, kind: str, value: Any, from_text: bool) -> FieldValue:
 ValueFn = Callable[[Any, dict[str, str], "MessageContext"], Any]
 
 
-def compile_value(name: str, spec: ValueSpec, from_text: bool) -> ValueFn:
-    """Compile a ValueSpec into fn(item, groups, ctx) -> canonical value or ABSENT."""
+def compile_value(name: str, spec: ValueSpec, from_text: bool, is_tag: bool = False) -> ValueFn:
+    """Compile a ValueSpec into fn(item, groups, ctx) -> canonical value or ABSENT.
+
+    Text values follow the boundary rule of their name (``text.rule_for``): refused, or
+    cleaned and cut, so that whatever comes out fits every column it is written to.
+    """
     if spec.const is not None:
         const = spec.const
         return lambda item, groups, ctx: const
@@ -117,6 +122,8 @@ def compile_value(name: str, spec: ValueSpec, from_text: bool) -> ValueFn:
     allowed = set(spec.allowed) if spec.allowed is not None else None
     low, high = spec.min, spec.max
     required = spec.required
+    text_rule = rule_for(name, is_tag) if kind == "str" else None
+    text_limit = limit_of(name, is_tag)
 
     plain = absent is None and mapping is None and converter is None
     scaled = divisor is not None or scale is not None or offset is not None
@@ -162,6 +169,8 @@ def compile_value(name: str, spec: ValueSpec, from_text: bool) -> ValueFn:
             (low is not None and result < low) or (high is not None and result > high)
         ):
             raise Refused("out_of_range", f"{name}: {result!r} outside [{low}, {high}]")
+        if text_rule is not None and type(result) is str:
+            return text_rule(result)
         return result
 
     if not plain or key is None or (allowed is not None and scaled):
@@ -203,12 +212,22 @@ def compile_value(name: str, spec: ValueSpec, from_text: bool) -> ValueFn:
             return value(item, groups, ctx)
 
         return fast_int
+    if kind == "str" and not scaled and allowed is not None:
+
+        def fast_enum(item: Any, groups: dict[str, str], ctx: MessageContext) -> Any:
+            if type(item) is dict:
+                raw = item.get(key)
+                if type(raw) is str and raw in allowed:  # one of the profile's own values
+                    return raw
+            return value(item, groups, ctx)
+
+        return fast_enum
     if kind == "str" and not scaled:
 
         def fast_str(item: Any, groups: dict[str, str], ctx: MessageContext) -> Any:
             if type(item) is dict:
                 raw = item.get(key)
-                if type(raw) is str and (allowed is None or raw in allowed):
+                if type(raw) is str and len(raw) <= text_limit and raw.isprintable():
                     return raw
             return value(item, groups, ctx)
 
