@@ -130,9 +130,13 @@ class Hub:
         self.pipeline.add_stop_hook("rules", self._stop_rules)
         # Alarm transitions a batch caused are in the database before its messages are acked.
         self.pipeline.add_flush_hook("alarms", self._flush_alarms)
+        # departments get hand-overs on their channel when notifications are on, else a log
         self.patrol = PatrolService.from_settings(
             settings, self.engine, self.alarms, self.sites, clock=self.clock,
+            handover=self.notify.handover if self.notify is not None else None,
             refuse=self._refuse_reading)
+        if self.notify is not None:
+            self.patrol.hazards.deliveries = self.notify.handover_status
         self.evidence = EvidenceService(FileEvidenceStore(settings.data_dir / "evidence"),
                                         self.sessions, self.engine,
                                         settings.evidence_max_bytes)

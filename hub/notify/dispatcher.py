@@ -32,6 +32,7 @@ from hub.notify.message import Notice, describe
 from hub.notify.outbox import (
     CANCELLED,
     FAILED,
+    HANDOVER,
     REMINDER,
     SENT,
     STEP,
@@ -168,6 +169,14 @@ class Dispatcher:
         unknown: list[Due] = []
         batches: dict[tuple[str, str, str], _Batch] = {}
         for row in rows:
+            if row.kind == HANDOVER:  # a hazard's, carrying its text: no alarm to check
+                if self.service.driver(row.channel) is None:
+                    unknown.append(row)
+                    continue
+                lang = self.service.language_of(row.site)
+                batches.setdefault((row.channel, row.kind, lang),
+                                   _Batch(row.channel, row.kind, lang)).rows.append(row)
+                continue
             alarm = self.service.alarm_json(row.alarm_id)
             if row.kind in (STEP, REMINDER) and (alarm is None or
                                                   alarm["state"] != ACTIVE_UNACK):
@@ -213,6 +222,9 @@ class Dispatcher:
     def _notices(self, batch: _Batch) -> list[tuple[Notice, list[Due]]]:
         driver = self.service.driver(batch.channel)
         assert driver is not None
+        if batch.kind == HANDOVER:  # one message each: a hand-over is addressed to one
+            return [(Notice(HANDOVER, batch.lang, (), row.step, str(row.id), row.text or ""),
+                     [row]) for row in batch.rows[:MAX_GROUP]]
         texts = []
         for row in batch.rows[:MAX_GROUP]:
             alarm = self.service.alarm_json(row.alarm_id)
@@ -276,9 +288,10 @@ class Dispatcher:
         # an ack may have come while the batch waited for its sender thread
         stale = []
         for row in rows:
+            if row.kind not in (STEP, REMINDER):
+                continue
             alarm = self.service.alarm_json(row.alarm_id)
-            if row.kind in (STEP, REMINDER) and (alarm is None or
-                                                  alarm["state"] != ACTIVE_UNACK):
+            if alarm is None or alarm["state"] != ACTIVE_UNACK:
                 stale.append(row)
         if stale:
             self.outbox.finish(stale, CANCELLED, self.service.clock(), error=None, answer=None)

@@ -34,6 +34,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "group": ("{n} alarms", "{n} 条告警"),
     "duty": ("On duty", "值班"),
     "step": ("step {n}", "第 {n} 级"),
+    "console": ("Console", "控制台"),
 }
 
 
@@ -124,9 +125,12 @@ class Notice:
     alarms: tuple[AlarmText, ...]
     step: int = 1
     key: str = ""  # the outbox rows it carries: one delivery id per notification
+    body: str = ""  # a hazard hand-over's own text (kind handover, no alarm)
     def title(self) -> str:
         """The message's title line."""
         lang = self.lang
+        if self.body:
+            return self.body.split("\n", 1)[0]
         if self.kind == "test":
             return label("test", lang)
         if len(self.alarms) > 1:
@@ -153,6 +157,8 @@ class Notice:
 
     def text(self, max_bytes: int | None = None) -> str:
         """The plain-text form (one alarm in full, a group one line per alarm)."""
+        if self.body:
+            return self.body
         lines = [self.title()]
         if self.kind == "test":
             return lines[0]
@@ -166,6 +172,8 @@ class Notice:
 
     def markdown(self) -> str:
         """The markdown form (DingTalk, WeCom)."""
+        if self.body:
+            return "\n".join([f"### {self.title()}", *self.body.split("\n")[1:]])
         if self.kind == "test":
             return f"### {self.title()}"
         lines = [f"### {self.title()}"]

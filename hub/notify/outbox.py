@@ -6,6 +6,9 @@ always has its notifications in the database, before the MQTT message that raise
 acknowledged. The unique key makes a step impossible to plan twice; the dispatcher marks a
 row ``sent`` once the platform said so, so a restart resends nothing already sent.
 
+Hand-overs of hazards (kind ``handover``) are rows too, keyed ``hazard:<id>`` with step = the
+hazard history row they stem from; they carry their own ``text`` and are no alarm's.
+
 Statuses: ``pending`` (waiting for its time, or retrying), ``sent``, ``failed`` (given up, or
 a configuration error), ``suppressed`` (a silence matched), ``cancelled`` (acknowledged or
 cleared before it was due; not shown).
@@ -31,10 +34,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.alarms.model import iso
 from hub.db import Base, create_tables
+from hub.patrol.tables import add_missing_columns
 
 PENDING = "pending"
 SENT = "sent"
@@ -42,7 +47,7 @@ FAILED = "failed"
 SUPPRESSED = "suppressed"
 CANCELLED = "cancelled"
 SHOWN = (PENDING, SENT, FAILED, SUPPRESSED)
-STEP, REMINDER, CLEAR = "step", "reminder", "clear"
+STEP, REMINDER, CLEAR, HANDOVER = "step", "reminder", "clear", "handover"
 Op = Callable[[Session], None]
 
 
@@ -75,6 +80,7 @@ class OutboxRow(Base):
     at_ns: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
     answer: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)  # a hand-over's own message
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +114,7 @@ class Due:
     repeat_ns: int
     max_repeats: int
     attempts: int
+    text: str | None = None
 
 
 def _values(alarm_id: str, site: str, round_: int, item: Planned, status: str,
@@ -188,6 +195,7 @@ class Outbox:
         self.engine = engine
         self.owner = owner  # hubs sharing a state store each send the rows they planned
         create_tables(engine, [OutboxRow.__table__])
+        add_missing_columns(engine, [Base.metadata.tables["notify_outbox"]])  # ``text``: hand-overs
 
     def due(self, now_ns: int, limit: int = 1000) -> list[Due]:
         """Pending rows whose time has come, oldest first."""
@@ -199,7 +207,32 @@ class Outbox:
                 .order_by(OutboxRow.due_ns, OutboxRow.id).limit(limit)).scalars().all()
             return [Due(r.id, r.alarm_id, r.site, r.round, r.kind, r.step, r.seq, r.channel,
                         tuple(orjson.loads(r.mention_json)), r.due_ns, r.repeat_ns,
-                        r.max_repeats, r.attempts) for r in rows]
+                        r.max_repeats, r.attempts, r.text) for r in rows]
+
+    def handover(self, key: str, site: str, seq: int, channel: str, text: str,
+                 now_ns: int) -> bool:
+        """Plan one hand-over message; False when (key, seq, channel) was planned already."""
+        values = _values(key, site, 0, Planned(HANDOVER, seq, 0, channel, (), now_ns),
+                         PENDING, now_ns, self.owner)
+        try:
+            with Session(self.engine) as session, session.begin():
+                session.execute(insert(OutboxRow), [{**values, "text": text}])
+        except IntegrityError:
+            return False  # the unique key: a repeated hand-over is never sent twice
+        return True
+
+    def of_handovers(self, key: str) -> dict[int, list[dict[str, Any]]]:
+        """A hazard's hand-over rows by step (the history row), for its history."""
+        found: dict[int, list[dict[str, Any]]] = {}
+        with Session(self.engine) as session:
+            for r in session.execute(select(OutboxRow).where(
+                    OutboxRow.alarm_id == key, OutboxRow.kind == HANDOVER)
+                    .order_by(OutboxRow.id)).scalars():
+                found.setdefault(r.step, []).append({
+                    "channel": r.channel, "status": r.status, "attempts": r.attempts,
+                    "at": iso(r.at_ns if r.at_ns is not None else r.next_try_ns),
+                    "error": r.error})
+        return found
 
     def finish(self, rows: Sequence[Due], status: str, now_ns: int, *, error: str | None,
                answer: str | None, reminders: Sequence[Due] = ()) -> None:

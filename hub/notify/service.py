@@ -29,6 +29,7 @@ from hub.notify.channels import driver as make_driver
 from hub.notify.channels.base import ChannelDriver, Recipients
 from hub.notify.config import NotifyConfig, NotifyConfigError, Policy, load_config
 from hub.notify.dispatcher import Dispatcher
+from hub.notify.message import label
 from hub.notify.outbox import REMINDER, STEP, Due, Op, Outbox, Planned, plan, stop
 from hub.notify.roster import next_change, on_duty
 from hub.notify.silences import Silence, Silences
@@ -37,6 +38,7 @@ from hub.sites import SiteRegistry
 if TYPE_CHECKING:
     from hub.alarms.service import AlarmService
     from hub.clock import HubClock
+    from hub.patrol.departments import HandoverMessage
     from hub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -195,6 +197,30 @@ class NotifyService:
             items += [Planned(REMINDER, len(policy.steps), 1, channel, tuple(last.mentions()),
                               due, repeat, policy.max_repeats) for channel in last.channels]
         return items
+
+    # -- the hazard side: hand-overs to departments ----------------------------------------------
+
+    def handover(self, message: HandoverMessage) -> None:
+        """The patrol service's hand-over hook: plan the message on the department's channel.
+
+        Written right after the hazard's own commit (the hazard service has no transaction
+        hook); the unique key (``hazard:<id>``, the history row, the channel) makes a repeat
+        of the same hand-over impossible, so a retry or a restart never sends it twice.
+        """
+        if message.channel is None:
+            log.info("hazard %s %s: no channel named in the departments file; not sent",
+                     message.hazard_id, message.event)
+            return
+        lang = self.language_of(message.site)
+        text = message.text_en if lang == "en" else message.text_zh
+        text += f"\n{label('console', lang)}: {self.console_url.rstrip('/')}/"
+        if self.outbox.handover(f"hazard:{message.hazard_id}", message.site, message.seq,
+                                message.channel, text, self.clock()):
+            self.dispatcher.wake()
+
+    def handover_status(self, hazard_id: str) -> dict[int, list[dict[str, Any]]]:
+        """A hazard's hand-over deliveries by history row."""
+        return self.outbox.of_handovers(f"hazard:{hazard_id}")
 
     # -- the dispatcher side -------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """The register of departments hazards are handed to, per site, and the hand-over hook.
 
 Data: ``<HUB_SITES_DIR>/departments/<site>.yaml`` (a list of departments: id, name, contact,
-phone, optional ``channel``: the id of a notification channel). Dispatch names a department
-from its site's register (by id or name); the department then gets the hand-over message,
-and later the ladder's reminders, through a ``HandoverHook`` (the notification service
-implements it; until one is wired the messages are logged).
+phone, optional ``channel``: the id of a notification channel; optional top-level
+``county_channel``: where the county rungs go). Dispatch names a department from its site's
+register (by id or name); the department then gets the hand-over message, and later the
+ladder's reminders, through a ``HandoverHook``: the notification service's when a notify
+file is configured (it sends on the channel), else ``log_handover``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class SiteDepartments(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     site: str
+    county_channel: str | None = Field(default=None, max_length=64)
     departments: list[Department]
 
 
@@ -51,6 +53,7 @@ class HandoverMessage:
     text_zh: str
     text_en: str
     details: dict[str, Any]
+    seq: int = 0  # the hazard history row it stems from: one message per (hazard, seq)
 
 
 class HandoverHook(Protocol):
@@ -76,13 +79,16 @@ class UnknownDepartment(ValueError):
 class DepartmentRegister:
     """Departments per site, read once from the data files."""
 
-    def __init__(self, by_site: dict[str, list[Department]]) -> None:
+    def __init__(self, by_site: dict[str, list[Department]],
+                 county: dict[str, str] | None = None) -> None:
         self._by_site = by_site
+        self._county = county or {}
 
     @classmethod
     def load(cls, sites_dir: Path | None) -> DepartmentRegister:
         """Read ``departments/*.yaml`` under the sites folder (empty when there is none)."""
         by_site: dict[str, list[Department]] = {}
+        county: dict[str, str] = {}
         folder = sites_dir / "departments" if sites_dir is not None else None
         if folder is not None and folder.is_dir():
             for path in sorted(folder.glob("*.yaml")):
@@ -92,7 +98,13 @@ class DepartmentRegister:
                 if len(set(ids)) != len(ids):
                     raise ValueError(f"{path}: department ids repeat")
                 by_site.setdefault(data.site, []).extend(data.departments)
-        return cls(by_site)
+                if data.county_channel is not None:
+                    county[data.site] = data.county_channel
+        return cls(by_site, county)
+
+    def county_channel(self, site: str) -> str | None:
+        """The channel a site's county-level hand-overs go to, or None."""
+        return self._county.get(site)
 
     def of_site(self, site: str) -> list[Department]:
         """The site's departments in file order."""

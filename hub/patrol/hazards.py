@@ -103,6 +103,8 @@ class HazardService:
         self.now = now
         self.departments = departments or DepartmentRegister({})
         self.handover: HandoverHook = handover or log_handover
+        # the notification service's delivery rows per history row (seq), when one is wired
+        self.deliveries: Callable[[str], dict[int, list[dict[str, Any]]]] | None = None
         # without a refusal log (tests, reports) a refused hazard is an error, never silent
         self.refuse: Refuse = refuse or _refusal_nothing
         self._lock = threading.RLock()
@@ -305,9 +307,10 @@ class HazardService:
                 row.rungs_done = 0
                 row.overdue_alarmed = False
             row.status = target
-            session.add(HazardHistoryRow(hazard_id=row.id, at_ns=now, actor=actor,
-                                         action=action, from_status=before, to_status=target,
-                                         note=history_note))
+            entry = HazardHistoryRow(hazard_id=row.id, at_ns=now, actor=actor,
+                                     action=action, from_status=before, to_status=target,
+                                     note=history_note)
+            session.add(entry)
             alarmed = row.overdue_alarmed and target not in OPEN
             if alarmed:
                 row.overdue_alarmed = False
@@ -315,7 +318,7 @@ class HazardService:
             self._rewatch(row)
             data = self._json(row, now)
             if dep is not None:
-                handover = self._message(row, "dispatch", dep, now)
+                handover = self._message(row, "dispatch", dep, now, entry.id)
         if alarmed:
             for rung in self.config.ladder(row.grade):
                 if rung.alarm is not None:
@@ -464,7 +467,7 @@ class HazardService:
                 self._climb(hazard_id, now)
 
     def _climb(self, hazard_id: str, now: int) -> None:
-        actions: list[tuple[Rung, HazardRow]] = []
+        actions: list[tuple[Rung, HazardRow, HazardHistoryRow]] = []
         with self.sessions() as session:
             row = session.get(HazardRow, hazard_id)
             if row is None or row.status not in OPEN:
@@ -483,17 +486,18 @@ class HazardService:
                     row.county_ns = now
                 if rung.alarm is not None:
                     row.overdue_alarmed = True
-                session.add(HazardHistoryRow(
+                entry = HazardHistoryRow(
                     hazard_id=row.id, at_ns=now, actor="hub", action="escalate",
                     from_status=row.status, to_status=row.status,
-                    note=json.dumps({"rung": rung.rung, "due": iso_z(at)})))
-                actions.append((rung, row))
+                    note=json.dumps({"rung": rung.rung, "due": iso_z(at)}))
+                session.add(entry)
+                actions.append((rung, row, entry))
             session.commit()
         self._rewatch(row)
-        for rung, hazard in actions:
-            self._do(rung, hazard, now)
+        for rung, hazard, entry in actions:
+            self._do(rung, hazard, now, entry.id)
 
-    def _do(self, rung: Rung, row: HazardRow, now: int) -> None:
+    def _do(self, rung: Rung, row: HazardRow, now: int, seq: int) -> None:
         cat = self.config.category(row.category)
         grade = self.config.hazard_grades.get(row.grade)  # type: ignore[call-overload]
         hours = round((now - (row.due_ns or now)) / HOUR_NS, 1)
@@ -507,11 +511,15 @@ class HazardService:
                 hours, now, model="hazard")
         if rung.notify is not None:
             dep = self.departments.find(row.site, row.department)
-            self.handover(self._message(row, rung.rung, dep if rung.notify == "department"
-                                        else None, now))
+            if rung.notify == "department":
+                message = self._message(row, rung.rung, dep, now, seq)
+            else:
+                message = self._message(row, rung.rung, None, now, seq,
+                                        self.departments.county_channel(row.site))
+            self.handover(message)
 
-    def _message(self, row: HazardRow, event: str, dep: Department | None,
-                 now: int) -> HandoverMessage:
+    def _message(self, row: HazardRow, event: str, dep: Department | None, now: int,
+                 seq: int, channel: str | None = None) -> HandoverMessage:
         cat = self.config.category(row.category)
         grade = self.config.hazard_grades.get(row.grade)  # type: ignore[call-overload]
         due = iso_z(row.due_ns) or ""
@@ -519,7 +527,7 @@ class HazardService:
               "supervised": "督办", "county": "上报县级"}.get(event, event)
         return HandoverMessage(
             site=row.site, hazard_id=row.id, event=event, department=dep,
-            channel=dep.channel if dep is not None else None,
+            channel=dep.channel if dep is not None else channel, seq=seq,
             text_zh=f"【隐患{zh}】{row.id} {grade.zh if grade else row.grade}隐患 "
                     f"{cat.zh}：{row.note or ''}，整改期限 {due}",
             text_en=f"[hazard {event}] {row.id} {row.grade} {cat.en}: {row.note or ''}, "
@@ -534,13 +542,17 @@ class HazardService:
         with self.sessions() as session:
             row = self._find(session, hazard_id, scope)
             data = self._json(row, self.now(row.site))
+            deliveries = self.deliveries(hazard_id) if self.deliveries is not None else {}
             history = []
             for h in session.scalars(select(HazardHistoryRow).where(
                     HazardHistoryRow.hazard_id == hazard_id).order_by(HazardHistoryRow.id)):
-                item = {"at": iso_z(h.at_ns), "actor": h.actor, "action": h.action,
-                        "from_status": h.from_status, "to_status": h.to_status, "note": h.note}
+                item: dict[str, Any] = {
+                    "at": iso_z(h.at_ns), "actor": h.actor, "action": h.action,
+                    "from_status": h.from_status, "to_status": h.to_status, "note": h.note}
                 if h.action == "escalate" and h.note:
                     item.update(json.loads(h.note))
+                if h.id in deliveries:
+                    item["handover"] = deliveries[h.id]
                 history.append(item)
             data["history"] = history
         data["evidence"] = self.evidence_of([hazard_id])[hazard_id]
