@@ -12,7 +12,7 @@ Targets, picked by the first input byte:
 - ``parse_line`` (lines the spool replays and the embedded store parses) and ``series_key``:
   the rest of the input is the line.
 
-Invariants: those of ``tests/test_normalize_properties.py`` (``check_outcome``: nothing
+Invariants: those of ``tests/support/normalize_checks.py`` (``check_outcome``: nothing
 escapes ``process``, a refusal has a known reason, never ``internal``, and a detail; a reading
 has points with fields and finite floats), and every point of a reading encodes with
 ``encode_point`` and parses back to itself. A line ``parse_line`` accepts either is refused by
@@ -65,7 +65,7 @@ def make_target() -> Callable[[bytes], None]:
             import hub.ingest.normalize  # noqa: F401
     from hub.ingest.lineproto import encode_point, parse_line, series_key
     from hub.model import InboundMessage, Point, Reading
-    from tests.test_normalize_properties import NORMALIZER, NOW, check_outcome
+    from tests.support.normalize_checks import NORMALIZER, NOW, check_outcome
 
     routes = NORMALIZER.router.routes
     line_target = len(routes)

@@ -101,7 +101,7 @@ def kill_loop(work: Path, broker: MosquittoServer, influx: InfluxServer, db: str
                    mqtt_client_id=f"torture-{seed}")
     result = TortureResult(messages, batch.total_points, expected=expected)
     started = time.monotonic()
-    hub.start(timeout=60)
+    hub.start(timeout=120)
     publisher = Paced(broker.url, batch.messages, rate)
     publisher.start()
     try:
@@ -111,7 +111,7 @@ def kill_loop(work: Path, broker: MosquittoServer, influx: InfluxServer, db: str
             result.events.append(f"kill {k + 1} after {publisher.sent} published")
             if rng.random() < 0.5:
                 time.sleep(rng.uniform(0.0, 1.0))  # the broker queues for the session
-            hub.start(timeout=60)
+            hub.start(timeout=120)
         publisher.join(timeout)
         if publisher.error is not None:
             raise publisher.error
@@ -147,7 +147,7 @@ def outage(work: Path, broker: MosquittoServer, influx: InfluxServer, db: str, *
     hub: HubProcess = make_hub(work / "hub", broker, None, sites, **settings)
     result = TortureResult(total, batch.total_points, expected=expected)
     started = time.monotonic()
-    hub.start(timeout=60)
+    hub.start(timeout=120)
     publisher = Paced(broker.url, batch.messages, rate)
     try:
         publisher.start()
@@ -175,7 +175,7 @@ def outage(work: Path, broker: MosquittoServer, influx: InfluxServer, db: str, *
         result.events.append(f"influx back after {back_at - down_at:.0f} s, "
                              f"{publisher.sent} published")
         if kill_while_full:
-            hub.start(timeout=60)
+            hub.start(timeout=120)
         publisher.join(timeout)
         if publisher.error is not None:
             raise publisher.error

@@ -21,6 +21,7 @@ from hub.model import InboundMessage, Reading, Refusal
 from hub.patrol.service import PatrolService
 from hub.profiles.loader import load_profiles
 from hub.rules.engine import RuleEngine
+from hub.rules.readiness import ReadinessBook
 from hub.setaside.rows import refusal_of
 from hub.settings import Settings
 from hub.sites import load_sites
@@ -122,6 +123,8 @@ class Hub:
             settings, self.alarms, self.engine, profiles=self.profiles, sites=self.sites,
             clock=self.clock,
         )
+        # readiness of stations, from the same resolved rules (console, dashboards)
+        self.readiness = ReadinessBook(self.rules.rule_sets, self.sites)
         self.pipeline.add_tick_hook("mqtt-count", self._count_received)
         self.gc_freezer = GcFreezer(settings.gc_freeze_s)
         self.pipeline.add_tick_hook("gc-freeze", self.gc_freezer.on_tick)
@@ -253,7 +256,8 @@ class Hub:
                       "bytes": writer.get("spool_bytes", 0)},
             "pipeline": {"running": pipeline_ok, "queued": self.pipeline.queue_depth,
                          "writer_queued": writer.get("queued", 0),
-                         "processed": self.pipeline.processed},
+                         "processed": self.pipeline.processed,
+                         "ticks": self.pipeline.ticks},
             "devices": self.states.counts(),
             "refusals": self.refusals.counts(),
             "notify": notify,

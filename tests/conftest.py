@@ -15,6 +15,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support.require import require_binary
 from tests.support.services import (
@@ -25,6 +26,11 @@ from tests.support.services import (
     PostgresServer,
     log_tail,
 )
+
+# No per-example deadline: on a loaded 2-core machine a slow example is not a failure
+# (the examples and their assertions are unchanged).
+settings.register_profile("hub", deadline=None)
+settings.load_profile("hub")
 
 SERVICE_FIXTURES = frozenset({"mosquitto", "influx_server", "influx_db", "influx_own",
                               "pg_server", "pg_url", "state_url"})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,30 @@ def _connect(port: int) -> paho.Client:
     return client
 
 
-def _retained(port: int, topic: str, wait_s: float = 1.0) -> list[bytes]:
-    """Subscribe with a fresh client and return the retained payloads it gets."""
+def _retained(port: int, topic: str, timeout: float = 10.0) -> list[bytes]:
+    """Subscribe with a fresh client and return the retained payloads it gets.
+
+    Waits on the broker, not on time: after the SUBACK a fence is published on a topic of the
+    same client; the broker sends the retained messages before it, so once the fence is in,
+    every retained payload is too.
+    """
     got: list[bytes] = []
+    fence = f"test/fence/{uuid.uuid4().hex}"
+    subscribed, fenced = threading.Event(), threading.Event()
     client = _connect(port)
-    client.on_message = lambda c, u, m: got.append(m.payload) if m.retain else None
-    client.subscribe(topic, qos=1)
-    time.sleep(wait_s)
+
+    def on_message(_c: paho.Client, _u: object, m: paho.MQTTMessage) -> None:
+        if m.topic == fence:
+            fenced.set()
+        elif m.retain:
+            got.append(m.payload)
+
+    client.on_message = on_message
+    client.on_subscribe = lambda c, u, mid, rc, p: subscribed.set()
+    client.subscribe([(topic, 1), (fence, 1)])
+    assert subscribed.wait(timeout), "no SUBACK"
+    client.publish(fence, b"", qos=1)
+    assert fenced.wait(timeout), "the fence never came back"
     client.loop_stop()
     client.disconnect()
     return got

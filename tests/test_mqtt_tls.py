@@ -179,8 +179,12 @@ def test_hub_without_client_certificate_is_refused_and_says_so(
     )
     hub.start(wait_connected=False)
     try:
-        time.sleep(3)
+        # wait on state: the hub has tried and been refused (it says why in last_error)
+        deadline = time.monotonic() + 30
         health = hub.health()
+        while not health["broker"]["last_error"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+            health = hub.health()
         assert health["status"] == "degraded" and health["broker"]["connected"] is False
     finally:
         hub.stop()

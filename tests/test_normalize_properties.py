@@ -4,46 +4,21 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.ingest.lineproto import encode_point
-from hub.ingest.normalize import Normalizer
 from hub.model import InboundMessage, Reading, Refusal
-from hub.profiles.loader import load_profiles
-from hub.sites import load_sites
+from tests.support.normalize_checks import NORMALIZER, NOW, check_outcome
 
-REPO = Path(__file__).parent.parent
-NORMALIZER = Normalizer(load_profiles(REPO / "device_profiles"), load_sites(REPO / "sites"))
 TOPICS = [
     r.spec.topic.replace("{device_id}", dev)
     for r in NORMALIZER.router.routes
     for dev in ("GY-FL-0001", "861234567890123", "FP-R03", "LTP-MFS-01", "YK8-000231")
 ]
-NOW = time.time_ns()
 SHANGHAI = timezone(timedelta(hours=8))
-REASONS = {
-    "no_profile",
-    "too_large",
-    "empty",
-    "bad_device_id",
-    "bad_json",
-    "not_text",
-    "bad_csv",
-    "bad_status",
-    "device_mismatch",
-    "missing_field",
-    "bad_type",
-    "bad_value",
-    "out_of_range",
-    "no_fields",
-    "bad_text",
-    "text_too_long",
-}
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -56,18 +31,6 @@ json_values = st.recursive(
 
 def process(topic: str, payload: bytes) -> Reading | Refusal:
     return NORMALIZER.process(InboundMessage(topic, payload, 1, False, NOW))
-
-
-def check_outcome(result: Reading | Refusal) -> None:
-    if isinstance(result, Refusal):
-        assert result.reason in REASONS, result  # never "internal": no crash, a known reason
-        assert result.detail
-    else:
-        assert result.points
-        for point in result.points:
-            assert point.fields
-            for _name, value in point.fields:
-                assert not (isinstance(value, float) and not math.isfinite(value))
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])

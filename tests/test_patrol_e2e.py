@@ -73,7 +73,9 @@ def wait_for(what: Callable[[], Any], hub: HubProcess, timeout: float = 20) -> A
 def drained(hub: HubProcess, count: int) -> None:
     """Wait until the hub has handled ``count`` more messages than before."""
     wait_for(lambda: hub.health()["pipeline"]["processed"] >= count, hub, timeout=30)
-    time.sleep(0.6)  # a tick later the alarm service has flushed
+    # two completed ticks later the patrol timers have run and the alarm service has flushed
+    ticks = hub.health()["pipeline"]["ticks"]
+    wait_for(lambda: hub.health()["pipeline"]["ticks"] >= ticks + 2, hub, timeout=30)
 
 
 def alarms(hub: HubProcess, **params: Any) -> list[dict[str, Any]]:

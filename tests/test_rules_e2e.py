@@ -71,6 +71,15 @@ class Driver:
         )
 
 
+    def processed_since(self, before: int, count: int, timeout: float = 15) -> None:
+        """Wait until the hub's pipeline has taken ``count`` messages since ``before``."""
+        deadline = time.monotonic() + timeout
+        while self.hub.health()["pipeline"]["processed"] < before + count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"message not processed\n{self.hub.log()}")
+            time.sleep(0.05)
+
+
 def has(rule: str, severity: str, state: str = "active_unack") -> Callable[[dict[str, Any]], bool]:
     return lambda alarms: (
         rule in alarms and (alarms[rule]["severity"], alarms[rule]["state"]) == (severity, state)
@@ -293,8 +302,9 @@ def test_open_alarms_and_half_elapsed_durations_survive_restart(driver: Driver) 
     dev = "GY-FL-0001"
     light(d, 0, tilt_deg=80.0, battery_mv=11300)  # knocked over now; battery low starts timing
     d.wait(dev, has("knocked_over", "critical"))
+    processed = d.hub.health()["pipeline"]["processed"]
     light(d, 6, tilt_deg=80.0, battery_mv=11300)  # six of the ten minutes have run
-    time.sleep(1)
+    d.processed_since(processed, 1)  # in the hub before it stops (state, not a sleep)
     d.hub.stop()
     d.hub.start()
     alarms = d.alarms(dev)

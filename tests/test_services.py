@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tests.support import require
 from tests.support.services import (
     InfluxDatabase,
     InfluxServer,
@@ -252,7 +253,7 @@ def test_free_port_is_bindable() -> None:
 
 
 def test_missing_binary_skips_or_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(conftest, "which", lambda _name: None)
+    monkeypatch.setattr(require, "which", lambda _name: None)  # where require_binary looks
     monkeypatch.delenv("HUB_REQUIRE_SERVICES", raising=False)
     with pytest.raises(pytest.skip.Exception, match="apt-get install influxdb"):
         conftest.require_binary("influxd")

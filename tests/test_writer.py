@@ -44,6 +44,20 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
         time.sleep(0.02)
 
 
+def settled(read: Callable[[], int], quiet_s: float = 0.5, timeout: float = 20.0) -> int:
+    """The value once it has not changed for ``quiet_s`` (it stalls under back-pressure)."""
+    deadline = time.monotonic() + timeout
+    last, since = read(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return now
+    raise AssertionError(f"still changing after {timeout} s (last {last})")
+
+
 def count(server: InfluxServer) -> int:
     body = server.query('SELECT COUNT("battery_v") FROM "flashing_light"', db=DB)
     series = body["results"][0].get("series")
@@ -222,8 +236,9 @@ def test_spool_full_applies_back_pressure(
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    time.sleep(1.5)
-    stalled = len(rec.durable)
+    # wait on state: batches go to the spool until it is full, then the count stands still
+    wait_for(lambda: writer.health()["spool_bytes"] > 0)
+    stalled = settled(lambda: len(rec.durable))
     assert 0 < stalled < 12
     assert feeder.is_alive()  # submit blocks: back-pressure reaches the caller
     assert len(submitted) < 12

@@ -28,6 +28,7 @@ from fastapi.templating import Jinja2Templates
 from hub.api.auth import ROLE_RANK, SESSION_COOKIE, User, caller_of, resolve
 from hub.api.scope import policy
 from hub.console import i18n
+from hub.rules.readiness import ReadinessBook
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -47,7 +48,6 @@ GRAFANA_DASHBOARDS = {
     "patrol_reader": "safety-hub-patrol",
 }
 INTERNAL_BASE = "http://hub.internal"
-STATION_RULES_NOT_READY = frozenset({"smoke", "fire_heat", "extinguisher_missing", "offline"})
 
 
 class ApiError(Exception):
@@ -421,44 +421,30 @@ async def p_map(request: Request) -> Response:
     return await _partial(request, "map.html", _build_map)
 
 
-def _station(device: dict[str, Any], alarms: list[dict[str, Any]]) -> dict[str, Any]:
+def _station(book: ReadinessBook, kind: str, device: dict[str, Any],
+             alarms: list[dict[str, Any]]) -> dict[str, Any]:
     values = device.get("values") or {}
-    rules = {a["rule"] for a in alarms}
-    hydrant = values.get("hydrant_pressure_mpa")
-    problems: list[str] = []
-    readiness = "ready"
-    if device.get("online") is not True or rules & STATION_RULES_NOT_READY:
-        readiness = "not_ready"
-    if isinstance(hydrant, int | float) and hydrant < 0.10:
-        readiness = "not_ready"
-    degraded = (
-        (isinstance(hydrant, int | float) and hydrant < 0.15)
-        or values.get("mains_power") is False
-        or values.get("door_open") is True
-        or bool(rules - STATION_RULES_NOT_READY)
-    )
-    if readiness == "ready" and degraded:
-        readiness = "degraded"
-    if "extinguisher_missing" in rules:
-        extinguishers = "missing"
-    elif "extinguisher_pressure" in rules:
-        extinguishers = "low_pressure"
-    else:
-        extinguishers = "ok"
-    problems = sorted(rules)
-    return {"device": device, "values": values, "readiness": readiness,
-            "extinguishers": extinguishers, "alarms": alarms, "problems": problems,
-            "hydrant": hydrant}
+    readiness = book.of(kind, device.get("site"), device["device_id"])
+    assert readiness is not None  # only kinds that declare a readiness are listed
+    grade = readiness.grade({**values, "online": device.get("online")},
+                            [(a["rule"], a["severity"]) for a in alarms])
+    return {"device": device, "values": values, "readiness": grade.state,
+            "extinguishers": grade.marks.get("extinguishers", "ok"), "alarms": alarms,
+            "problems": sorted({a["rule"] for a in alarms}), "flagged": grade.flagged,
+            "hydrant": values.get("hydrant_pressure_mpa")}
 
 
 async def _build_stations(ctx: Ctx) -> None:
     api = Api(ctx.request)
-    devices = await _devices(api, kind="fire_station")
-    active = await _active_alarms(api, kind="fire_station")
-    by_device: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for alarm in active:
-        by_device[alarm["device_id"]].append(alarm)
-    stations = [_station(d, by_device.get(d["device_id"], [])) for d in devices]
+    book: ReadinessBook = ctx.request.app.state.hub.readiness
+    stations: list[dict[str, Any]] = []
+    for kind in book.kinds:  # the kinds whose rule files declare a readiness
+        devices = await _devices(api, kind=kind)
+        active = await _active_alarms(api, kind=kind)
+        by_device: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for alarm in active:
+            by_device[alarm["device_id"]].append(alarm)
+        stations += [_station(book, kind, d, by_device.get(d["device_id"], [])) for d in devices]
     order = {"not_ready": 0, "degraded": 1, "ready": 2}
     stations.sort(key=lambda s: (order[s["readiness"]], s["device"]["device_id"]))
     ctx.values.update(stations=stations,

@@ -13,7 +13,8 @@ def main(argv: list[str]) -> int:
     """Write the generated files under OUT_DIR (default ``grafana/``)."""
     settings = Settings()
     out = Path(argv[0]) if argv else GRAFANA_DIR
-    for path in export(generate(settings.profiles_dir, settings.sites_dir), out):
+    boards = generate(settings.profiles_dir, settings.sites_dir, settings.rules_dir)
+    for path in export(boards, out):
         print(path)
     return 0
 

@@ -14,7 +14,8 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     from hub.grafana.export import GRAFANA_DIR, export, generate
 
     root = args.out or GRAFANA_DIR
-    for path in export(generate(settings.profiles_dir, settings.sites_dir), root):
+    boards = generate(settings.profiles_dir, settings.sites_dir, settings.rules_dir)
+    for path in export(boards, root):
         print(path)
     return 0
 
@@ -45,7 +46,7 @@ def _push(args: argparse.Namespace, settings: Settings) -> int:
     try:
         report = pusher.push(
             sources,
-            generate(settings.profiles_dir, settings.sites_dir),
+            generate(settings.profiles_dir, settings.sites_dir, settings.rules_dir),
             hub_url=args.hub_url or settings.console_url,
         )
     except PushError as exc:

@@ -7,6 +7,7 @@ from pathlib import Path
 from hub.grafana.dashboards import BuiltDashboard, build_dashboards
 from hub.grafana.datasource import dashboard_provider_yaml, provisioning_yaml
 from hub.profiles.loader import load_profiles
+from hub.rules.schema import load_rule_dir
 from hub.settings import PACKAGE_ROOT
 from hub.sites import load_sites
 
@@ -14,9 +15,11 @@ GRAFANA_DIR = PACKAGE_ROOT / "grafana"
 DASHBOARD_DIR = GRAFANA_DIR / "dashboards"
 
 
-def generate(profiles_dir: Path, sites_dir: Path) -> list[BuiltDashboard]:
-    """Build every dashboard from code, the device profiles and the site files."""
-    return build_dashboards(load_sites(sites_dir), load_profiles(profiles_dir))
+def generate(profiles_dir: Path, sites_dir: Path,
+             rules_dir: Path | None = None) -> list[BuiltDashboard]:
+    """Build every dashboard from code, the device profiles, their rules and the site files."""
+    rule_sets = load_rule_dir(rules_dir or profiles_dir / "rules")
+    return build_dashboards(load_sites(sites_dir), load_profiles(profiles_dir), rule_sets)
 
 
 def rendered_files(dashboards: list[BuiltDashboard]) -> dict[str, str]:

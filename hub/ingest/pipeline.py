@@ -92,6 +92,7 @@ class Pipeline:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.processed = 0
+        self.ticks = 0  # completed ticks: lets a caller wait for the timers to have run
 
     # ------------------------------------------------------------------ wiring
 
@@ -256,6 +257,7 @@ class Pipeline:
             # What the tick hooks changed (patrol rounds, ...) is written by the writer's thread
             # too, even while no message comes in.
             self._flush(force=True)
+        self.ticks += 1
 
     def _save_states(self) -> None:
         self.states.begin_save()

@@ -25,6 +25,8 @@ GRADES: tuple[Grade, ...] = ("general", "major")
 DeadlineClock = Literal["calendar", "working"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Severity = Literal["critical", "major", "minor", "warning", "info"]
+# the rules that say a round or its checkpoints were not walked (the dashboards show them together)
+MISSED_RULES: tuple[RuleName, ...] = ("checkpoint_missed", "round_not_started")
 
 
 class _Strict(BaseModel):

@@ -20,6 +20,7 @@ from hub.sites import UNASSIGNED_SITE
 
 NS = 1_000_000_000
 Test = Callable[[Any], bool]
+_NOT_SIGNED: Any = {"levels": {"__all__": {"readiness"}}}
 
 
 class RuleState:
@@ -699,7 +700,9 @@ class Program:
         # what a reading may update: (name, position), "event" excepted (never a last value)
         self.field_at: tuple[tuple[str, int], ...] = tuple(
             (name, value_at[name]) for name in sorted(tracked))
-        dump = {rid: rule.model_dump(mode="json") for rid, rule in rules.items() if rule.enabled}
+        # readiness grades stations for people, it changes no rule state: not in the signature
+        dump = {rid: rule.model_dump(mode="json", exclude=_NOT_SIGNED)
+                for rid, rule in rules.items() if rule.enabled}
         self.signature = hashlib.sha256(
             json.dumps(dump, sort_keys=True).encode()
         ).hexdigest()[:16]

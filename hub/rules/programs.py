@@ -10,6 +10,29 @@ from hub.rules.compiled import Program
 from hub.sites import UNASSIGNED_SITE, Device, Site, SiteRegistry
 
 
+def resolve_for(rule_sets: Mapping[str, schema.RuleSet], kind: str, site: Site | None,
+                device: Device | None) -> dict[str, schema.Rule] | None:
+    """A kind's rules with a site's and a device's overrides (None: the kind has no rules).
+
+    The one resolution: the engine compiles it, the console and the dashboards read their
+    readiness from it (hub/rules/readiness.py).
+    """
+    rule_set = rule_sets.get(kind)
+    if rule_set is None:
+        return None
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if site is not None and site.rules:
+        layers.append((f"site {site.site}", schema.site_overrides_for_kind(
+            site.rules, kind, set(rule_sets))))
+    rules = schema.resolve_rules(rule_set, *layers, strict_ids=False)
+    if device is not None and device.rules:
+        dev_set = schema.RuleSet(kind=kind, rules=rules)
+        site_id = site.site if site else UNASSIGNED_SITE
+        rules = schema.resolve_rules(
+            dev_set, (f"site {site_id} device {device.id}", device.rules), strict_ids=True)
+    return rules
+
+
 class ProgramResolver:
     """Compiles and caches one program per (kind, site, device with its own overrides)."""
 
@@ -55,19 +78,10 @@ class ProgramResolver:
                device.id if device is not None and device.rules else None)
         if key in self._programs:
             return self._programs[key]
-        rule_set = self.rule_sets.get(kind)
-        if rule_set is None:
+        rules = resolve_for(self.rule_sets, kind, site, device)
+        if rules is None:
             self._programs[key] = None
             return None
-        layers: list[tuple[str, Mapping[str, Any]]] = []
-        if site is not None and site.rules:
-            layers.append((f"site {site.site}", schema.site_overrides_for_kind(
-                site.rules, kind, set(self.rule_sets))))
-        rules = schema.resolve_rules(rule_set, *layers, strict_ids=False)
-        if device is not None and device.rules:
-            dev_set = schema.RuleSet(kind=kind, rules=rules)
-            rules = schema.resolve_rules(
-                dev_set, (f"site {key[1]} device {device.id}", device.rules), strict_ids=True)
         program = Program(rules)
         self._programs[key] = program
         return program

@@ -218,12 +218,64 @@ class Messages(_Strict):
     zh: str
 
 
+ReadinessState = Literal["not_ready", "degraded"]
+READINESS_STATES: tuple[str, ...] = ("not_ready", "degraded", "ready")  # worst first
+# conditions that can be judged on a device's last values alone (no timers, no history)
+VALUE_CONDITIONS = (Threshold, State, AllOf, AnyOf, NotOf)
+
+
+def _judged_on_values(cond: Any) -> bool:
+    if isinstance(cond, AllOf | AnyOf):
+        children = cond.all if isinstance(cond, AllOf) else cond.any
+        return all(_judged_on_values(c) for c in children)
+    if isinstance(cond, NotOf):
+        return _judged_on_values(cond.not_)
+    return isinstance(cond, VALUE_CONDITIONS)
+
+
+class Readiness(_Strict):
+    """What a level means for a station's readiness (read by the console and the dashboards).
+
+    The station is ``state`` while this level's alarm is active (``on_alarm``), and while the
+    last values meet the level's condition (``on_values``) or ``when`` (giving ``when`` implies
+    judging on values): a threshold without hysteresis, no ``for_s``. ``marks`` are facts shown
+    while the alarm is active. A bare string is short for ``{state: ...}``.
+    """
+
+    state: ReadinessState
+    on_alarm: bool = True
+    on_values: bool = False
+    when: Condition | None = None
+    marks: dict[str, str] = Field(default_factory=dict, description="e.g. {extinguishers: missing}")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        return {"state": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _judgeable(self) -> Readiness:
+        if self.when is not None and not _judged_on_values(self.when):
+            raise ValueError("readiness.when: only threshold, state, all, any and not can be "
+                             "judged on the last values")
+        return self
+
+
 class Level(_Strict):
     """One severity level of a rule: its condition and how long it must hold."""
 
     when: Condition
     for_s: float = Field(default=0, ge=0)
     message: Messages | None = None
+    readiness: Readiness | None = None
+
+    @model_validator(mode="after")
+    def _values_judgeable(self) -> Level:
+        r = self.readiness
+        if r is not None and r.on_values and r.when is None and not _judged_on_values(self.when):
+            raise ValueError("readiness.on_values: this level's condition cannot be judged on "
+                             "the last values (give readiness.when)")
+        return self
 
 
 class Rule(_Strict):
@@ -235,10 +287,18 @@ class Rule(_Strict):
     message: Messages
 
 
+class KindReadiness(_Strict):
+    """A kind graded ready / degraded / not ready (micro fire stations); levels say more."""
+
+    other_alarms: ReadinessState | None = Field(
+        default="degraded", description="while an alarm whose level names no readiness is active")
+
+
 class RuleSet(_Strict):
     """The rules of one device kind (one file in ``device_profiles/rules``)."""
 
     kind: str
+    readiness: KindReadiness | None = None
     rules: dict[str, Rule]
 
 

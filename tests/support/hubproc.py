@@ -46,8 +46,32 @@ class HubProcess:
         """Base URL of the hub's API."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0, wait_connected: bool = True) -> None:
-        """Start and wait until the API answers (and the broker is connected)."""
+    def start(self, timeout: float = 90.0, wait_connected: bool = True) -> None:
+        """Start and wait until the API answers (and the broker is connected).
+
+        The deadline is generous: on a loaded machine start-up alone took 25 s. When the API
+        port was taken meanwhile (the hub exits with "address already in use"), start again
+        on a new port (``api`` follows).
+        """
+        for attempt in range(3):
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                self._start_once(timeout, wait_connected)
+                return
+            except RuntimeError:
+                self._reap()
+                log = self.log_path.read_bytes()[offset:]
+                if b"address already in use" not in log or attempt == 2:
+                    raise
+                self.port = free_port()
+                self.settings["HUB_API_PORT"] = str(self.port)
+
+    def _reap(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def _start_once(self, timeout: float, wait_connected: bool) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
         env.update(self.settings)
         handle = self.log_path.open("ab")

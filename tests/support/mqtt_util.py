@@ -63,8 +63,11 @@ class Collector:
         self._lock = threading.Condition()
         self._client = _client(url)
         self._client.on_message = self._on_message
+        subscribed = threading.Event()
+        self._client.on_subscribe = lambda c, u, mid, rc, p: subscribed.set()
         self._client.subscribe(topic, qos=1)
-        time.sleep(0.2)
+        if not subscribed.wait(10):  # the SUBACK, not a sleep: later publishes reach us
+            raise RuntimeError(f"no SUBACK for {topic}")
 
     def _on_message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
         with self._lock:

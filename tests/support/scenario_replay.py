@@ -47,19 +47,34 @@ def scenario_messages(name: str, seed: int = 1) -> tuple[Scenario, list[SimMessa
     return scenario, list(fleet.events_between(start, end))
 
 
-def replay(hub: HubProcess, mqtt_url: str, messages: list[SimMessage]) -> None:
-    """Publish every message (a will as the broker would: retained) and wait until processed."""
+def replay(hub: HubProcess, mqtt_url: str, messages: list[SimMessage],
+           timeout: float = 120) -> None:
+    """Publish every message (a will as the broker would: retained) and wait until processed.
+
+    Waits on the hub's state, not on time: every message taken by the pipeline, nothing queued
+    (pipeline and writer), then two completed pipeline ticks, so that each timer due by the
+    newest device time has run (with ``clock: device`` time stops with the last message).
+    """
     before = hub.health()["pipeline"]["processed"]
     publish_many(
         mqtt_url, [(m.topic, m.payload, m.qos, m.retain or m.action is not None) for m in messages]
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
+    pipeline = hub.health()["pipeline"]
     while time.monotonic() < deadline:
-        pipeline = hub.health()["pipeline"]
-        if pipeline["processed"] - before >= len(messages) and pipeline["queued"] == 0:
+        if (pipeline["processed"] - before >= len(messages) and pipeline["queued"] == 0
+                and pipeline["writer_queued"] == 0):
             break
-        time.sleep(0.2)
-    time.sleep(1.5)  # a few rule ticks after the last message
+        time.sleep(0.1)
+        pipeline = hub.health()["pipeline"]
+    else:
+        raise AssertionError(f"replay not processed in {timeout} s: {pipeline}\n{hub.log()}")
+    # the tick running now may have started before the last message: wait for two more
+    ticks = pipeline["ticks"]
+    while hub.health()["pipeline"]["ticks"] < ticks + 2:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the hub's pipeline stopped ticking\n{hub.log()}")
+        time.sleep(0.05)
 
 
 def start_hub(tmp_path: Path, mqtt_url: str, influx: object | None = None) -> HubProcess:

@@ -17,6 +17,7 @@ import contextlib
 import glob
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -37,8 +38,30 @@ class ServiceError(RuntimeError):
     """A test service could not be started or answered with an error."""
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = HOST) -> int:
-    """Return a TCP port on ``host`` that was free a moment ago."""
+    """Return a TCP port on ``host`` that was free a moment ago.
+
+    Chosen below the kernel's ephemeral range: a port from that range (what binding port 0
+    gives) can be taken as the source port of any outgoing connection before the server that
+    was meant to bind it does, which on a busy machine happens (EADDRINUSE at start).
+    """
+    low = _ephemeral_range()[0]
+    for _ in range(50):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
