@@ -266,7 +266,11 @@ def test_a_device_password_cannot_take_the_hubs_session(tmp_path: Path) -> None:
         deadline = time.monotonic() + 5
         while not hub.is_connected() and time.monotonic() < deadline:
             time.sleep(0.02)
+        subscribed = threading.Event()
+        hub.on_subscribe = lambda *a: subscribed.set()
         hub.subscribe("#", qos=1)
+        # the broker must hold the subscription before the device publishes (wait on state)
+        assert subscribed.wait(10), "no SUBACK for the hub's subscription"
         thief = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                             client_id="safety-hub", protocol=paho.MQTTv5)
         thief.username_pw_set("GY-FL-0012", PASSWORDS["GY-FL-0012"])

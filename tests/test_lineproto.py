@@ -188,7 +188,10 @@ def test_roundtrip_property(p: Point) -> None:
 # Names without backslashes: InfluxDB cannot store every backslash faithfully (see the module
 # docstring and test_influx_backslash_forms); everything else in Unicode is fair game.
 influx_tag_values = st.text(min_size=1, max_size=10).filter(lambda s: "\\" not in s)
-influx_names = influx_tag_values.filter(lambda s: "\x00" not in s and s != "time")
+# Nor tabs in names: InfluxDB 1.6 reads the field key "\t" back as "val0" (its scanner takes a
+# tab for the separator). Profile names are identifiers, so the hub never writes one.
+influx_names = influx_tag_values.filter(lambda s: "\x00" not in s and "\t" not in s
+                                        and s != "time")
 _db_counter = itertools.count()
 
 
