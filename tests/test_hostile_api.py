@@ -263,3 +263,16 @@ def test_a_due_time_past_what_the_store_holds_answers_422(client: TestClient) ->
                            json={"department": "roads", "due_at": "9999-12-31T00:00:00"})
     assert response.status_code == 422
     assert "2261-12-31" in response.json()["detail"]["message"]
+
+
+def test_the_hazard_list_is_paged_with_a_bounded_page(hub: Hub, client: TestClient) -> None:
+    for n in range(3):
+        assert hub.patrol.hazards.create("fuping", "fire_exit_blocked", f"blocked {n}", None,
+                                         None, "ops") is not None
+    first = client.get("/api/hazards", params={"limit": 2}, headers=VIEWER)
+    rest = client.get("/api/hazards", params={"limit": 2, "offset": 2}, headers=VIEWER)
+    assert (first.status_code, rest.status_code) == (200, 200)
+    notes = [h["note"] for h in first.json() + rest.json()]
+    assert sorted(notes) == ["blocked 0", "blocked 1", "blocked 2"]  # each once, none lost
+    too_big = client.get("/api/hazards", params={"limit": 5001}, headers=VIEWER)
+    assert too_big.status_code == 422 and "5000" in too_big.text

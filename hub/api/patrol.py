@@ -187,11 +187,14 @@ def hazards(request: Request, user: Viewer, site: str | None = None,
             overdue: bool | None = None,
             grade: Literal["general", "major"] | None = None,
             department: str | None = None,
-            supervised: bool | None = None) -> list[dict[str, Any]]:
+            supervised: bool | None = None,
+            limit: int = Query(500, ge=1, le=5000, description="page size (at most 5000)"),
+            offset: int = Query(0, ge=0, le=1_000_000)) -> list[dict[str, Any]]:
     """Hazards, newest first, filtered by site, status, category, grade, department, 督办."""
     return _service(request).hazards.search(
         site=site, status=status, category=category, overdue=overdue, grade=grade,
-        department=department, supervised=supervised, scope=_scope(request, user))
+        department=department, supervised=supervised, scope=_scope(request, user),
+        limit=limit, offset=offset)
 
 
 @router.get("/api/departments")

@@ -562,8 +562,9 @@ class HazardService:
                category: str | None = None, overdue: bool | None = None,
                since_ns: int | None = None, until_ns: int | None = None,
                grade: str | None = None, department: str | None = None,
-               supervised: bool | None = None, scope: Scope = None) -> list[dict[str, Any]]:
-        """Hazards, newest first, filtered, with their evidence links."""
+               supervised: bool | None = None, scope: Scope = None,
+               limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Hazards, newest first, filtered, with their evidence links (a page of them)."""
         query = select(HazardRow).order_by(HazardRow.reported_ns.desc(), HazardRow.id)
         if site is not None:
             query = query.where(HazardRow.site == site)
@@ -584,10 +585,14 @@ class HazardService:
             query = query.where(HazardRow.reported_ns >= since_ns)
         if until_ns is not None:
             query = query.where(HazardRow.reported_ns < until_ns)
+        if overdue is None and limit is not None:  # overdue is decided per row: page after it
+            query = query.limit(limit).offset(offset)
         with self.sessions() as session:
             items = [self._json(r, self.now(r.site)) for r in session.scalars(query)]
         if overdue is not None:
             items = [i for i in items if i["overdue"] is overdue]
+            if limit is not None:
+                items = items[offset:offset + limit]
         evidence = self.evidence_of([i["id"] for i in items])
         for item in items:
             item["evidence"] = evidence[item["id"]]
