@@ -5,11 +5,14 @@ Every test runs on SQLite and on PostgreSQL (``state_url``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 
+from hub.model import InboundMessage, Refusal
 from hub.patrol.departments import UnknownDepartment
 from hub.patrol.hazards import InvalidHazardTransition
 from tests.support.hazard_rig import HazardRig, local
@@ -124,23 +127,35 @@ def test_an_old_hazard_is_not_overdue_at_once(rig: HazardRig) -> None:
     assert "reported late" in rig.patrol.hazards.get(hz["id"])["history"][0]["note"]
 
 
-def test_long_and_control_strings_are_cut_and_recorded(rig: HazardRig) -> None:
-    rig.hazard(local(FRIDAY, "08:04"), category="x" * 100, note="a\x00b",
-               photo_ref="p" * 500)
-    hz = rig.patrol.hazards.search()[0]
-    assert hz["category"] == "x" * 64 and hz["note"] == "ab" and len(hz["photo_ref"]) == 400
-    note = rig.patrol.hazards.get(hz["id"])["history"][0]["note"]
-    assert "category cleaned or cut to 64" in note and "photo_ref" in note
+def _refusal(rig: HazardRig, reader: str = "FP-R03", **fields: Any) -> Refusal:
+    """A hazard message the boundary refuses (docs/security.md: one rule per field)."""
+    body = {"reader": reader, "patroller": "FP-P017", "tag_uid": "04D2216EE729C5",
+            "ts": local(FRIDAY, "08:04").isoformat(), "category": "fire_exit_blocked",
+            "note": "blocked", **fields}
+    result = rig.normalizer.process(InboundMessage(
+        f"patrol/{reader}/hazard", json.dumps(body).encode(), 1, False, rig.now))
+    assert isinstance(result, Refusal), result
+    return result
 
 
-def test_a_long_reader_id_is_stored_cut_and_deduplicated(rig: HazardRig) -> None:
-    """A 300-character reader id (no site lists it; the tag does) fits its columns."""
-    reader = "R" * 300
-    for _ in range(2):  # the re-sent message is the same hazard
-        rig.hazard(local(FRIDAY, "08:04"), reader=reader)
-    found = rig.patrol.hazards.search()
-    assert len(found) == 1 and found[0]["device_id"] == "R" * 128
-    assert not rig.refused
+def test_long_and_control_strings_are_refused_or_cleaned_at_the_boundary(
+        rig: HazardRig) -> None:
+    """Identifiers that do not fit their column are refused with the limit; free text is
+    cleaned (the one rule per field of docs/security.md); nothing is stored cut silently."""
+    too_long = _refusal(rig, category="x" * 100)
+    assert too_long.reason == "text_too_long" and "64" in too_long.detail
+    photo = _refusal(rig, photo_ref="p" * 500)
+    assert photo.reason == "text_too_long" and "400" in photo.detail
+    assert rig.patrol.hazards.search() == []
+    rig.hazard(local(FRIDAY, "08:04"), note="a\x00b")
+    assert [h["note"] for h in rig.patrol.hazards.search()] == ["ab"]
+
+
+def test_a_long_reader_id_is_refused_with_the_limit(rig: HazardRig) -> None:
+    """A 300-character reader id is refused at the boundary, with the limit; none stored."""
+    refused = _refusal(rig, reader="R" * 300)
+    assert refused.reason == "bad_device_id" and "128" in refused.detail
+    assert rig.patrol.hazards.search() == []
 
 
 def test_a_store_from_before_grades_gains_the_new_columns(state_url: str) -> None:
