@@ -137,6 +137,7 @@ class Hub:
         self.patrol = PatrolService.from_settings(
             settings, self.engine, self.alarms, self.sites, clock=self.clock,
             handover=self.notify.handover if self.notify is not None else None,
+            report=self.notify.report if self.notify is not None else None,
             refuse=self._refuse_reading)
         if self.notify is not None:
             self.patrol.hazards.deliveries = self.notify.handover_status

@@ -35,6 +35,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "duty": ("On duty", "值班"),
     "step": ("step {n}", "第 {n} 级"),
     "console": ("Console", "控制台"),
+    "report_pdf": ("Download (PDF)", "下载报告 (PDF)"),
 }
 
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from hub.alarms.service import AlarmService
     from hub.clock import HubClock
     from hub.patrol.departments import HandoverMessage
+    from hub.patrol.monthly_send import ReportMessage
     from hub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,19 @@ class NotifyService:
         text += f"\n{label('console', lang)}: {self.console_url.rstrip('/')}/"
         if self.outbox.handover(f"hazard:{message.hazard_id}", message.site, message.seq,
                                 message.channel, text, self.clock()):
+            self.dispatcher.wake()
+
+    def report(self, message: ReportMessage) -> None:
+        """The patrol service's monthly-report hook: queue the notice on its channel once.
+
+        A hand-over row keyed ``report:<site>:<YYYY-MM>``: the unique key makes a second
+        notice of the same month impossible, after a restart too.
+        """
+        lang = self.language_of(message.site)
+        text = message.text_en if lang == "en" else message.text_zh
+        text += f"\n{label('report_pdf', lang)}: {self.console_url.rstrip('/')}{message.path}"
+        if self.outbox.handover(message.key, message.site, 0, message.channel, text,
+                                self.clock()):
             self.dispatcher.wake()
 
     def handover_status(self, hazard_id: str) -> dict[int, list[dict[str, Any]]]:

@@ -2,10 +2,11 @@
 
 Data: ``<HUB_SITES_DIR>/departments/<site>.yaml`` (a list of departments: id, name, contact,
 phone, optional ``channel``: the id of a notification channel; optional top-level
-``county_channel``: where the county rungs go). Dispatch names a department from its site's
-register (by id or name); the department then gets the hand-over message, and later the
-ladder's reminders, through a ``HandoverHook``: the notification service's when a notify
-file is configured (it sends on the channel), else ``log_handover``.
+``county_channel``: where the county rungs go; optional ``monthly_report``: the channel, day
+and site-local time of last month's report notice, hub.patrol.monthly_send). Dispatch names a
+department from its site's register (by id or name); the department then gets the hand-over
+message, and later the ladder's reminders, through a ``HandoverHook``: the notification
+service's when a notify file is configured (it sends on the channel), else ``log_handover``.
 """
 
 from __future__ import annotations
@@ -32,12 +33,22 @@ class Department(BaseModel):
     channel: str | None = Field(default=None, max_length=64)
 
 
+class MonthlyReport(BaseModel):
+    """When and where a site's previous-month report is sent (site-local day and time)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    channel: str = Field(min_length=1, max_length=64)
+    day: int = Field(default=1, ge=1, le=28)  # 28: every month has the day
+    at: str = Field(default="08:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
 class SiteDepartments(BaseModel):
     """A site's register file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     site: str
     county_channel: str | None = Field(default=None, max_length=64)
+    monthly_report: MonthlyReport | None = None
     departments: list[Department]
 
 
@@ -80,15 +91,18 @@ class DepartmentRegister:
     """Departments per site, read once from the data files."""
 
     def __init__(self, by_site: dict[str, list[Department]],
-                 county: dict[str, str] | None = None) -> None:
+                 county: dict[str, str] | None = None,
+                 monthly: dict[str, MonthlyReport] | None = None) -> None:
         self._by_site = by_site
         self._county = county or {}
+        self._monthly = monthly or {}
 
     @classmethod
     def load(cls, sites_dir: Path | None) -> DepartmentRegister:
         """Read ``departments/*.yaml`` under the sites folder (empty when there is none)."""
         by_site: dict[str, list[Department]] = {}
         county: dict[str, str] = {}
+        monthly: dict[str, MonthlyReport] = {}
         folder = sites_dir / "departments" if sites_dir is not None else None
         if folder is not None and folder.is_dir():
             for path in sorted(folder.glob("*.yaml")):
@@ -100,11 +114,17 @@ class DepartmentRegister:
                 by_site.setdefault(data.site, []).extend(data.departments)
                 if data.county_channel is not None:
                     county[data.site] = data.county_channel
-        return cls(by_site, county)
+                if data.monthly_report is not None:
+                    monthly[data.site] = data.monthly_report
+        return cls(by_site, county, monthly)
 
     def county_channel(self, site: str) -> str | None:
         """The channel a site's county-level hand-overs go to, or None."""
         return self._county.get(site)
+
+    def monthly_report(self, site: str) -> MonthlyReport | None:
+        """When and where a site's monthly report is sent, or None."""
+        return self._monthly.get(site)
 
     def of_site(self, site: str) -> list[Department]:
         """The site's departments in file order."""

@@ -19,6 +19,7 @@ from hub.patrol.clock import ClockMode, PatrolClock
 from hub.patrol.config import load_config
 from hub.patrol.departments import DepartmentRegister, HandoverHook
 from hub.patrol.hazards import HazardService, Refuse
+from hub.patrol.monthly_send import MonthlySender, ReportHook
 from hub.patrol.schedule import NS, iso_z, occurrences, occurrences_between, to_ns
 from hub.patrol.tables import TABLES, ScanRow, add_missing_columns
 from hub.patrol.tracker import RoundTracker, stored_rounds
@@ -39,7 +40,8 @@ class PatrolService:
                  clock_mode: ClockMode = "wall", rules_file: Path | None = None,
                  wall: Callable[[], int] = time.time_ns,
                  departments: DepartmentRegister | None = None,
-                 handover: HandoverHook | None = None, refuse: Refuse | None = None) -> None:
+                 handover: HandoverHook | None = None, refuse: Refuse | None = None,
+                 report: ReportHook | None = None) -> None:
         create_tables(engine, TABLES)
         add_missing_columns(engine, TABLES)  # a store an older hub created gains new columns
         self.sites = sites
@@ -54,13 +56,14 @@ class PatrolService:
         self.hazards = HazardService(sites, self.sessions, self.alarms, self.config, self.now,
                                      departments=self.departments, handover=handover,
                                      refuse=refuse)
+        self.monthly = MonthlySender(sites, self.departments, self.hazards, report)
         self.on_refused: Callable[[Refusal], None] | None = None  # the hub's refusal log
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine, alarms: AlarmApi,
                       sites: SiteRegistry, clock: Callable[[], int] | None = None,
                       *, handover: HandoverHook | None = None, refuse: Refuse | None = None,
-                      ) -> PatrolService:
+                      report: ReportHook | None = None) -> PatrolService:
         """Build the service with HUB_PATROL_CLOCK; ``clock`` is the hub's (wall mode)."""
         # HUB_PATROL_CLOCK when given, else the hub's HUB_CLOCK: one setting does both.
         chosen = (settings.patrol_clock if "patrol_clock" in settings.model_fields_set
@@ -68,7 +71,7 @@ class PatrolService:
         mode: ClockMode = "device" if chosen == "device" else "wall"
         return cls(sites, engine, alarms, clock_mode=mode, wall=clock or time.time_ns,
                    departments=DepartmentRegister.load(settings.sites_dir),
-                   handover=handover, refuse=refuse)
+                   handover=handover, refuse=refuse, report=report)
 
     # ------------------------------------------------------------------ pipeline hooks
 
@@ -133,6 +136,7 @@ class PatrolService:
     def _advance(self, site: str, now: int) -> None:
         self.tracker.advance(site, now)
         self.hazards.advance(site, now)
+        self.monthly.advance(site, now)
 
     # ------------------------------------------------------------------ views
 
