@@ -7,6 +7,7 @@ makes per-device credentials, ``mqtt_password`` (shown this once).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
@@ -105,7 +106,16 @@ def retire_device(request: Request, user: Admin, device_id: str) -> dict[str, An
 @policy("sites")
 async def import_devices(request: Request, user: Admin) -> dict[str, Any]:
     """CSV (header: id, model, site, community, name, lat, lon, place): all rows or none."""
-    rows, errors = read_csv(await request.body(), DEVICE_FIELDS)
+    return await _import_csv(
+        request, user, DEVICE_FIELDS, _onboarding(request).import_devices, "device.import",
+        lambda result: {"added": result["added"], "updated": result["updated"]})
+
+
+async def _import_csv(request: Request, user: User, fields: Any,
+                      importer: Callable[..., dict[str, Any]], action: str,
+                      detail: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """Read a CSV body, refuse rows of another site (403), import all or none, audit it."""
+    rows, errors = read_csv(await request.body(), fields)
     if errors:
         raise _fail(OnboardingError(errors))
     foreign = [f"line {n}: site {r.get('site')!r} is not yours"
@@ -113,11 +123,10 @@ async def import_devices(request: Request, user: Admin) -> dict[str, Any]:
     if foreign:
         raise HTTPException(403, detail={"error": "forbidden", "message": "; ".join(foreign),
                                          "errors": foreign})
-    result = _call(_onboarding(request).import_devices, rows, user.name, user.sees)
+    result = _call(importer, rows, user.name, user.sees)
     sites = sorted({r.get("site", "") for r in rows})
-    audit(request, user.name, "device.import", target=f"{len(rows)} rows",
-          site=sites[0] if len(sites) == 1 else None,
-          detail={"added": result["added"], "updated": result["updated"]})
+    audit(request, user.name, action, target=f"{len(rows)} rows",
+          site=sites[0] if len(sites) == 1 else None, detail=detail(result))
     return result
 
 
@@ -156,19 +165,9 @@ def add_checkpoint(request: Request, user: Admin, body: Fields) -> dict[str, Any
 @policy("sites")
 async def import_checkpoints(request: Request, user: Admin) -> dict[str, Any]:
     """CSV (header: id, tag_uid, site, route, name, community, lat, lon): all rows or none."""
-    rows, errors = read_csv(await request.body(), CHECKPOINT_FIELDS)
-    if errors:
-        raise _fail(OnboardingError(errors))
-    foreign = [f"line {n}: site {r.get('site')!r} is not yours"
-               for n, r in enumerate(rows, start=2) if not user.sees(r.get("site"))]
-    if foreign:
-        raise HTTPException(403, detail={"error": "forbidden", "message": "; ".join(foreign),
-                                         "errors": foreign})
-    result = _call(_onboarding(request).import_checkpoints, rows, user.name, user.sees)
-    sites = sorted({r.get("site", "") for r in rows})
-    audit(request, user.name, "checkpoint.import", target=f"{len(rows)} rows",
-          site=sites[0] if len(sites) == 1 else None, detail=result)
-    return result
+    return await _import_csv(request, user, CHECKPOINT_FIELDS,
+                             _onboarding(request).import_checkpoints, "checkpoint.import",
+                             lambda result: result)
 
 
 def _checkpoint_site(request: Request, checkpoint_id: str, site: str | None) -> str:
