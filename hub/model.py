@@ -1,16 +1,31 @@
-"""Frozen value types handed between pipeline stages."""
+"""Value types handed between pipeline stages: immutable by contract, checked by mypy."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from typing_extensions import dataclass_transform
 
 from hub.intake.inbound import InboundMessage as InboundMessage  # re-exported: a pipeline type
 
 FieldValue = float | int | str | bool
 
+_T = TypeVar("_T")
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def value_type(cls: type[_T]) -> type[_T]:
+    """A slotted dataclass that the type checker treats as frozen.
+
+    Not frozen at run time: a frozen dataclass sets each field through ``object.__setattr__``,
+    which made building a Reading 1.2 µs against 0.4 µs (one per message, one Point per point;
+    bench/pipeline_micro.py). Hashing stays as a frozen one's (``unsafe_hash``).
+    """
+    return dataclass(slots=True, unsafe_hash=True)(cls)
+
+
+@value_type
 class Point:
     """One point in the canonical InfluxDB schema."""
 
@@ -34,7 +49,7 @@ class Point:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Reading:
     """A normalized message: who sent it, when, and the points it yields.
 
@@ -55,9 +70,12 @@ class Reading:
     online: bool | None = None
     status_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # a status the hub infers from a data message (the device was not known online): the
+    # message itself follows with the same time and carries ``online`` for the rules
+    implied: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Refusal:
     """Why a message was refused, with enough of it kept for an operator to look at."""
 
