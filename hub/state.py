@@ -173,7 +173,7 @@ class DeviceStates:
             state.status_reason = "message"
             # Stamped like the message that implies it, so rules see one device-time order.
             return [self._status_reading(state, True, "message", reading.time_ns,
-                                         reading.received_ns)]
+                                         reading.received_ns, implied=True)]
         return []
 
     def check_heartbeats(self, now_ns: int) -> list[Reading]:
@@ -193,14 +193,15 @@ class DeviceStates:
         return transitions
 
     def _status_reading(
-        self, state: LiveState, online: bool, reason: str, at: int, received: int
+        self, state: LiveState, online: bool, reason: str, at: int, received: int,
+        implied: bool = False,
     ) -> Reading:
         _site, tags = self.normalizer.base_tags(state.device_id, state.model)
         point = status_point(tags, state.kind, online, reason, at)
         return Reading(
             device_id=state.device_id, model=state.model, kind=state.kind, site=state.site,
             message="status", time_ns=at, received_ns=received, points=(point,),
-            values={"online": online}, online=online, status_reason=reason,
+            values={"online": online}, online=online, status_reason=reason, implied=implied,
         )
 
     # ------------------------------------------------------------------ persistence

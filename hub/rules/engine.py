@@ -166,6 +166,10 @@ class RuleEngine:
 
     def on_reading(self, reading: Reading) -> None:
         """Evaluate one reading; older-than-newest and duplicate readings change nothing."""
+        if reading.implied:
+            # The data message that implied it comes next and sets ``online`` itself: one
+            # evaluation, not two, for a device's first message (bench/pipeline_micro.py).
+            return
         ds = self.devices.get(reading.device_id)
         if ds is None:
             ds = self._new_state(reading.device_id, reading.kind, reading.site, reading.model)
