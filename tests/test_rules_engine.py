@@ -251,6 +251,21 @@ def test_offline_by_last_will_and_by_staleness(hub: Hub) -> None:
     assert hub.one("offline")["state"] == "cleared_unack"
 
 
+def test_implied_online_status_leaves_the_evaluation_to_its_message(hub: Hub) -> None:
+    hub.light(T0, battery_v=12.5)
+    hub.feed("L1", "XS-FL200", "flashing_light", T0 + 10 * S, "status", online=False)
+    assert hub.one("offline")["state"] == "active_unack"
+    t = T0 + 20 * S
+    implied = Reading("L1", "XS-FL200", "flashing_light", "ltp", "status", t, t + S // 10, (),
+                      {"online": True}, online=True, status_reason="message", implied=True)
+    hub.engine.on_reading(implied)
+    assert hub.one("offline")["state"] == "active_unack"  # not evaluated on its own
+    assert hub.engine.devices["L1"].last_t == T0 + 10 * S
+    hub.light(t, battery_v=12.5)  # the message that implied it: evaluated once, online
+    assert hub.one("offline")["state"] == "cleared_unack"
+    assert hub.history(hub.one("offline")["id"]) == ["raise", "clear"]
+
+
 def test_quiet_devices_share_their_program_slots(hub: Hub) -> None:
     # 100,000 devices: a device whose conditions hold nothing keeps no slot list of its own
     hub.light(T0, battery_v=12.5, tilt_deg=1.0, lamp="ok", mode="flash")

@@ -198,7 +198,7 @@ class Pipeline:
         return bool(self._tokens or self._lines or self._side_points)
 
     def _handle(self, message: InboundMessage) -> None:
-        if not self._pending():
+        if not (self._tokens or self._lines or self._side_points):  # not _pending(): per message
             self._batch_started = time.monotonic()
         self._tokens.append(message.ack_token)
         self.processed += 1
@@ -223,9 +223,13 @@ class Pipeline:
         )
 
     def _accept(self, reading: Reading) -> None:
-        # every point encoded before any is added: a reading goes in whole or not at all
-        self._lines += [encode_point(point) for point in reading.points]
-        self._points_uncounted += len(reading.points)
+        points = reading.points
+        if len(points) == 1:
+            self._lines.append(encode_point(points[0]))
+        else:
+            # every point encoded before any is added: a reading goes in whole or not at all
+            self._lines += [encode_point(point) for point in points]
+        self._points_uncounted += len(points)
         implied = self.states.observe(reading)
         for status in implied:
             self._accept(status)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -179,20 +180,10 @@ class Threshold(Cond):
         self.field = spec.field
         self.fields = frozenset({spec.field})
         self.slot = alloc()
-        clear = spec.at if spec.clear_at is None else spec.clear_at
-        at = spec.at
-        if spec.op == "<":
-            self.breach: Test = lambda v: v < at
-            self.cleared: Test = lambda v: v >= clear
-        elif spec.op == "<=":
-            self.breach = lambda v: v <= at
-            self.cleared = lambda v: v > clear
-        elif spec.op == ">":
-            self.breach = lambda v: v > at
-            self.cleared = lambda v: v <= clear
-        else:
-            self.breach = lambda v: v >= at
-            self.cleared = lambda v: v < clear
+        self.clear = spec.at if spec.clear_at is None else spec.clear_at
+        self.at = spec.at
+        # operator functions, not lambdas: a C call per reading instead of a Python frame
+        self.breach, self.cleared = _THRESHOLD_OPS[spec.op]
 
     def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Latch on breach, unlatch past the clear level; keep the latch without a value."""
@@ -200,9 +191,10 @@ class Threshold(Cond):
         if r is None:
             return latched
         v = r.values.get(self.field)
-        if not _is_number(v):
+        kind = type(v)
+        if kind is not float and kind is not int and not _is_number(v):
             return latched
-        new = not self.cleared(v) if latched else bool(self.breach(v))
+        new = not self.cleared(v, self.clear) if latched else bool(self.breach(v, self.at))
         if new != latched:
             ds.writable_slots()[self.slot] = new
             ds.dirty = True
@@ -210,11 +202,20 @@ class Threshold(Cond):
 
     def value(self, ds: RuleState) -> Any:
         """Return the field's last value."""
-        return ds.values[self.at]
+        return ds.values[self.value_at]
 
     def bind(self, value_at: Mapping[str, int]) -> None:
         """Learn where the field's last value is kept."""
-        self.at = value_at[self.field]
+        self.value_at = value_at[self.field]
+
+
+# (breach, cleared) per operator: ``v < at`` breaches, ``v >= clear`` clears, and so on
+_THRESHOLD_OPS: dict[str, tuple[Callable[[Any, Any], bool], Callable[[Any, Any], bool]]] = {
+    "<": (operator.lt, operator.ge),
+    "<=": (operator.le, operator.gt),
+    ">": (operator.gt, operator.le),
+    ">=": (operator.ge, operator.lt),
+}
 
 
 class State(Cond):
@@ -621,12 +622,20 @@ def compile_condition(spec: Any, alloc: Callable[[], int]) -> Cond:
 class Level:
     """A compiled severity level."""
 
-    __slots__ = ("cond", "for_ns", "message_en", "message_zh", "severity", "since_slot")
+    __slots__ = ("cond", "deadline", "eval", "for_ns", "message_en", "message_zh", "severity",
+                 "since_slot")
 
     def __init__(self, severity: str, spec: s.Level, rule: s.Rule,
                  alloc: Callable[[], int]) -> None:
         self.severity = severity
         self.cond = compile_condition(spec.when, alloc)
+        # bound once: the engine calls them for every level of every reading; a composite with
+        # one timed child has that child's deadline
+        self.eval = self.cond.eval
+        timed = self.cond
+        while isinstance(timed, _Composite) and len(timed.timed_children) == 1:
+            timed = timed.timed_children[0]
+        self.deadline = timed.deadline if timed.timed else None
         self.for_ns = int(spec.for_s * NS)
         self.since_slot = alloc()
         messages = spec.message or rule.message

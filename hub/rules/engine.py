@@ -257,12 +257,16 @@ class RuleEngine:
     def _evaluate(self, ds: RuleState, r: Reading | None, t: int, now: int) -> None:
         env = self.env
         deadline: int | None = None
-        for index, rule in enumerate(ds.program.rules):
+        index = -1
+        for rule in ds.program.rules:
+            index += 1
             try:
                 best = -1
                 best_level: Level | None = None
-                for j, level in enumerate(rule.levels):
-                    held = level.cond.eval(ds, r, t, now, env)
+                j = -1
+                for level in rule.levels:
+                    j += 1
+                    held = level.eval(ds, r, t, now, env)
                     since = ds.slots[level.since_slot]
                     if held:
                         if since is None:
@@ -276,14 +280,15 @@ class RuleEngine:
                             best, best_level = j, level
                         else:
                             due = since + level.for_ns
-                            deadline = due if deadline is None else min(deadline, due)
+                            if deadline is None or due < deadline:
+                                deadline = due
                     elif since is not None:
                         ds.writable_slots()[level.since_slot] = None
                         ds.dirty = True
-                    if level.cond.timed:
-                        due_c = level.cond.deadline(ds, t, env)
-                        if due_c is not None:
-                            deadline = due_c if deadline is None else min(deadline, due_c)
+                    if level.deadline is not None:
+                        due_c = level.deadline(ds, t, env)
+                        if due_c is not None and (deadline is None or due_c < deadline):
+                            deadline = due_c
                 previous = ds.active[index]
                 if best_level is not None:
                     if previous != best or (r is not None and rule.touched_by(r)):
