@@ -46,14 +46,15 @@ class TopicRouter:
                     )
                 table[key] = route
                 self.routes.append(route)
+        # the shapes of each topic length: a topic is only tried against its own length
+        self._by_length: dict[int, list[tuple[int, dict[tuple[str, ...], TopicRoute]]]] = {}
+        for (length, id_level), table in self._by_shape.items():
+            self._by_length.setdefault(length, []).append((id_level, table))
 
     def match(self, topic: str) -> tuple[TopicRoute, str] | None:
         """Return the route and device id for a topic, or None when no profile handles it."""
         levels = topic.split("/")
-        count = len(levels)
-        for (length, id_level), table in self._by_shape.items():
-            if length != count:
-                continue
+        for id_level, table in self._by_length.get(len(levels), ()):
             device_id = levels[id_level]
             levels[id_level] = ""
             route = table.get(tuple(levels))
