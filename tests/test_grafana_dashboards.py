@@ -76,3 +76,16 @@ def test_deployment_guide_lists_every_panel_and_query() -> None:
             for target in panel["targets"]:
                 if "query" in target:
                     assert target["query"] in guide, (panel["title"], target["refId"])
+
+
+def test_patrol_marks_come_from_the_patrol_rules_file() -> None:
+    from hub.grafana.dashboards import patrol
+    from hub.patrol.config import load_config
+    from hub.sites import SiteRegistry
+
+    config = load_config()
+    config = config.model_copy(update={"dashboard": config.dashboard.model_copy(
+        update={"coverage_fair": 0.55, "late_upload_s": 900})})
+    text = patrol(SiteRegistry([]), config).to_json()
+    assert 'late_s\\" > 900' in text and 'late_s\\" > 300' not in text
+    assert '"value": 0.55' in text and '"value": 0.8' not in text

@@ -104,6 +104,14 @@ class HazardLimits(_Strict):
     per_checkpoint: RateLimit
 
 
+class DashboardMarks(_Strict):
+    """What the patrol dashboard marks: coverage colours and late uploads."""
+
+    coverage_fair: float = Field(gt=0, le=1)  # orange from this share of a route's checkpoints
+    coverage_good: float = Field(gt=0, le=1)  # green from this share
+    late_upload_s: int = Field(gt=0)  # a scan uploaded later than this is listed as late
+
+
 class PatrolConfig(_Strict):
     """The whole rules file."""
 
@@ -115,6 +123,7 @@ class PatrolConfig(_Strict):
     working_hours: WorkingHours
     escalation: dict[Grade, list[Rung]]
     hazard_limits: HazardLimits
+    dashboard: DashboardMarks
 
     def ladder(self, grade: str) -> list[Rung]:
         """The grade's rungs in the order they are due."""

@@ -19,12 +19,13 @@ from hub.grafana.dashboards.panels import (
     thresholds,
 )
 from hub.grafana.queries import CsvQuery, InfluxQuery
-from hub.patrol.config import MISSED_RULES
+from hub.patrol.config import MISSED_RULES, PatrolConfig, load_config
 from hub.sites import SiteRegistry
 
 
-def patrol(sites: SiteRegistry) -> BuiltDashboard:
+def patrol(sites: SiteRegistry, config: PatrolConfig | None = None) -> BuiltDashboard:
     """Cloud patrol: scans per route, coverage today, missed, unknown tags, late uploads."""
+    marks = (config or load_config()).dashboard
     missed = " OR ".join(f"\"rule\" = '{r}'" for r in MISSED_RULES)
     board = Board(
         "safety-hub-patrol",
@@ -65,7 +66,8 @@ def patrol(sites: SiteRegistry) -> BuiltDashboard:
         .max(1)
         .span(12)
         .height(8)
-        .thresholds(thresholds((None, "red"), (0.8, "orange"), (1.0, "green")))
+        .thresholds(thresholds((None, "red"), (marks.coverage_fair, "orange"),
+                               (marks.coverage_good, "green")))
         .reduce_options(common.ReduceDataOptions().values(True).calcs([]))
         .with_transformation(
             dm.DataTransformerConfig(
@@ -149,7 +151,8 @@ def patrol(sites: SiteRegistry) -> BuiltDashboard:
     board.add(
         table.Panel()
         .title("Late uploads")
-        .description("Scans uploaded more than 5 minutes after they were made (late_s)")
+        .description(f"Scans uploaded more than {marks.late_upload_s} s after they were made "
+                     "(late_s)")
         .span(12)
         .height(8)
         .override_by_name("late_s", [dm.DynamicConfigValue(id_val="unit", value="s")])
@@ -157,7 +160,8 @@ def patrol(sites: SiteRegistry) -> BuiltDashboard:
         InfluxQuery(
             "A",
             'SELECT "late_s", "checkpoint_id", "route_id", "patroller_id", "device_id" '
-            f'FROM "patrol_scan" WHERE $timeFilter AND {FILTER} AND "late_s" > 300 '
+            f'FROM "patrol_scan" WHERE $timeFilter AND {FILTER} '
+            f'AND "late_s" > {marks.late_upload_s} '
             "ORDER BY time DESC",
             ("late_s", "checkpoint_id", "patroller_id", "device_id"),
             table=True,
