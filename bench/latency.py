@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,32 @@ def payload(tilt: float, ts_ms: int) -> bytes:
                           veh_count=3, temp_c=21.5).encode()
 
 
+def paced_probes(ids: list[str], every: float, seconds: float) -> Iterator[
+        tuple[str, bool, str, bytes]]:
+    """Every ``every`` s for ``seconds``: (light, breach?, topic, payload), round robin.
+
+    Each light alternates a breach (tilt 80) and a clear (tilt 2), with a timestamp above its
+    previous one, so the hub never takes a probe for a duplicate.
+    """
+    breached = dict.fromkeys(ids, False)
+    last_ts = dict.fromkeys(ids, 0)
+    start = next_at = time.monotonic()
+    k = 0
+    while time.monotonic() - start < seconds:
+        now = time.monotonic()
+        if now < next_at:
+            time.sleep(next_at - now)
+        next_at += every
+        device = ids[k % len(ids)]
+        k += 1
+        breach = not breached[device]
+        breached[device] = breach
+        ts = max(int(time.time() * 1000), last_ts[device] + 1)
+        last_ts[device] = ts
+        yield (device, breach, f"roadsafety/flashlight/{device}/telemetry",
+               payload(80.0 if breach else 2.0, ts))
+
+
 def measure(url: str, probes: int, every: float, duration: float,
             warmup: float) -> dict[str, Any]:
     """Run the probes for ``duration`` seconds; return latencies (ms) by transition."""
@@ -85,30 +112,14 @@ def measure(url: str, probes: int, every: float, duration: float,
     sub.subscribe("hub/alarms/+/+/knocked_over", qos=1)
     time.sleep(0.5)
     pub = client(url)
-    breached = dict.fromkeys(ids, False)
-    last_ts = dict.fromkeys(ids, 0)
-    start = time.monotonic()
     stamps.append(time.time() + warmup)
-    k = 0
     n_sent = 0
-    next_at = start
-    while time.monotonic() - start < warmup + duration:
-        now = time.monotonic()
-        if now < next_at:
-            time.sleep(next_at - now)
-        next_at += every
-        device = ids[k % probes]
-        k += 1
-        breach = not breached[device]
-        breached[device] = breach
-        ts = max(int(time.time() * 1000), last_ts[device] + 1)
-        last_ts[device] = ts
-        body = payload(80.0 if breach else 2.0, ts)
+    for device, breach, topic, body in paced_probes(ids, every, warmup + duration):
         kind = "raise" if breach else "clear"
         with lock:
             t = time.time()
             sent.setdefault((device, kind), []).append(t)
-        pub.publish(f"roadsafety/flashlight/{device}/telemetry", body, qos=1)
+        pub.publish(topic, body, qos=1)
         if t >= stamps[0]:
             n_sent += 1
     time.sleep(2.0)

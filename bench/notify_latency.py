@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 from _common import client, emit, log, machine, make_hub, percentile, services, write_site
-from latency import payload, probe_ids, write_probe_site
+from latency import paced_probes, probe_ids, write_probe_site
 
 from simulators.load import run_load
 from tests.support.fake_robots import FakeRobots
@@ -55,26 +55,10 @@ def measure(url: str, fake: FakeRobots, robot_key: str, probes: int, every: floa
     ids = probe_ids(probes)
     raises: list[tuple[str, float]] = []
     pub = client(url)
-    breached = dict.fromkeys(ids, False)
-    last_ts = dict.fromkeys(ids, 0)
-    start = time.monotonic()
     measured_from = time.time() + warmup
-    k = 0
-    next_at = start
-    while time.monotonic() - start < warmup + duration:
-        now = time.monotonic()
-        if now < next_at:
-            time.sleep(next_at - now)
-        next_at += every
-        device = ids[k % probes]
-        k += 1
-        breach = not breached[device]
-        breached[device] = breach
-        ts = max(int(time.time() * 1000), last_ts[device] + 1)
-        last_ts[device] = ts
+    for device, breach, topic, body in paced_probes(ids, every, warmup + duration):
         t = time.time()
-        pub.publish(f"roadsafety/flashlight/{device}/telemetry",
-                    payload(80.0 if breach else 2.0, ts), qos=1)
+        pub.publish(topic, body, qos=1)
         if breach:
             raises.append((device, t))
     time.sleep(3.0)
