@@ -256,29 +256,37 @@ def worker(argv: list[str], target_maker: Callable[[], Callable[[bytes], None]] 
     atheris.Fuzz()
 
 
-def main() -> int:
+def fuzz_main(target_maker: Callable[[], Callable[[bytes], None]], script: Path,
+              seed_writer: Callable[[Path], int] | None, name: str, max_len: int) -> int:
+    """The command line of a fuzz harness: run for --seconds, or --reproduce one input."""
     if len(sys.argv) > 1 and sys.argv[1] == WORKER:
-        worker([sys.argv[0], *sys.argv[2:]])
+        worker([sys.argv[0], *sys.argv[2:]], target_maker)
         return 0
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(sys.modules["__main__"].__doc__ or name)
+                                     .split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60, help="length of the run")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="keep the corpus here (default: a temp dir, removed after)")
-    parser.add_argument("--max-len", type=int, default=MAX_LEN, help="longest input, bytes")
+    parser.add_argument("--max-len", type=int, default=max_len, help="longest input, bytes")
     parser.add_argument("--reproduce", type=Path, default=None,
                         help="run one input (a crash-* file) through the target and stop")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.reproduce is not None:
-        make_target()(args.reproduce.read_bytes())
+        target_maker()(args.reproduce.read_bytes())
         print("no failure")
         return 0
     from _common import emit, machine
 
-    result = run(args.seconds, args.corpus, args.max_len)
-    command = " ".join(["python", "bench/fuzz_decoders.py", *sys.argv[1:]])
+    result = run(args.seconds, args.corpus, args.max_len, script=script,
+                 seed_writer=seed_writer, name=name)
+    command = " ".join(["python", f"bench/{script.name}", *sys.argv[1:]])
     emit({**result, "command": command, "machine": machine()}, args.json)
     return 1 if result["crashes"] or result["exit_code"] != 0 else 0
+
+
+def main() -> int:
+    return fuzz_main(make_target, Path(__file__).resolve(), None, "decoders", MAX_LEN)
 
 
 if __name__ == "__main__":

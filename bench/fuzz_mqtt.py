@@ -21,7 +21,6 @@ the target over the seeds without atheris (``tests/test_fuzz_seeds.py``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import struct
@@ -163,31 +162,9 @@ def write_seeds(seed_dir: Path) -> int:
 
 
 def main() -> int:
-    from fuzz_decoders import WORKER, run, worker
+    from fuzz_decoders import fuzz_main
 
-    if len(sys.argv) > 1 and sys.argv[1] == WORKER:
-        worker([sys.argv[0], *sys.argv[2:]], make_target)
-        return 0
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=60, help="length of the run")
-    parser.add_argument("--corpus", type=Path, default=None,
-                        help="keep the corpus here (default: a temp dir, removed after)")
-    parser.add_argument("--max-len", type=int, default=MAX_LEN, help="longest input, bytes")
-    parser.add_argument("--reproduce", type=Path, default=None,
-                        help="run one input (a crash-* file) through the target and stop")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    if args.reproduce is not None:
-        make_target()(args.reproduce.read_bytes())
-        print("no failure")
-        return 0
-    from _common import emit, machine
-
-    result = run(args.seconds, args.corpus, args.max_len, script=Path(__file__).resolve(),
-                 seed_writer=write_seeds, name="mqtt")
-    command = " ".join(["python", "bench/fuzz_mqtt.py", *sys.argv[1:]])
-    emit({**result, "command": command, "machine": machine()}, args.json)
-    return 1 if result["crashes"] or result["exit_code"] != 0 else 0
+    return fuzz_main(make_target, Path(__file__).resolve(), write_seeds, "mqtt", MAX_LEN)
 
 
 if __name__ == "__main__":
