@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from hub.cluster.alarmsync import AlarmSync
 from hub.cluster.handover import Handover
 from hub.cluster.intake import ClusterIntake
 from hub.intake.common import STATUS_TOPIC
@@ -32,6 +33,7 @@ def attach(hub: Hub) -> Handover:
     assert isinstance(intake, ClusterIntake)
     handover = Handover(hub.settings.cluster_partitions, hub.rules, hub.alarms, hub.states)
     intake.handover = handover
+    AlarmSync.attach(intake, hub.alarms, handover)
     hub.pipeline.add_tick_hook("cluster", handover.on_tick)
     return handover
 
