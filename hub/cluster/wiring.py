@@ -31,7 +31,8 @@ def attach(hub: Hub) -> Handover:
     """Give the intake its handover (rules, alarms, device states) on the pipeline thread."""
     intake = hub.mqtt
     assert isinstance(intake, ClusterIntake)
-    handover = Handover(hub.settings.cluster_partitions, hub.rules, hub.alarms, hub.states)
+    handover = Handover(hub.settings.cluster_partitions, hub.rules, hub.alarms, hub.states,
+                        hub.patrol.tracker)
     intake.handover = handover
     AlarmSync.attach(intake, hub.alarms, handover)
     hub.pipeline.add_tick_hook("cluster", handover.on_tick)
