@@ -9,6 +9,7 @@ that the owner's next write finds the newer row anyway.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -148,3 +149,31 @@ def test_escalation_after_an_ack_elsewhere_asks_for_a_new_ack(hubs: Hubs) -> Non
     hubs.owner.flush(force=True)
     row = hubs.stored(alarm_id)
     assert row["state"] == "active_unack" and row["severity"] == "critical"
+
+
+def test_reminders_stop_on_an_ack_made_on_another_hub(state_url: str) -> None:
+    from tests.support.fake_robots import FakeRobots
+    from tests.test_notify_outbox import Rig, config, texts, wait
+
+    fake = FakeRobots()
+    data, _, leader = config(fake, repeat_s=0.3, max_repeats=20)
+    owner, other = Rig(state_url, data, owner="hub-a"), Rig(state_url, data, owner="hub-b")
+    try:
+        for rig, holds in ((owner, True), (other, False)):
+            rig.alarms.shared = True
+            rig.alarms.owns = (lambda held: lambda _device: held)(holds)
+        other.alarms.announce = lambda alarm: owner.alarms.sync(alarm.id)
+        alarm_id = owner.raise_()
+        wait(lambda: sum("提醒" in t for t in texts(leader)) >= 2, what="two reminders")
+        other.alarms.ack(alarm_id, "zhang")
+        assert owner.alarms.peek(alarm_id)["state"] == "active_ack"  # type: ignore[index]
+        wait(owner.notify.dispatcher.idle, what="requests in flight at the ack")
+        count = sum("提醒" in t for t in texts(leader))
+        time.sleep(1.0)  # three reminder periods: none may come after the ack
+        assert sum("提醒" in t for t in texts(leader)) == count
+        owner.alarms.flush(force=True)
+        assert owner.alarms.store.get(alarm_id).state == "active_ack"  # type: ignore[union-attr]
+    finally:
+        owner.close()
+        other.close()
+        fake.close()
