@@ -177,3 +177,15 @@ def test_reminders_stop_on_an_ack_made_on_another_hub(state_url: str) -> None:
         owner.close()
         other.close()
         fake.close()
+
+
+def test_an_ack_while_the_partition_moves_is_not_lost(hubs: Hubs) -> None:
+    alarm_id = hubs.breach(0)
+    hubs.owner.flush(force=True)
+    hubs.breach(1)  # the owner's repeat, not written yet
+    hubs.other.ack(alarm_id, "ops")  # its word to the owner is lost
+    hubs.owner.forget_devices(lambda _device: False)  # the owner releases the partition
+    adopted = hubs.other.reload_devices(lambda device: device == "L1")  # the next owner
+    assert [a[3] for a in adopted] == ["knocked_over"]
+    row = hubs.stored(alarm_id)
+    assert row["state"] == "active_ack" and row["count"] == 2, row

@@ -123,6 +123,7 @@ class AlarmService:
         self.shared = False
         self.owns: Callable[[str], bool] | None = None
         self.announce: Callable[[Alarm], None] | None = None
+        self._to_announce: list[Alarm] = []
         self._last_flush = clock()
         for alarm in self.store.load_open():
             self._remember(alarm)
@@ -372,6 +373,19 @@ class AlarmService:
         Reads and officer actions call it before they look at the database; it must not be
         called with ``_lock`` held. Returns how many alarm rows were written.
         """
+        written = self._flush(force)
+        if self._to_announce:  # cluster mode: outside the locks (a network call)
+            with self._lock:
+                rows, self._to_announce = self._to_announce, []
+            for row in rows:
+                try:
+                    if self.announce is not None:
+                        self.announce(row)
+                except Exception:  # the owner's next write finds the new version anyway
+                    log.warning("telling the owner of alarm %s failed", row.id, exc_info=True)
+        return written
+
+    def _flush(self, force: bool) -> int:
         with self._write_lock:
             with self._lock:
                 now = self.clock()
@@ -455,21 +469,15 @@ class AlarmService:
         raise RuntimeError("alarm rows kept changing under this hub's writes")
 
     def _written(self, originals: Sequence[Alarm], rows: Sequence[tuple[Alarm, bool]]) -> None:
-        """Record the versions just written; tell the owners of alarms held elsewhere."""
-        foreign = []
+        """Record the versions just written; queue word to the owners of alarms held
+        elsewhere (sent by ``flush`` once the locks are released)."""
         with self._lock:
             for original, (row, _new) in zip(originals, rows, strict=True):
                 if original.stored_ns == row.stored_ns:  # no newer version merged meanwhile
                     synced(original, row.updated_ns)
                     original.base = officer_fields(row)
-                if not self._holds(original.device_id):
-                    foreign.append(row)
-        if self.announce is not None:
-            for row in foreign:
-                try:
-                    self.announce(row)
-                except Exception:  # the owner's next write finds the new version anyway
-                    log.warning("telling the owner of alarm %s failed", row.id, exc_info=True)
+                if self.announce is not None and not self._holds(original.device_id):
+                    self._to_announce.append(row)
 
     def sync(self, alarm_id: str) -> bool:
         """Another hub changed this alarm's row: merge it into memory if held here.
