@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,14 @@ from tests.support.require import require_binary  # noqa: E402
 
 PARTITIONS = 16
 ALARM_DEVICE = "LD-FL-000000"  # the first load device (XS-FL200); its tilt raises knocked_over
+OTHER_DEVICE = "LD-FL-000003"  # another XS-FL200 of the load site (its owner may be either hub)
 TAKEOVER_S = 15.0
+TOKENS = "ops:officer:t-officer"
+# a patrol reader in the alarm device's partition: its owner is the hub killed in step 2
+READER = next(f"PT-HO-{i:04d}" for i in range(1000)
+              if partition_of(f"PT-HO-{i:04d}", PARTITIONS) == partition_of(ALARM_DEVICE,
+                                                                            PARTITIONS))
+TAGS = [f"04C0FFEE{i:04X}" for i in range(4)]
 
 
 @pytest.fixture
@@ -66,16 +74,52 @@ def make_hub(tmp: Path, name: str, cluster: NatsCluster, pg_url: str, influx: An
              sites: Path, mqtt_node: int = 0) -> HubProcess:
     """A ``hub run`` in cluster mode (not started); its MQTT publisher on node ``mqtt_node``."""
     (tmp / name).mkdir(parents=True, exist_ok=True)
-    return HubProcess(
+    hub = HubProcess(
         tmp / name, cluster_url=cluster.urls, node_id=name,
         mqtt_url=cluster.nodes[mqtt_node].mqtt_url, mqtt_protocol="3.1.1",
         mqtt_client_id="hub", database_url=pg_url, influx_url=influx.url,
-        influx_db=influx.name, sites_dir=sites, rule_state_save_s=1)
+        influx_db=influx.name, sites_dir=sites, rule_state_save_s=1, api_tokens=TOKENS)
+    hub.token = "t-officer"
+    return hub
+
+
+def write_patrol_site(sites: Path, started: datetime) -> None:
+    """A site with one route of four checkpoints read by READER, its window open since
+    ``started`` (start + 15 min grace already past, so a hub checks the round at once)."""
+    doc = {"site": "handover", "name": "巡查交接", "timezone": "UTC",
+           "devices": [{"id": READER, "model": "PT-NFC1"}],
+           "checkpoints": [{"id": f"HO-CP{i}", "tag_uid": tag, "name": f"cp {i}"}
+                           for i, tag in enumerate(TAGS)],
+           "routes": [{"id": "HO-RT", "name": "handover route", "order": "any",
+                       "checkpoints": [f"HO-CP{i}" for i in range(len(TAGS))],
+                       "readers": [READER],
+                       "rounds": [{"start": f"{started:%H:%M}", "window_min": 240}]}]}
+    (sites / "handover.yaml").write_text(json.dumps(doc), encoding="utf-8")  # YAML reads JSON
+
+
+def scan(checkpoint: int, t_s: float) -> tuple[str, bytes]:
+    """READER's scan of a checkpoint at device time ``t_s``."""
+    body = {"reader": READER, "tag_uid": TAGS[checkpoint], "patroller": "P1",
+            "ts": datetime.fromtimestamp(t_s, UTC).isoformat(), "lat": 29.0, "lon": 111.7,
+            "battery_pct": 80}
+    return f"patrol/{READER}/scan", json.dumps(body).encode()
+
+
+def the_round(hub: HubProcess, started: datetime) -> dict[str, Any]:
+    """The handover route's round of ``started`` as the hub's API shows it."""
+    rounds = hub.get("/api/patrol/rounds", site="handover", date=f"{started:%Y-%m-%d}")
+    found: dict[str, Any] = next(r for r in rounds if r["start"] == f"{started:%H:%M}")
+    return found
+
+
+def alarm(hub: HubProcess, device: str, alarm_id: str) -> dict[str, Any]:
+    """One alarm as the hub lists it (a list writes what the hub holds in memory first)."""
+    return next(x for x in alarms_of(hub, device) if x["id"] == alarm_id)
 
 
 def start_all(*hubs: HubProcess) -> None:
-    """Start hubs one after the other (two hubs creating their tables in a fresh PostgreSQL
-    database at the same moment can collide in its catalog: see docs/scaling.md)."""
+    """Start hubs one after the other, each until its API answers (creating the tables at
+    once is safe: tests/test_db.py; one at a time keeps the partition split predictable)."""
     for hub in hubs:
         hub.start(timeout=60)
 
@@ -208,6 +252,8 @@ def test_hubs_share_partitions_fail_over_and_rebalance_exactly_once(
     sites = tmp_path / "sites"
     models = ["XS-FL200", "HN-BSD3", "MFS-GW1"]
     write_site(sites, 60, models)
+    started = (datetime.now(UTC) - timedelta(minutes=30)).replace(second=0, microsecond=0)
+    write_patrol_site(sites, started)
     a = make_hub(tmp_path, "hub-a", nats_cluster, pg_url, influx_db, sites)
     b = make_hub(tmp_path, "hub-b", nats_cluster, pg_url, influx_db, sites, mqtt_node=1)
     hubs = {"hub-a": a, "hub-b": b}
@@ -219,22 +265,76 @@ def test_hubs_share_partitions_fail_over_and_rebalance_exactly_once(
         # 1. Load over two nodes, and an alarm raised on one device across many readings.
         now = time.time()
         first = load_messages(1200, 60, start=now - 7200, models=models)
-        raise_msgs = [tilt(ALARM_DEVICE, now - 600 + i, 20.0 + i % 3) for i in range(30)]
+        raise_msgs = [tilt(ALARM_DEVICE, now - 900 + i, 20.0 + i % 3) for i in range(30)]
+        raise_msgs += [tilt(OTHER_DEVICE, now - 900 + i, 25.0) for i in range(3)]
+        scans = [scan(0, now - 120), scan(1, now - 110)]  # a round begun on READER's owner
         finish(*[p for p in (
-            Paced(nats_cluster.nodes[0].mqtt_url, first.messages[:600] + raise_msgs, 2000),
+            Paced(nats_cluster.nodes[0].mqtt_url, first.messages[:600] + raise_msgs + scans,
+                  2000),
             Paced(nats_cluster.nodes[1].mqtt_url, first.messages[600:], 2000)) if not p.start()])
         expected = dict(first.points)
         expected["flashing_light"] += len(raise_msgs)
+        expected["patrol_scan"] += len(scans)
         wait_for("phase 1 points exactly once", exactly(influx_db, expected), 40)
         raised = wait_for("the alarm raised once", lambda: [
             x for x in alarms_of(a, ALARM_DEVICE) if x["rule"] == "knocked_over"], 20)
         assert len(raised) == 1 and raised[0]["state"] == "active_unack", raised
         assert raised[0]["count"] >= 2  # one alarm, repeated: the readings met one rule state
+        begun = wait_for("the round under way", lambda: the_round(a, started)["done"] == 2 and
+                         the_round(a, started), 20)
+        assert begun["state"] == "in_progress", begun
         seen = {name: seen_by(h) for name, h in hubs.items()}
         assert seen["hub-a"] and seen["hub-b"] and not seen["hub-a"] & seen["hub-b"]
         for name, devices in seen.items():
             for device in devices:
                 assert table[partition_of(device, PARTITIONS)] == name, device
+
+        # 1b. Officer actions on the hub that does not own the device stick on the owner.
+        owner = hubs[table[partition_of(ALARM_DEVICE, PARTITIONS)] or ""]
+        elsewhere = b if owner is a else a
+        alarm_id = raised[0]["id"]
+        assert elsewhere.post(f"/api/alarms/{alarm_id}/ack")["state"] == "active_ack"
+        elsewhere.post(f"/api/alarms/{alarm_id}/assign", {"assignee": "li"})
+        other = wait_for("the other device's alarm", lambda: [
+            x for x in alarms_of(a, OTHER_DEVICE) if x["rule"] == "knocked_over"], 20)[0]
+        other_owner = hubs[table[partition_of(OTHER_DEVICE, PARTITIONS)] or ""]
+        other_elsewhere = b if other_owner is a else a
+        other_elsewhere.post(f"/api/alarms/{other['id']}/clear", {"note": "seen upright"})
+        repeats = [tilt(ALARM_DEVICE, now - 800 + i, 21.0) for i in range(20)]
+        repeats += [tilt(OTHER_DEVICE, now - 800 + i, 2.0) for i in range(3)]  # upright again
+        finish(*[p for p in (Paced(nats_cluster.nodes[1].mqtt_url, repeats, 1000),)
+                 if not p.start()])
+        expected["flashing_light"] += len(repeats)
+        wait_for("the repeats exactly once", exactly(influx_db, expected), 30)
+        held = owner.get(f"/api/alarms/{alarm_id}")  # the owner's memory
+        assert held["state"] == "active_ack" and held["assignee"] == "li", held
+        assert held["count"] >= raised[0]["count"] + 20, held  # the repeats counted
+        stored = alarm(owner, ALARM_DEVICE, alarm_id)  # after the owner wrote its repeats
+        assert stored["state"] == "active_ack" and stored["acked_by"] == "ops", stored
+        assert stored["assignee"] == "li" and stored["count"] == held["count"], stored
+        cleared_by_hand = alarm(other_owner, OTHER_DEVICE, other["id"])
+        assert cleared_by_hand["state"] == "cleared_unack", cleared_by_hand
+        assert cleared_by_hand["cleared_by"] == "ops", cleared_by_hand  # not the rule's clear
+        # the condition clears on the owner: the acknowledged alarm is closed (cleared_ack);
+        # then the device tilts again: a new alarm, the one step 2 follows
+        again = [tilt(ALARM_DEVICE, now - 700 + i, 2.0) for i in range(5)]
+        again += [tilt(ALARM_DEVICE, now - 600 + i, 20.0) for i in range(10)]
+        finish(*[p for p in (Paced(nats_cluster.nodes[0].mqtt_url, again, 1000),)
+                 if not p.start()])
+        expected["flashing_light"] += len(again)
+        wait_for("the clear and the new breach exactly once", exactly(influx_db, expected), 30)
+        closed = alarm(owner, ALARM_DEVICE, alarm_id)
+        assert closed["state"] == "cleared_ack" and closed["assignee"] == "li", closed
+        history = elsewhere.get(f"/api/alarms/{alarm_id}")["history"]
+        assert [(h["action"], h["actor"], h["hub"], h["to_state"]) for h in history] == [
+            ("raise", "system", owner.settings["HUB_NODE_ID"], "active_unack"),
+            ("ack", "ops", elsewhere.settings["HUB_NODE_ID"], "active_ack"),
+            ("assign", "ops", elsewhere.settings["HUB_NODE_ID"], "active_ack"),
+            ("clear", "system", owner.settings["HUB_NODE_ID"], "cleared_ack")], history
+        raised = wait_for("a new alarm after the closed one", lambda: [
+            x for x in alarms_of(a, ALARM_DEVICE)
+            if x["rule"] == "knocked_over" and x["id"] != alarm_id], 20)
+        assert len(raised) == 1 and raised[0]["state"] == "active_unack", raised
 
         # 2. SIGKILL the alarm device's owner mid-stream.
         victim_name = table[partition_of(ALARM_DEVICE, PARTITIONS)]
@@ -253,18 +353,25 @@ def test_hubs_share_partitions_fail_over_and_rebalance_exactly_once(
         took = time.monotonic() - killed_at
         assert took <= TAKEOVER_S, f"takeover took {took:.1f} s"
         clear_msgs = [tilt(ALARM_DEVICE, now - 300 + i, 2.0) for i in range(10)]
-        clearer = Paced(nats_cluster.nodes[0].mqtt_url, clear_msgs, 200)
+        scans = [scan(2, now - 60), scan(3, now - 50)]  # the round goes on on the new owner
+        clearer = Paced(nats_cluster.nodes[0].mqtt_url, clear_msgs + scans, 200)
         clearer.start()
         finish(paced, clearer)
         for measurement, count in second.points.items():
             expected[measurement] += count
         expected["flashing_light"] += len(clear_msgs)
+        expected["patrol_scan"] += len(scans)
         wait_for("every point exactly once after the kill", exactly(influx_db, expected), 60)
         cleared = wait_for("the alarm cleared by the new owner", lambda: [
             x for x in alarms_of(survivor, ALARM_DEVICE)
             if x["rule"] == "knocked_over" and x["state"] == "cleared_unack"], 30)
-        alarms = [x for x in alarms_of(survivor, ALARM_DEVICE) if x["rule"] == "knocked_over"]
+        alarms = [x for x in alarms_of(survivor, ALARM_DEVICE)
+                  if x["rule"] == "knocked_over" and x["id"] != alarm_id]
         assert len(alarms) == 1 and cleared[0]["id"] == raised[0]["id"], alarms  # no duplicate
+        finished = wait_for("the round finished on the new owner", lambda: the_round(
+            survivor, started)["state"] == "completed" and the_round(survivor, started), 20)
+        assert finished["done"] == 4, finished
+        assert finished["checkpoints"][0]["scanned_at"] == begun["checkpoints"][0]["scanned_at"]
         assert survivor.health()["status"] == "ok"
 
         # 3. Kill the node leading $MQTT_msgs while devices publish to another; add a hub.

@@ -69,6 +69,10 @@ class Alarm:
     assignee: str | None = None
     updated_ns: int = 0
     last_point_ns: int = 0
+    # cluster mode (hub.alarms.merge): the row's version as last read or written, and the
+    # officer fields it had then
+    stored_ns: int = 0
+    base: tuple[Any, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the public alarm JSON (DESIGN.md contract plus extras)."""

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, MutableSequence, Sequence
 from typing import Any
 
 import orjson
@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from hub.alarms import metrics
+from hub.alarms.merge import merge, officer_fields, synced
 from hub.alarms.model import (
     ACTIVE_ACK,
     ACTIVE_STATES,
@@ -43,7 +44,7 @@ from hub.alarms.model import (
     InvalidTransition,
     iso,
 )
-from hub.alarms.store import AlarmStore, HistoryEntry
+from hub.alarms.store import AlarmStore, HistoryEntry, StaleAlarms
 from hub.alarms.webhooks import WebhookSender
 from hub.model import FieldValue, Point
 from hub.settings import Settings
@@ -116,6 +117,13 @@ class AlarmService:
         self.transition_hooks: list[TransitionHook] = []
         self._pending_ops: list[Callable[[Session], None]] = []
         self.write_listeners: list[Callable[[], None]] = []
+        # cluster mode (hub.cluster.wiring): writes carry the row version and merge on a
+        # conflict; ``owns`` says which devices' alarms this hub holds; ``announce`` tells the
+        # owner of a device that an officer changed one of its alarms here
+        self.shared = False
+        self.owns: Callable[[str], bool] | None = None
+        self.announce: Callable[[Alarm], None] | None = None
+        self._to_announce: list[Alarm] = []
         self._last_flush = clock()
         for alarm in self.store.load_open():
             self._remember(alarm)
@@ -365,6 +373,19 @@ class AlarmService:
         Reads and officer actions call it before they look at the database; it must not be
         called with ``_lock`` held. Returns how many alarm rows were written.
         """
+        written = self._flush(force)
+        if self._to_announce:  # cluster mode: outside the locks (a network call)
+            with self._lock:
+                rows, self._to_announce = self._to_announce, []
+            for row in rows:
+                try:
+                    if self.announce is not None:
+                        self.announce(row)
+                except Exception:  # the owner's next write finds the new version anyway
+                    log.warning("telling the owner of alarm %s failed", row.id, exc_info=True)
+        return written
+
+    def _flush(self, force: bool) -> int:
         with self._write_lock:
             with self._lock:
                 now = self.clock()
@@ -378,15 +399,19 @@ class AlarmService:
                     self._last_flush = now
                     repeats = [a for a in self._dirty.values() if a.id not in pending]
                     self._dirty.clear()
-                rows = [(copy.copy(a), new) for a, new in pending.values()]
-                rows += [(copy.copy(a), False) for a in repeats]
+                originals = [a for a, _new in pending.values()] + list(repeats)
+                rows = [(self._copy(a), new) for a, new in pending.values()]
+                rows += [(self._copy(a), False) for a in repeats]
                 history = list(self._pending_history)
                 ops = list(self._pending_ops)
                 self._pending_rows.clear()
                 self._pending_history.clear()
                 self._pending_ops.clear()
             try:
-                self.store.write_batch(rows, history, ops)
+                if self.shared:
+                    self._write_checked(originals, rows, history, ops)
+                else:
+                    self.store.write_batch(rows, history, ops)
             except Exception:
                 if not ops or not self._write_without(rows, history, ops):
                     log.exception("writing %d alarms failed; retrying on the next flush",
@@ -400,7 +425,92 @@ class AlarmService:
                 for alarm in repeats:
                     if alarm.id in self._by_id:
                         self._publish(alarm)
+            if self.shared:
+                self._written(originals, rows)
             return len(rows)
+
+    def _copy(self, alarm: Alarm) -> Alarm:
+        snapshot = copy.copy(alarm)
+        if self.shared and snapshot.updated_ns <= snapshot.stored_ns:
+            snapshot.updated_ns = snapshot.stored_ns + 1  # a new version, whatever the clocks
+        return snapshot
+
+    def _write_checked(self, originals: MutableSequence[Alarm],
+                       rows: MutableSequence[tuple[Alarm, bool]],
+                       history: Sequence[dict[str, Any]],
+                       ops: Sequence[Callable[[Session], None]]) -> None:
+        """Write under the rows' versions; merge what another hub changed, then again."""
+        for _attempt in range(10):
+            try:
+                self.store.write_batch(rows, history, ops, check=True)
+                return
+            except StaleAlarms as exc:
+                stale = set(exc.ids)
+            fresh = self.store.get_many(sorted(stale))
+            with self._lock:
+                for i in reversed(range(len(rows))):
+                    if rows[i][0].id in stale and rows[i][0].id not in fresh:
+                        del rows[i], originals[i]  # gone (purged): nothing to update
+                for i, (row, new) in enumerate(rows):
+                    if row.id not in stale:
+                        continue
+                    original = originals[i]
+                    stored = fresh[row.id]
+                    before = original.state
+                    if original.stored_ns == row.stored_ns:  # not merged meanwhile (sync)
+                        merge(original, stored, owner=self._holds(original.device_id))
+                    self._merged(original, before)
+                    rows[i] = (self._copy(original), new)
+                    for entry in reversed(history):  # the transition's row shows the outcome
+                        if entry["alarm_id"] == row.id:
+                            entry["to_state"] = original.state
+                            break
+            log.info("alarms: %d rows changed by another hub meanwhile: merged", len(stale))
+        raise RuntimeError("alarm rows kept changing under this hub's writes")
+
+    def _written(self, originals: Sequence[Alarm], rows: Sequence[tuple[Alarm, bool]]) -> None:
+        """Record the versions just written; queue word to the owners of alarms held
+        elsewhere (sent by ``flush`` once the locks are released)."""
+        with self._lock:
+            for original, (row, _new) in zip(originals, rows, strict=True):
+                if original.stored_ns == row.stored_ns:  # no newer version merged meanwhile
+                    synced(original, row.updated_ns)
+                    original.base = officer_fields(row)
+                if self.announce is not None and not self._holds(original.device_id):
+                    self._to_announce.append(row)
+
+    def sync(self, alarm_id: str) -> bool:
+        """Another hub changed this alarm's row: merge it into memory if held here.
+
+        Returns True when something changed. Holds the write lock, so no write of this hub is
+        under way on an older version meanwhile.
+        """
+        with self._write_lock:
+            with self._lock:
+                held = self._by_id.get(alarm_id)
+                if held is None:
+                    return False
+            stored = self.store.get(alarm_id)
+            with self._lock:
+                if stored is None or self._by_id.get(alarm_id) is not held or \
+                        stored.updated_ns == held.stored_ns:
+                    return False
+                before = held.state
+                merge(held, stored, owner=True)
+                self._merged(held, before)
+                return True
+
+    def _merged(self, alarm: Alarm, before: str) -> None:
+        """After a merge (lock held): publish a changed state, close a cleared_ack one."""
+        if alarm.state == before:
+            return
+        if alarm.state == CLEARED_ACK and alarm.id in self._by_id:
+            if alarm.id in self._dirty and alarm.id not in self._pending_rows:
+                self._pending_rows[alarm.id] = (alarm, False)  # its last repeats still written
+            self._forget(alarm)
+            metrics.ALARMS_OPEN.set(len(self._open))
+        self._publish(alarm)
+        self._notify("sync", alarm)
 
     def _write_without(self, rows: Sequence[tuple[Alarm, bool]],
                        history: Sequence[dict[str, Any]],
@@ -453,6 +563,10 @@ class AlarmService:
             self.webhooks.close()
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _holds(self, device_id: str) -> bool:
+        """True when this hub keeps the device's alarms in memory (always, unless clustered)."""
+        return self.owns is None or self.owns(device_id)
 
     def _remember(self, alarm: Alarm) -> None:
         self._open[(alarm.device_id, alarm.rule)] = alarm
@@ -509,7 +623,7 @@ class AlarmService:
             self._wake.set()
         if alarm.state == CLEARED_ACK:
             self._forget(alarm)
-        elif alarm.id not in self._by_id:
+        elif alarm.id not in self._by_id and self._holds(alarm.device_id):
             self._remember(alarm)
         metrics.ALARM_TRANSITIONS.labels(action, alarm.severity).inc()
         metrics.ALARMS_OPEN.set(len(self._open))

@@ -22,8 +22,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hub.alarms.merge import synced
 from hub.alarms.model import OPEN_STATES, Alarm, iso
 from hub.db import DEVICE_ID_CHARS, Base, create_tables
+from hub.patrol.tables import add_missing_columns
 from hub.rules.schema import SEVERITY_RANK
 from hub.setaside.rows import is_row_fault, write_rows
 
@@ -79,6 +81,15 @@ class AlarmHistoryRow(Base):
     severity: Mapped[str] = mapped_column(String(16))
     value_json: Mapped[str] = mapped_column(Text)
     note: Mapped[str | None] = mapped_column(Text)
+    hub: Mapped[str | None] = mapped_column(String(64))  # the node that wrote it (cluster mode)
+
+
+class StaleAlarms(Exception):
+    """Rows another hub changed since they were read or written here (cluster mode)."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__(f"{len(ids)} alarm rows changed by another hub")
+        self.ids = ids
 
 
 def _dumps(value: Any) -> str:
@@ -101,8 +112,8 @@ def _row_values(alarm: Alarm) -> dict[str, Any]:
 
 
 def row_to_alarm(row: AlarmRow) -> Alarm:
-    """Build the in-memory record from a row."""
-    return Alarm(
+    """Build the in-memory record from a row (its version: the row's ``updated_ns``)."""
+    alarm = Alarm(
         id=row.id, device_id=row.device_id, site=row.site, kind=row.kind, rule=row.rule,
         model=row.model, community=row.community, severity=row.severity, state=row.state,
         message=row.message, message_zh=row.message_zh, value=orjson.loads(row.value_json),
@@ -111,6 +122,8 @@ def row_to_alarm(row: AlarmRow) -> Alarm:
         acked_ns=row.acked_ns, acked_by=row.acked_by, cleared_ns=row.cleared_ns,
         cleared_by=row.cleared_by, assignee=row.assignee, updated_ns=row.updated_ns,
     )
+    synced(alarm, row.updated_ns)
+    return alarm
 
 
 class HistoryEntry:
@@ -130,10 +143,12 @@ class HistoryEntry:
 class AlarmStore:
     """Reads and writes alarms and their history."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, node: str | None = None) -> None:
         self.engine = engine
+        self.node = node  # recorded on history rows (cluster mode: which hub acted)
         create_tables(engine, [
             AlarmRow.__table__, AlarmHistoryRow.__table__])
+        add_missing_columns(engine, [Base.metadata.tables["alarm_history"]])  # ``hub``
 
     def load_open(self) -> list[Alarm]:
         """Return every alarm that is not cleared and acknowledged."""
@@ -144,9 +159,14 @@ class AlarmStore:
 
     def write_batch(self, rows: Sequence[tuple[Alarm, bool]],
                     history: Sequence[dict[str, Any]],
-                    ops: Sequence[Callable[[Session], None]] = ()) -> None:
+                    ops: Sequence[Callable[[Session], None]] = (), *,
+                    check: bool = False) -> None:
         """Insert (flag True) or update alarms, append history rows, then run the transition
         hooks' ops (e.g. the notification outbox), all in one transaction.
+
+        ``check`` (cluster mode): an update applies only if the row is still at the version the
+        alarm was based on (``stored_ns``); otherwise nothing is written and ``StaleAlarms``
+        names the rows to merge.
 
         When the database refuses an alarm's data, the batch is written again alarm by alarm
         (each with its history, ``hub.setaside``): the bad one is set aside, the others are
@@ -158,44 +178,58 @@ class AlarmStore:
         items: list[_Item] = [(a, new, by_alarm.pop(a.id, [])) for a, new in rows]
         items += [(None, False, entries) for entries in by_alarm.values()]  # alarms stored before
         try:
-            self._write_items(items, ops)
+            self._write_items(items, ops, check)
             return
         except Exception as exc:
             if not is_row_fault(exc):
                 raise
-        write_rows("alarms", items, self._write_items)
+        write_rows("alarms", items, lambda some: self._write_items(some, (), check))
         if ops:
             write_rows("alarm_ops", list(ops), lambda some: self._write_items([], some))
 
     def _write_items(self, items: Sequence[_Item],
-                     ops: Sequence[Callable[[Session], None]] = ()) -> None:
+                     ops: Sequence[Callable[[Session], None]] = (), check: bool = False) -> None:
         with Session(self.engine) as session, session.begin():
             inserts = [_row_values(a) for a, new, _h in items if a is not None and new]
             if inserts:
                 session.execute(insert(AlarmRow), inserts)
+            stale = []
             for alarm, new, _h in items:
                 if alarm is not None and not new:
-                    session.execute(update(AlarmRow).where(AlarmRow.id == alarm.id)
-                                    .values(**_row_values(alarm)))
+                    where = [AlarmRow.id == alarm.id]
+                    if check:
+                        where.append(AlarmRow.updated_ns == alarm.stored_ns)
+                    done = session.execute(update(AlarmRow).where(*where)
+                                           .values(**_row_values(alarm)))
+                    if check and done.rowcount == 0:  # type: ignore[attr-defined]
+                        stale.append(alarm.id)
+            if stale:
+                raise StaleAlarms(stale)  # rolls the transaction back: merged, then again
             history = [entry for _a, _n, entries in items for entry in entries]
             if history:
                 session.execute(insert(AlarmHistoryRow), history)
             for op in ops:
                 op(session)
 
-    @staticmethod
-    def history_row(alarm: Alarm, entry: HistoryEntry) -> dict[str, Any]:
+    def history_row(self, alarm: Alarm, entry: HistoryEntry) -> dict[str, Any]:
         """Return the history row of an entry with the alarm's state and value right now."""
         return {"alarm_id": alarm.id, "at_ns": entry.at_ns, "actor": entry.actor,
                 "action": entry.action, "from_state": entry.from_state,
                 "to_state": alarm.state, "severity": alarm.severity,
-                "value_json": _dumps(alarm.value), "note": entry.note}
+                "value_json": _dumps(alarm.value), "note": entry.note, "hub": self.node}
 
     def get(self, alarm_id: str) -> Alarm | None:
         """Return one alarm or None."""
         with Session(self.engine) as session:
             row = session.get(AlarmRow, alarm_id)
             return None if row is None else row_to_alarm(row)
+
+    def get_many(self, alarm_ids: Sequence[str]) -> dict[str, Alarm]:
+        """Return the stored alarms of these ids (missing ones left out)."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(AlarmRow).where(AlarmRow.id.in_(list(alarm_ids)))).scalars()
+            return {r.id: row_to_alarm(r) for r in rows}
 
     def history(self, alarm_id: str) -> list[dict[str, Any]]:
         """Return an alarm's history, oldest first."""
@@ -206,7 +240,7 @@ class AlarmStore:
             return [{"at": iso(r.at_ns), "actor": r.actor, "action": r.action,
                      "from_state": r.from_state, "to_state": r.to_state,
                      "severity": r.severity, "value": orjson.loads(r.value_json),
-                     "note": r.note} for r in rows]
+                     "note": r.note, "hub": r.hub} for r in rows]
 
     def query(
         self,

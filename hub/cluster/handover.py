@@ -20,6 +20,7 @@ from hub.cluster.partition import partition_of
 
 if TYPE_CHECKING:
     from hub.alarms.service import AlarmService
+    from hub.patrol.tracker import RoundTracker
     from hub.rules.engine import RuleEngine
     from hub.state import DeviceStates
 
@@ -41,12 +42,15 @@ class Handover:
     """Loads and saves the state of whole partitions for one hub of a cluster."""
 
     def __init__(self, partitions: int, rules: RuleEngine, alarms: AlarmService,
-                 states: DeviceStates) -> None:
+                 states: DeviceStates, rounds: RoundTracker | None = None) -> None:
         self.partitions = partitions
         self.rules = rules
         self.alarms = alarms
         self.states = states
-        self.owned: set[int] = set()  # read by the pipeline thread only
+        self.rounds = rounds  # patrol round progress, handed over with its readers
+        self.owned: set[int] = set()  # written by the pipeline thread only
+        if rounds is not None:
+            rounds.owns = lambda device_id: self.part(device_id) in self.owned
         self._requests: deque[Request] = deque()
 
     def part(self, device_id: str) -> int:
@@ -98,6 +102,8 @@ class Handover:
         open_alarms = self.alarms.reload_devices(wanted)
         count = self.rules.adopt(saved, open_alarms)
         self.states.load(wanted)
+        if self.rounds is not None:
+            self.rounds.adopt(wanted)
         self.owned |= partitions
         return count
 
@@ -111,4 +117,6 @@ class Handover:
         # alarm transitions and device states of the time it was ours are written either way
         self.alarms.forget_devices(lambda d: not wanted(d))
         self.states.release(lambda d: not wanted(d))
+        if self.rounds is not None:
+            self.rounds.release(wanted)
         return len(snapshots)

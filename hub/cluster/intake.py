@@ -129,6 +129,8 @@ class ClusterIntake(ReceivedCounter):
         self._kv_lock: asyncio.Lock | None = None
         self._done = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # run on the intake's loop after each first connect (e.g. hub.cluster.alarmsync)
+        self.on_connect: list[Callable[[Client], Coroutine[Any, Any, None]]] = []
         self._scans = 0
         self.started_ns = time.time_ns()
 
@@ -216,6 +218,11 @@ class ClusterIntake(ReceivedCounter):
         if self.publisher is not None:
             self.publisher.publish(topic, payload, retain, qos)
 
+    @property
+    def client(self) -> Client | None:
+        """The NATS connection (None until connected)."""
+        return self._nc
+
     def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
         """Run a coroutine on the intake's loop from another thread and return its result."""
         loop = self._loop
@@ -272,6 +279,8 @@ class ClusterIntake(ReceivedCounter):
             await nc.close()
             raise
         self._nc, self._js = nc, js
+        for hook in self.on_connect:
+            await hook(nc)
         # consumer changes are raft operations of the meta leader: slower than KV under load
         self._admin = nc.jetstream(timeout=15)
         self.last_error = None

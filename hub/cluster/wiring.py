@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from hub.cluster.alarmsync import AlarmSync
 from hub.cluster.handover import Handover
 from hub.cluster.intake import ClusterIntake
 from hub.intake.common import STATUS_TOPIC
@@ -30,8 +31,10 @@ def attach(hub: Hub) -> Handover:
     """Give the intake its handover (rules, alarms, device states) on the pipeline thread."""
     intake = hub.mqtt
     assert isinstance(intake, ClusterIntake)
-    handover = Handover(hub.settings.cluster_partitions, hub.rules, hub.alarms, hub.states)
+    handover = Handover(hub.settings.cluster_partitions, hub.rules, hub.alarms, hub.states,
+                        hub.patrol.tracker)
     intake.handover = handover
+    AlarmSync.attach(intake, hub.alarms, handover)
     hub.pipeline.add_tick_hook("cluster", handover.on_tick)
     return handover
 

@@ -116,6 +116,9 @@ class RoundTracker:
             (s.site, c.id): c for s in sites.sites.values() for c in s.checkpoints
         }
         self._routes = {(s.site, r.id): r for s in sites.sites.values() for r in s.routes}
+        # cluster mode: the devices whose partition this hub owns (hub.cluster.handover); the
+        # clock of a round (start check, conclusion) runs on the owner of its round device only
+        self.owns: Callable[[str], bool] | None = None
         self._load()
 
     def checkpoint_changed(self, site: str, checkpoint_id: str,
@@ -148,6 +151,53 @@ class RoundTracker:
                     if scan.round_id is not None and scan.checkpoint_id is not None:
                         self._scans.setdefault(scan.round_id, []).append(
                             ScanInfo(scan.checkpoint_id, scan.time_ns))
+
+    def _touching(self, wanted: Callable[[str], bool]) -> set[tuple[str, str]]:
+        """(site, route) of the routes a wanted device reads or raises round alarms on."""
+        return {key for key, route in self._routes.items()
+                if wanted(round_device(route)) or any(wanted(r) for r in route.readers)}
+
+    def _drop(self, routes: set[tuple[str, str]]) -> None:
+        for rid in [r.id for r in self._rounds.values() if (r.site, r.route_id) in routes]:
+            self._rounds.pop(rid, None)
+            self._scans.pop(rid, None)
+
+    def adopt(self, wanted: Callable[[str], bool]) -> int:
+        """Cluster takeover, before the partitions' first message: load the open rounds of the
+        routes the ``wanted`` devices read (with the scans counted so far, wherever they were
+        counted) and those devices' recent scan keys (a redelivered scan is no second scan).
+        Returns how many rounds were loaded."""
+        routes = self._touching(wanted)
+        with self._lock, self.sessions() as session:
+            self._drop(routes)
+            open_rounds = select(RoundRow).where(RoundRow.concluded.is_(False))
+            rows = [r for r in session.scalars(open_rounds) if (r.site, r.route_id) in routes]
+            for rnd in rows:
+                self._rounds[rnd.id] = rnd
+                self._scans[rnd.id] = []
+            ids = [r.id for r in rows]
+            for start in range(0, len(ids), 500):
+                query = select(ScanRow).where(ScanRow.round_id.in_(ids[start:start + 500])) \
+                    .order_by(ScanRow.time_ns, ScanRow.id)
+                for scan in session.scalars(query):
+                    if scan.round_id is not None and scan.checkpoint_id is not None:
+                        self._scans[scan.round_id].append(ScanInfo(scan.checkpoint_id,
+                                                                   scan.time_ns))
+            since = min(((r.clock_ns or 0) - 3 * 86400 * NS for r in self._site_rows.values()),
+                        default=0)
+            for device_id, time_ns, tag_uid in session.execute(
+                    select(ScanRow.device_id, ScanRow.time_ns, ScanRow.tag_uid)
+                    .where(ScanRow.time_ns >= since)):
+                if wanted(device_id):
+                    self._scan_keys.add((device_id, time_ns, tag_uid))
+        return len(rows)
+
+    def release(self, wanted: Callable[[str], bool]) -> None:
+        """Cluster hand-over (or a lost lease): write what is pending, then forget the rounds
+        of the routes the ``wanted`` devices read (the next owner loads them)."""
+        self.flush()
+        with self._lock:
+            self._drop(self._touching(wanted))
 
     def saved_clock(self, site: str) -> int | None:
         """The clock value saved for a site (device mode restores it after a restart)."""
@@ -251,6 +301,8 @@ class RoundTracker:
                     events.append((occ.end_ns, 1, occ))
             events.sort(key=lambda e: (e[0], e[1], e[2].id))
             for due, kind, occ in events:
+                if self.owns is not None and not self.owns(round_device(occ.route)):
+                    continue  # another hub of the cluster runs this round's clock
                 cached = self._rounds.get(occ.id)
                 done = cached is not None and (
                     cached.concluded or (kind == 0 and cached.checked_start))

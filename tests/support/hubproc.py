@@ -29,6 +29,7 @@ class HubProcess:
             **{f"HUB_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        self.token: str | None = None  # sent as a bearer token by get and post
 
     def add_user(self, name: str, role: str, password: str,
                  sites: list[str] | None = None) -> None:
@@ -100,9 +101,20 @@ class HubProcess:
         result: dict[str, Any] = httpx.get(f"{self.api}/api/health", timeout=5).json()
         return result
 
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
     def get(self, path: str, **params: Any) -> Any:
         """GET an API path and return the JSON."""
-        response = httpx.get(f"{self.api}{path}", params=params, timeout=10)
+        response = httpx.get(f"{self.api}{path}", params=params, headers=self._headers(),
+                             timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: Any = None) -> Any:
+        """POST JSON to an API path and return the JSON answer."""
+        response = httpx.post(f"{self.api}{path}", json=body, headers=self._headers(),
+                              timeout=10)
         response.raise_for_status()
         return response.json()
 
