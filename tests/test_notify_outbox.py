@@ -374,3 +374,29 @@ def test_hubs_sharing_a_state_store_each_send_their_own_rows(state_url: str,
     finally:
         second.close()
         first.close()
+
+
+def test_cluster_rows_follow_their_partition_to_its_next_owner(state_url: str,
+                                                              fake: FakeRobots) -> None:
+    """Cluster mode's wiring: a row's owner is its device's partition, and a hub sends the rows
+    of the partitions it owns now; a dead owner's pending step 2 is sent once, by the next."""
+    data, duty, leader = config(fake)
+    first, second = Rig(state_url, data), Rig(state_url, data)
+    owned: dict[Rig, list[str]] = {first: ["p3"], second: []}
+    for rig in (first, second):
+        rig.notify.owner_for = lambda key: "p3" if key == "GY-FL-0001" else "p0"
+        rig.notify.outbox.serving = lambda rig=rig: list(owned[rig])
+    try:
+        alarm_id = first.raise_("GY-FL-0001")
+        wait(lambda: len(duty.messages) == 1, what="step 1 from the owner")
+        first.close()  # the owner dies before step 2 is due; its partition moves
+        owned[first], owned[second] = [], ["p3"]
+        wait(lambda: len(leader.messages) == 1, what="step 2 from the next owner")
+        wait(second.notify.dispatcher.idle, what="idle")
+        assert len(duty.messages) == 1 and len(leader.messages) == 1
+        with Session(second.engine) as session:
+            owners = set(session.scalars(select(OutboxRow.owner)
+                                         .where(OutboxRow.alarm_id == alarm_id)))
+        assert owners == {"p3"}
+    finally:
+        second.close()

@@ -56,3 +56,38 @@ def test_round_started_on_one_hub_is_finished_on_the_other(tmp_path: Path,
     assert b.alarm("FP-R01", "out_of_order") is None
     for hub in (a, b):
         hub.alarms.close()
+
+
+def test_only_the_hub_holding_a_hazard_climbs_its_ladder(tmp_path: Path,
+                                                         state_url: str) -> None:
+    """Cluster wiring sets ``HazardService.owns`` to the hazard id's partition: two hubs on one
+    store, and the overdue rung (its alarm, its hand-over) happens once, on the holder."""
+    from datetime import date
+
+    from tests.support.hazard_rig import HazardRig, local
+
+    start = local(date(2026, 11, 2), "09:00")
+    holder, other = HazardRig(state_url, start), HazardRig(state_url, start)
+    try:
+        holder.hazard(start)
+        hazard_id = holder.patrol.hazards.search()[0]["id"]
+        holder.patrol.hazards.act(hazard_id, "dispatch", "ops", department="fp-fire")
+        other.close()
+        other.open()  # a hub starting now watches every open hazard of the store
+        holder.patrol.hazards.owns = lambda key: key == hazard_id
+        other.patrol.hazards.owns = lambda key: key != hazard_id
+        later = local(date(2026, 11, 20), "09:00")  # past every rung of a general hazard
+        other.tick(later)
+        assert [h for h in other.patrol.hazards.get(hazard_id)["history"]
+                if h["action"] == "escalate"] == []
+        holder.tick(later)
+        rungs = [h["rung"] for h in holder.patrol.hazards.get(hazard_id)["history"]
+                 if h["action"] == "escalate"]
+        assert rungs and len(rungs) == len(set(rungs))
+        other.tick(later)  # still not the holder: nothing more
+        again = [h["rung"] for h in holder.patrol.hazards.get(hazard_id)["history"]
+                 if h["action"] == "escalate"]
+        assert again == rungs
+    finally:
+        other.close()
+        holder.close()

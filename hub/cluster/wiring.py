@@ -35,6 +35,12 @@ def attach(hub: Hub) -> Handover:
                         hub.patrol.tracker)
     intake.handover = handover
     AlarmSync.attach(intake, hub.alarms, handover)
+    # One sender per partition: notifications and hazard ladders follow the lease, so a dead
+    # hub's pending escalations are sent by the next owner and no two hubs send one twice.
+    hub.patrol.hazards.owns = lambda key: handover.part(key) in handover.owned
+    if hub.notify is not None:
+        hub.notify.owner_for = lambda key: f"p{handover.part(key)}"
+        hub.notify.outbox.serving = lambda: [f"p{p}" for p in tuple(handover.owned)]
     hub.pipeline.add_tick_hook("cluster", handover.on_tick)
     return handover
 

@@ -115,6 +115,7 @@ class Due:
     max_repeats: int
     attempts: int
     text: str | None = None
+    owner: str = ""
 
 
 def _values(alarm_id: str, site: str, round_: int, item: Planned, status: str,
@@ -194,6 +195,10 @@ class Outbox:
     def __init__(self, engine: Engine, owner: str = "") -> None:
         self.engine = engine
         self.owner = owner  # hubs sharing a state store each send the rows they planned
+        # cluster mode (hub.cluster.wiring): the owners whose rows this hub sends now (the
+        # partitions it owns); a row's owner is then its alarm's partition, so the rows follow
+        # the partition to its next owner
+        self.serving: Callable[[], list[str]] = lambda: [self.owner]
         create_tables(engine, [OutboxRow.__table__])
         add_missing_columns(engine, [Base.metadata.tables["notify_outbox"]])  # ``text``: hand-overs
 
@@ -203,17 +208,17 @@ class Outbox:
             rows = session.execute(
                 select(OutboxRow).where(OutboxRow.status == PENDING,
                                         OutboxRow.next_try_ns <= now_ns,
-                                        OutboxRow.owner == self.owner)
+                                        OutboxRow.owner.in_(self.serving()))
                 .order_by(OutboxRow.due_ns, OutboxRow.id).limit(limit)).scalars().all()
             return [Due(r.id, r.alarm_id, r.site, r.round, r.kind, r.step, r.seq, r.channel,
                         tuple(orjson.loads(r.mention_json)), r.due_ns, r.repeat_ns,
-                        r.max_repeats, r.attempts, r.text) for r in rows]
+                        r.max_repeats, r.attempts, r.text, r.owner) for r in rows]
 
     def handover(self, key: str, site: str, seq: int, channel: str, text: str,
-                 now_ns: int) -> bool:
+                 now_ns: int, owner: str | None = None) -> bool:
         """Plan one hand-over message; False when (key, seq, channel) was planned already."""
         values = _values(key, site, 0, Planned(HANDOVER, seq, 0, channel, (), now_ns),
-                         PENDING, now_ns, self.owner)
+                         PENDING, now_ns, self.owner if owner is None else owner)
         try:
             with Session(self.engine) as session, session.begin():
                 session.execute(insert(OutboxRow), [{**values, "text": text}])
@@ -260,7 +265,7 @@ class Outbox:
         session.execute(insert(OutboxRow), [_values(
             row.alarm_id, row.site, row.round,
             Planned(REMINDER, row.step, row.seq + 1, row.channel, row.mention, due,
-                    row.repeat_ns, row.max_repeats), PENDING, now_ns, self.owner)])
+                    row.repeat_ns, row.max_repeats), PENDING, now_ns, row.owner or self.owner)])
 
     def retry(self, rows: Sequence[Due], next_try_ns: int, error: str) -> None:
         """Count an attempt and try again at ``next_try_ns``."""
@@ -299,7 +304,7 @@ class Outbox:
             return [(c, int(t or 0)) for c, t in session.execute(
                 select(OutboxRow.channel, OutboxRow.at_ns).where(
                     OutboxRow.status == SENT, OutboxRow.at_ns >= since_ns,
-                    OutboxRow.owner == self.owner).distinct())]
+                    OutboxRow.owner.in_(self.serving())).distinct())]
 
     def pending(self) -> int:
         """How many rows wait to be sent (due or not)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,9 @@ class NotifyService:
         self.clock = clock
         self.console_url = console_url
         self.owner = owner
+        # the owner of the rows planned for a device's (or a site's) alarms: this hub, or in
+        # cluster mode the device's partition (hub.cluster.wiring)
+        self.owner_for: Callable[[str], str] = lambda _key: self.owner
         self.outbox = Outbox(engine, owner)
         self.silences = Silences(engine)
         self.alarms: AlarmService | None = None
@@ -174,11 +178,12 @@ class NotifyService:
             if not items and action == "raise":
                 return None
             return plan(alarm.id, alarm.site, items, now, new_round=action != "raise",
-                        suppressed=silence is not None, owner=self.owner)
+                        suppressed=silence is not None, owner=self.owner_for(alarm.device_id))
         if action in ("ack", "clear"):
             found = config.policy_for(fields)
             notice = action == "clear" and found is not None and found[1].notify_clear
-            return stop(alarm.id, alarm.site, now, clear_notice=notice, owner=self.owner,
+            return stop(alarm.id, alarm.site, now, clear_notice=notice,
+                        owner=self.owner_for(alarm.device_id),
                         suppressed=alarm.id in self._silenced
                         or self.silences.matching(fields, now) is not None)
         return None
@@ -216,7 +221,8 @@ class NotifyService:
         text = message.text_en if lang == "en" else message.text_zh
         text += f"\n{label('console', lang)}: {self.console_url.rstrip('/')}/"
         if self.outbox.handover(f"hazard:{message.hazard_id}", message.site, message.seq,
-                                message.channel, text, self.clock()):
+                                message.channel, text, self.clock(),
+                                self.owner_for(message.hazard_id)):
             self.dispatcher.wake()
 
     def report(self, message: ReportMessage) -> None:
@@ -229,7 +235,7 @@ class NotifyService:
         text = message.text_en if lang == "en" else message.text_zh
         text += f"\n{label('report_pdf', lang)}: {self.console_url.rstrip('/')}{message.path}"
         if self.outbox.handover(message.key, message.site, 0, message.channel, text,
-                                self.clock()):
+                                self.clock(), self.owner_for(message.site)):
             self.dispatcher.wake()
 
     def handover_status(self, hazard_id: str) -> dict[int, list[dict[str, Any]]]:

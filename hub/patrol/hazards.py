@@ -108,6 +108,9 @@ class HazardService:
         # without a refusal log (tests, reports) a refused hazard is an error, never silent
         self.refuse: Refuse = refuse or _refusal_nothing
         self._lock = threading.RLock()
+        # cluster mode (hub.cluster.wiring): whether this hub holds a hazard's alarms (its id's
+        # partition is owned here); only that hub climbs its ladder
+        self.owns: Callable[[str], bool] | None = None
         self._per_reader = SlidingLimit(config.hazard_limits.per_reader)
         self._per_checkpoint = SlidingLimit(config.hazard_limits.per_checkpoint)
         # open hazards with a rung still to come: id -> (site, when the next rung is due)
@@ -463,6 +466,8 @@ class HazardService:
         """Climb the ladder of the site's open hazards whose next rung is due."""
         with self._lock:
             due = sorted((t, h) for h, (s, t) in self._watch.items() if s == site and t <= now)
+            if self.owns is not None:
+                due = [(t, h) for t, h in due if self.owns(h)]
             for _t, hazard_id in due:
                 self._climb(hazard_id, now)
 
