@@ -23,6 +23,7 @@ class CompiledMessage:
         self.spec = spec
         from_text = spec.decoder == "csv"
         self.points = [CompiledPoint(p, from_text) for p in spec.points]
+        self.uses_context = any(p.uses_context for p in self.points)
         self.time = compile_time(spec.time)
         self.device_id_getter = path_getter(spec.device_id_path) if spec.device_id_path else None
         self.id_pattern = (

@@ -45,6 +45,9 @@ class Normalizer:
         self._device_tags: dict[str, BaseTags] = {}
         self._group_tags: dict[tuple[str, str, str | None], tuple[BaseTags, BaseTags]] = {}
         self._shared_tags: dict[tuple[str, str], tuple[str, str]] = {}
+        # what messages whose values read no context get (most models): one object, not one
+        # per message (bench/pipeline_micro.py)
+        self._no_context = MessageContext("", UNASSIGNED_SITE, sites, 0, None)
 
     def process(self, message: InboundMessage) -> Reading | Refusal:
         """Normalize one message; never raises for bad input."""
@@ -152,7 +155,8 @@ class Normalizer:
             extra_fields.append(("device_time_s", device_time / 1e9))
             device_time = None
         time_ns = device_time if device_time is not None else received
-        ctx = MessageContext(device_id, site, self.sites, received, device_time)
+        ctx = (MessageContext(device_id, site, self.sites, received, device_time)
+               if compiled.uses_context else self._no_context)
         points: list[Point] = []
         values: dict[str, FieldValue] = {}
         for index, point_spec in enumerate(compiled.points):

@@ -26,6 +26,9 @@ class CompiledPoint:
                      for n, s in spec.tags.items()]
         self.fields = [(n, compile_value(n, s, from_text)) for n, s in spec.fields.items()]
         self.lookups = [LOOKUPS[name] for name in spec.lookups]
+        # only derived values and lookups read the message context
+        self.uses_context = bool(self.lookups) or any(
+            v.derived is not None for v in (*spec.tags.values(), *spec.fields.values()))
         # one point per message with only the base tags (most models): no item list, no tag sort
         self.simple = (
             self.each is None and self.each_key is None and not self.tags and not self.lookups
