@@ -24,6 +24,7 @@ from hub.intake.inbound import InboundMessage
 from hub.intake.lean.client import LeanClient
 from hub.intake.paho_client import MqttClient
 from hub.intake.process import IntakeProcess
+from tests.support.hubproc import HubProcess
 from tests.support.require import require_binary
 from tests.support.services import MosquittoServer
 
@@ -169,3 +170,21 @@ def test_the_intake_process_shows_a_refused_subscription(broker: MosquittoServer
         assert granted.last_error is None
     finally:
         granted.stop()
+
+
+@pytest.mark.parametrize("client", ["lean", "paho"])
+def test_hub_health_is_degraded_by_a_refused_subscription(broker: MosquittoServer,
+                                                          tmp_path: Path, client: str) -> None:
+    # the intake's role has roadsafety/# and hub/# only: the profiles' other topics are refused
+    hub = HubProcess(tmp_path, mqtt_url=url_of(broker, INTAKE), mqtt_client=client,
+                     mqtt_client_id=f"hub-{client}")
+    hub.start(wait_connected=False)
+    try:
+        broker_health = until(lambda: (b := hub.health()["broker"])["last_error"] and b)
+        assert broker_health["connected"] is False
+        assert broker_health["last_error"].startswith("subscription refused: ")
+        assert "(0x87 not authorized)" in broker_health["last_error"]
+        assert "roadsafety/" not in broker_health["last_error"]
+        assert hub.health()["status"] == "degraded"
+    finally:
+        hub.stop()
