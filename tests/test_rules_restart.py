@@ -183,9 +183,7 @@ def test_older_readings_after_a_restart_keep_a_duration_and_an_alarm(state_url: 
     second.kill()
 
 
-@pytest.mark.parametrize("acked", [False, pytest.param(True, marks=pytest.mark.xfail(
-    strict=True, reason="an acknowledged alarm the rule cleared is closed and forgotten: the "
-    "engine learns no time from it, so a reading from before the clear opens a new alarm"))])
+@pytest.mark.parametrize("acked", [False, True])  # acknowledged: closed by the clear
 def test_delivered_again_reading_does_not_reopen_a_cleared_alarm(state_url: str,
                                                                  acked: bool) -> None:
     clock = Clock()

@@ -366,7 +366,7 @@ class RuleEngine:
         """Take devices over (at start, or from another hub of a cluster): their saved state,
         then their open alarms (device, site, kind, rule, severity); return how many."""
         now = self.clock()
-        count = 0
+        adopted: list[str] = []
         for state in saved:
             self._drop(state.device_id)
             ds = self._new_state(state.device_id, state.kind, state.site, state.model)
@@ -374,9 +374,11 @@ class RuleEngine:
                 continue
             restore(ds, state, now)
             self.timers.schedule(ds)
-            count += 1
+            adopted.append(ds.device_id)
+        if self.state_store is not None:
+            self._catch_up(self.state_store.rule_clears(adopted))  # closed since the save
         self._reconcile(open_alarms)
-        return count
+        return len(adopted)
 
     def release(self, device_ids: Iterable[str]) -> list[SavedState]:
         """Hand devices over to another hub: their snapshots (for the caller to save); this
@@ -413,7 +415,10 @@ class RuleEngine:
                 self.unconfirmed.add(device_id, rule_id)
         rule_times = getattr(self.alarms, "rule_times", None)
         if rule_times is not None:
-            for device_id, times in rule_times().items():
-                ds = self.devices.get(device_id)
-                if ds is not None:
-                    catch_up(ds, times)
+            self._catch_up(rule_times())
+
+    def _catch_up(self, rule_times: Mapping[str, Mapping[str, int]]) -> None:
+        for device_id, times in rule_times.items():
+            ds = self.devices.get(device_id)
+            if ds is not None:
+                catch_up(ds, times)
