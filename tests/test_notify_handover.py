@@ -105,12 +105,16 @@ def test_handovers_are_sent_once_on_the_departments_channel(
         assert "逾期未整改" in fire.messages[2]["text"]
         assert "上报县级" in county.messages[0]["text"]
 
-        history = rig.patrol.hazards.get(hazard["id"])["history"]
-        delivered = [(h["action"], h.get("rung"), [d["status"] for d in h["handover"]])
-                     for h in history if "handover" in h]
-        assert delivered == [("dispatch", None, ["sent"]), ("escalate", "reminder", ["sent"]),
-                             ("escalate", "overdue", ["sent"]),
-                             ("escalate", "county", ["sent"])]
+        def delivered() -> list[tuple[str, str | None, list[str]]]:
+            history = rig.patrol.hazards.get(hazard["id"])["history"]
+            return [(h["action"], h.get("rung"), [d["status"] for d in h["handover"]])
+                    for h in history if "handover" in h]
+
+        # the robot has the message before the dispatcher marks its row sent: wait on the row
+        expected = [("dispatch", None, ["sent"]), ("escalate", "reminder", ["sent"]),
+                    ("escalate", "overdue", ["sent"]), ("escalate", "county", ["sent"])]
+        wait(lambda: delivered() == expected, what=f"every hand-over marked sent: {expected}")
+        assert (len(fire.messages), len(county.messages)) == (3, 1)
 
         # a restart that hands the same messages over again sends nothing new
         notify.close()

@@ -237,6 +237,19 @@ class AlarmService:
             return [(a.device_id, a.site, a.kind, a.rule, a.severity)
                     for a in self._open.values() if a.state in ACTIVE_STATES]
 
+    def rule_times(self) -> dict[str, dict[str, int]]:
+        """Device -> rule -> the newest device time a rule changed its alarm held in memory (a
+        raise or repeat, or a clear by the rule: a person's clear is wall-clock time)."""
+        times: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for a in self._open.values():
+                at = a.last_seen_ns
+                if a.cleared_by == SYSTEM and a.cleared_ns is not None:
+                    at = max(at, a.cleared_ns)
+                rules = times.setdefault(a.device_id, {})
+                rules[a.rule] = max(rules.get(a.rule, at), at)
+        return times
+
     def forget_devices(self, keep: Callable[[str], bool]) -> int:
         """Write what is pending, then drop the open alarms of devices ``keep`` refuses from
         memory (a cluster hub hands them over; the new owner reloads them); return how many."""

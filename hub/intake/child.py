@@ -63,15 +63,8 @@ def _forwarding_client(config: IntakeConfig, child: _Child) -> Any:
             child.take(topic, msg.payload, msg.qos, bool(msg.retain), self._generation,
                        msg.mid)
 
-        def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
-                        properties: Any) -> None:
-            super()._on_connect(client, userdata, flags, reason, properties)
-            child.send((FRAME_STATUS, self.connected, self.last_error))
-
-        def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
-                           properties: Any) -> None:
-            super()._on_disconnect(client, userdata, flags, reason, properties)
-            child.send((FRAME_STATUS, False, self.last_error))
+        def _on_status(self, connected: bool) -> None:
+            child.send((FRAME_STATUS, connected, self.last_error))
 
     client = _ForwardingClient(
         config.url, config.client_id, config.subscriptions, on_message=lambda _m: None,

@@ -38,3 +38,25 @@ def parse_mqtt_url(url: str) -> MqttUrl:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
     )
+
+
+# SUBACK failure codes (MQTT 5 reason codes; 3.1.1 has only 0x80)
+_SUBACK_REFUSALS = {
+    0x80: "unspecified error", 0x83: "implementation specific error", 0x87: "not authorized",
+    0x8F: "topic filter invalid", 0x91: "packet identifier in use", 0x97: "quota exceeded",
+    0x9E: "shared subscriptions not supported", 0xA1: "subscription identifiers not supported",
+    0xA2: "wildcard subscriptions not supported",
+}
+
+
+def refused_subscriptions(filters: list[str], codes: list[int]) -> str | None:
+    """What a SUBACK refused (each filter with its reason code), or None when all were granted;
+    a SUBACK with fewer codes than filters refuses the ones it leaves out."""
+    refused = []
+    for i, topic in enumerate(filters):
+        code = codes[i] if i < len(codes) else None
+        if code is None:
+            refused.append(f"{topic} (no reason code)")
+        elif code >= 0x80:
+            refused.append(f"{topic} (0x{code:02x} {_SUBACK_REFUSALS.get(code, 'refused')})")
+    return "subscription refused: " + ", ".join(refused) if refused else None

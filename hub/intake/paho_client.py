@@ -4,6 +4,8 @@ At-least-once: the client runs with ``manual_ack``; a message is acknowledged on
 pipeline says its readings are durable (in the store or the spool). Acks are tied to the
 connection they arrived on: after a reconnect the broker redelivers what was not acked, and a
 stale ack (a message id of an older connection) is dropped rather than acking a stranger.
+"Connected" (the status, ``online``, ``on_connected``) waits for the SUBACK: only once the
+broker granted every filter; a refusal is logged and kept in ``last_error`` with its filter.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from hub.intake.common import (  # noqa: F401  (parse_mqtt_url, MqttUrl: re-expo
     STATUS_TOPIC,
     MqttUrl,
     parse_mqtt_url,
+    refused_subscriptions,
 )
 from hub.intake.inbound import InboundMessage
 
@@ -71,7 +74,9 @@ class MqttClient:
         self._failed_attempts = 0
         self._tls = (ca_file, cert_file, key_file)
         self._generation = 0
-        self._connected = threading.Event()
+        self._connected = threading.Event()  # up and every subscription granted
+        self._up = False  # the connection is up (acks may go)
+        self._suback_mid: int | None = None
         self._stopping = False
         self.last_error: str | None = None
         self.on_connected: Callable[[], object] | None = None
@@ -101,6 +106,7 @@ class MqttClient:
         client.will_set(self.status_topic, b"offline", qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
 
@@ -128,7 +134,7 @@ class MqttClient:
     def stop(self) -> None:
         """Publish offline, disconnect cleanly (the session stays on the broker), stop the loop."""
         self._stopping = True
-        if self._connected.is_set():
+        if self._up:
             info = self._client.publish(self.status_topic, b"offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2)
@@ -138,7 +144,7 @@ class MqttClient:
 
     @property
     def connected(self) -> bool:
-        """True while connected to the broker."""
+        """True while connected to the broker with every subscription granted."""
         return self._connected.is_set()
 
     # ------------------------------------------------------------------ callbacks (paho thread)
@@ -156,11 +162,12 @@ class MqttClient:
             log.warning("MQTT %s", self.last_error)
             if "unsupported protocol" in str(reason).lower():
                 self._fall_back()
+            self._on_status(False)
             return
         self._may_fall_back = False  # this broker speaks our version: never switch later
         self._generation += 1
+        self._up = True
         self.last_error = None
-        self._on_status(True)
         log.info(
             "MQTT connected to %s:%s (session present: %s)",
             self.url.host,
@@ -168,9 +175,28 @@ class MqttClient:
             getattr(flags, "session_present", None),
         )
         if self.subscriptions:
-            client.subscribe(self.subscriptions)
+            self._suback_mid = client.subscribe(self.subscriptions)[1]
+        else:
+            self._subscribed(client)
+
+    def _on_subscribe(self, client: paho.Client, _userdata: Any, mid: int,
+                      reasons: list[ReasonCode], _properties: Any) -> None:
+        if mid != self._suback_mid:
+            return  # a SUBACK of an older connection
+        refused = refused_subscriptions([f for f, _ in self.subscriptions],
+                                        [r.value for r in reasons])
+        if refused is None:
+            self._subscribed(client)
+        else:
+            self.last_error = refused
+            log.error("MQTT %s", refused)
+            self._on_status(False)
+
+    def _subscribed(self, client: paho.Client) -> None:
+        """Every subscription granted: connected now."""
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         self._connected.set()
+        self._on_status(True)
         if self.on_connected is not None:
             # Off paho's thread: it may publish a lot and must not stall message intake.
             threading.Thread(target=self.on_connected, name="on-connected", daemon=True).start()
@@ -199,9 +225,10 @@ class MqttClient:
         reason: ReasonCode,
         _properties: Any,
     ) -> None:
-        was_connected = self._connected.is_set()
+        was_connected = self._up
+        self._up = False
+        self._suback_mid = None
         self._connected.clear()
-        self._on_status(False)
         if not was_connected and not self._stopping and self.protocol == paho.MQTTv5:
             self._failed_attempts += 1
             if self._failed_attempts >= 2:
@@ -209,6 +236,7 @@ class MqttClient:
         if not self._stopping:
             self.last_error = f"disconnected: {reason}"
             log.warning("MQTT %s; reconnecting", self.last_error)
+        self._on_status(False)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         # A plain int: a prometheus inc per message takes a lock (~5 % of the hub's CPU).
@@ -237,7 +265,7 @@ class MqttClient:
 
     def ack_mid(self, generation: int, mid: int, qos: int) -> None:
         """Acknowledge packet ``mid`` of connection ``generation`` if that one is still up."""
-        if qos == 0 or generation != self._generation or not self._connected.is_set():
+        if qos == 0 or generation != self._generation or not self._up:
             return  # QoS 0 has no ack; an older connection's message is redelivered anyway
         self._client.ack(mid, qos)
 

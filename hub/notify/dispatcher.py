@@ -160,6 +160,10 @@ class Dispatcher:
     def poll(self) -> int:
         """Send what is due and allowed now; return how many messages were handed to senders."""
         now = self.service.clock()
+        with self._lock:
+            # busy before the read: a send that ends after it may have changed its rows, and
+            # our copies of them would go again
+            busy = set(self._busy)
         rows = self.outbox.due(now)
         if not rows:
             metrics.PENDING.set(0)
@@ -208,7 +212,7 @@ class Dispatcher:
         handed = 0
         for batch in batches.values():
             with self._lock:
-                if batch.channel in self._busy:
+                if batch.channel in self._busy or batch.channel in busy:
                     continue
             budget = self.budget(batch.channel)
             if budget.wait_ns(self.wall()) > 0:

@@ -172,6 +172,10 @@ class Cond:
     def bind(self, value_at: Mapping[str, int]) -> None:
         """Learn where the program's value layout keeps the fields this condition reads."""
 
+    def assume_held(self, ds: RuleState, t: int) -> None:
+        """Set latches and holds as if the condition held at ``t`` (an alarm adopted without
+        saved rule state); conditions of the last values alone have nothing to set."""
+
 
 class Threshold(Cond):
     """Latched threshold with hysteresis."""
@@ -207,6 +211,10 @@ class Threshold(Cond):
     def bind(self, value_at: Mapping[str, int]) -> None:
         """Learn where the field's last value is kept."""
         self.value_at = value_at[self.field]
+
+    def assume_held(self, ds: RuleState, t: int) -> None:
+        """Latched: the clear level (hysteresis) unlatches it."""
+        ds.writable_slots()[self.slot] = True
 
 
 # (breach, cleared) per operator: ``v < at`` breaches, ``v >= clear`` clears, and so on
@@ -282,6 +290,10 @@ class Event(Cond):
         held = ds.slots[self.slot]
         return None if held is None else int(held[0]) + 1
 
+    def assume_held(self, ds: RuleState, t: int) -> None:
+        """Held for ``hold_s`` from ``t`` (when the event came is not known)."""
+        ds.writable_slots()[self.slot] = [t + self.hold, min(self.names)]
+
 
 class Rate(Cond):
     """Rate of change per minute over a short window, latched with optional hysteresis."""
@@ -337,6 +349,10 @@ class Rate(Cond):
         rate = ds.slots[self.last]
         return None if rate is None else round(rate, 3)
 
+    def assume_held(self, ds: RuleState, t: int) -> None:
+        """Latched: the next rate past the clear rate unlatches it."""
+        ds.writable_slots()[self.latch] = True
+
 
 class Stale(Cond):
     """No data for N report intervals; false again on the next reading."""
@@ -376,6 +392,10 @@ class Stale(Cond):
         if limit is None or ds.slots[self.slot] is True:
             return None
         return ds.last_rx + limit + 1 - ds.offset
+
+    def assume_held(self, ds: RuleState, t: int) -> None:
+        """Stale until the next reading."""
+        ds.writable_slots()[self.slot] = True
 
 
 class Schedule(Cond):
@@ -466,6 +486,10 @@ class Count(Cond):
         times = ds.slots[self.slot]
         return int(times[0]) + self.window + 1 if times else None
 
+    def assume_held(self, ds: RuleState, t: int) -> None:
+        """Counted at ``t``: held for one window unless more come."""
+        ds.writable_slots()[self.slot] = [t] * self.at_least
+
 
 class Points(Cond):
     """Points of a measurement whose field matches; the value lists their tag values."""
@@ -530,6 +554,11 @@ class _Composite(Cond):
 
 class AllOf(_Composite):
     """Every child holds (all children are evaluated: they keep state)."""
+
+    def assume_held(self, ds: RuleState, t: int) -> None:
+        """Every child held."""
+        for child in self.children:
+            child.assume_held(ds, t)
 
     def eval(self, ds: RuleState, r: Reading | None, t: int, now: int, env: Env) -> bool:
         """Evaluate every child."""

@@ -25,7 +25,14 @@ from hub.alarms import metrics
 from hub.model import Reading
 from hub.rules import schema
 from hub.rules.compiled import NS, CompiledRule, Env, Level, RuleState
-from hub.rules.persistence import StateWriter, restore, restore_active, snapshot
+from hub.rules.persistence import (
+    StateWriter,
+    Unconfirmed,
+    assume_open,
+    catch_up,
+    restore,
+    snapshot,
+)
 from hub.rules.programs import ProgramResolver
 from hub.rules.render import render
 from hub.rules.store import RuleStateStore, SavedState
@@ -103,6 +110,7 @@ class RuleEngine:
         self._last_save = clock()
         self._to_save: list[RuleState] = []
         self._writer: StateWriter | None = None
+        self.unconfirmed = Unconfirmed()
         if state_store is not None and background_save:
             self._writer = StateWriter(state_store, clock)
             self._writer.start()
@@ -159,6 +167,7 @@ class RuleEngine:
         """Drop a device's rule state (onboarded, moved or retired): it is rebuilt for its site
         at its next reading; the timer wheel skips the old one."""
         ds = self.devices.pop(device_id, None)
+        self.unconfirmed.discard(device_id)
         if ds is not None:
             ds.scheduled = None
 
@@ -295,7 +304,7 @@ class RuleEngine:
                         ds.set_active(index, best)
                         ds.dirty = True
                         self._raise(ds, rule, best_level, t)
-                elif previous >= 0:
+                elif previous >= 0 and self.unconfirmed.may_clear(ds, rule, r):
                     ds.set_active(index, -1)
                     ds.dirty = True
                     self.alarms.auto_clear(ds.device_id, rule.id, t)
@@ -357,7 +366,7 @@ class RuleEngine:
         """Take devices over (at start, or from another hub of a cluster): their saved state,
         then their open alarms (device, site, kind, rule, severity); return how many."""
         now = self.clock()
-        count = 0
+        adopted: list[str] = []
         for state in saved:
             self._drop(state.device_id)
             ds = self._new_state(state.device_id, state.kind, state.site, state.model)
@@ -365,9 +374,11 @@ class RuleEngine:
                 continue
             restore(ds, state, now)
             self.timers.schedule(ds)
-            count += 1
+            adopted.append(ds.device_id)
+        if self.state_store is not None:
+            self._catch_up(self.state_store.rule_clears(adopted))  # closed since the save
         self._reconcile(open_alarms)
-        return count
+        return len(adopted)
 
     def release(self, device_ids: Iterable[str]) -> list[SavedState]:
         """Hand devices over to another hub: their snapshots (for the caller to save); this
@@ -376,6 +387,7 @@ class RuleEngine:
 
     def _drop(self, device_id: str) -> RuleState | None:
         ds = self.devices.pop(device_id, None)
+        self.unconfirmed.discard(device_id)
         if ds is not None:
             ds.scheduled = None  # its timer entry is skipped when it comes due
             ds.deadline = None
@@ -399,6 +411,14 @@ class RuleEngine:
                 ds.last_rx = now
                 ds.deadline = now
                 self.timers.schedule(ds)
-            for index, rule in enumerate(ds.program.rules):
-                if rule.id == rule_id and ds.active[index] < 0:
-                    restore_active(ds, {rule_id: severity})
+            if assume_open(ds, rule_id, severity, max(ds.last_t, now - ds.offset)):
+                self.unconfirmed.add(device_id, rule_id)
+        rule_times = getattr(self.alarms, "rule_times", None)
+        if rule_times is not None:
+            self._catch_up(rule_times())
+
+    def _catch_up(self, rule_times: Mapping[str, Mapping[str, int]]) -> None:
+        for device_id, times in rule_times.items():
+            ds = self.devices.get(device_id)
+            if ds is not None:
+                catch_up(ds, times)

@@ -8,9 +8,11 @@ from functools import partial
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Engine, String, Text, delete, select
+from sqlalchemy import BigInteger, Engine, String, Text, delete, func, inspect, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hub.alarms.model import CLEARED_ACK, SYSTEM
+from hub.alarms.store import AlarmRow
 from hub.db import DEVICE_ID_CHARS, Base
 from hub.setaside.rows import write_rows
 
@@ -54,6 +56,25 @@ class RuleStateStore:
             rows = session.execute(select(RuleStateRow)).scalars().all()
             return [SavedState(r.device_id, r.kind, r.site, r.model, orjson.loads(r.data))
                     for r in rows]
+
+    def rule_clears(self, device_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Device -> rule -> the newest device time its rule cleared an alarm now closed
+        (acknowledged, so the alarm service no longer holds it), for these devices."""
+        times: dict[str, dict[str, int]] = {}
+        if not device_ids or not inspect(self.engine).has_table(AlarmRow.__tablename__):
+            return times
+        with Session(self.engine) as session:
+            for start in range(0, len(device_ids), self.CHUNK):
+                rows = session.execute(
+                    select(AlarmRow.device_id, AlarmRow.rule, func.max(AlarmRow.cleared_ns))
+                    .where(AlarmRow.device_id.in_(device_ids[start:start + self.CHUNK]),
+                           AlarmRow.state == CLEARED_ACK, AlarmRow.cleared_by == SYSTEM,
+                           AlarmRow.cleared_ns.is_not(None))
+                    .group_by(AlarmRow.device_id, AlarmRow.rule))
+                for device_id, rule, at in rows:
+                    if at is not None:
+                        times.setdefault(device_id, {})[rule] = int(at)
+        return times
 
     def save(self, states: Iterable[SavedState], now_ns: int) -> int:
         """Replace the rows of the given devices; return how many were written."""

@@ -11,7 +11,9 @@ What it does, as paho did for the hub: MQTT 5 (clean start off, session expiry, 
 and 3.1.1 (clean session off), ``auto`` trying 5 first and falling back to 3.1.1 once;
 ``mqtt://`` and ``mqtts://`` with a CA and a client certificate; username and password; QoS 0
 and 1 in; keepalive pings; reconnect with backoff (1 s doubling to 30 s) and a SUBSCRIBE on
-every connect; last will and retained ``online`` / ``offline`` on the status topic; QoS 0 and 1
+every connect, "connected" (status, ``online``, ``on_connected``) only once the SUBACK granted
+every filter (a refusal is logged and kept in ``last_error`` with the filter and its reason
+code); last will and retained ``online`` / ``offline`` on the status topic; QoS 0 and 1
 publishes, queued while disconnected and resent (DUP) after a reconnect until acknowledged.
 Acknowledgements belong to the connection the messages came on: a token of an older connection
 acks nothing (the broker redelivers those messages). Anything the broker sends that breaks the
@@ -34,7 +36,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from hub.intake.common import STATUS_TOPIC, parse_mqtt_url
+from hub.intake.common import STATUS_TOPIC, parse_mqtt_url, refused_subscriptions
 from hub.intake.lean import wire
 from hub.intake.lean.wire import ProtocolError
 
@@ -107,7 +109,8 @@ class LeanClient:
         self.last_error: str | None = None
         self.received = 0
         self._generation = 0
-        self._connected = threading.Event()
+        self._connected = threading.Event()  # the connection is up (acks may go)
+        self._ready = threading.Event()  # ... and the broker granted every subscription
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
@@ -143,8 +146,8 @@ class LeanClient:
         self._thread = threading.Thread(target=self._run, name="mqtt-lean", daemon=True)
         self._thread.start()
         if wait_s > 0:
-            return self._connected.wait(wait_s)
-        return self._connected.is_set()
+            return self._ready.wait(wait_s)
+        return self._ready.is_set()
 
     def stop(self) -> None:
         """Publish offline, send what is queued, disconnect (the session stays), end the thread."""
@@ -158,8 +161,8 @@ class LeanClient:
 
     @property
     def connected(self) -> bool:
-        """True while connected to the broker."""
-        return self._connected.is_set()
+        """True while connected to the broker with every subscription granted."""
+        return self._ready.is_set()
 
     # ------------------------------------------------------------------ any thread
 
@@ -243,6 +246,7 @@ class LeanClient:
                         self.last_error = f"disconnected ({what}): {exc}"
                         log.warning("MQTT %s; reconnecting", self.last_error)
                 finally:
+                    self._ready.clear()
                     self._connected.clear()
                     with contextlib.suppress(OSError):
                         sock.close()
@@ -327,23 +331,20 @@ class LeanClient:
             self._generation += 1
             generation = self._generation
             self._out.clear()  # acks of the previous connection mean nothing on this one
-            # ours not yet acknowledged go again first (DUP), then the status, then the rest
+            # ours not yet acknowledged go again first (DUP); "online" once subscribed
             for pid, (topic, payload, retain) in self._inflight.items():
                 hello += wire.publish(topic, payload, qos=1, retain=retain, packet_id=pid,
                                       v5=v5, dup=True)
-            self._queued.appendleft((self.status_topic, b"online", 1, True))
         self.last_error = None
         self._connected.set()
-        self._status(True)
         log.info("MQTT connected to %s:%s (session present: %s)", self.url.host, self.url.port,
                  session_present)
         sock.setblocking(False)
         sending = bytes(hello)
+        if not self.subscriptions:
+            self._subscribed()
         if rest:
             rest = self._feed(rest, v5, generation)
-        if self.on_connected is not None:
-            # Off this thread: it may publish a lot and must not stall message intake.
-            threading.Thread(target=self.on_connected, name="on-connected", daemon=True).start()
         wake_r = self._wake_r
         tls = self._tls is not None
         last_sent = time.monotonic()
@@ -467,10 +468,13 @@ class LeanClient:
             if len(body) < 3:
                 raise ProtocolError("malformed SUBACK")
             codes = body[wire.properties(body, 2, len(body))[1]:] if v5 else body[2:]
-            refused = [f for (f, _), c in zip(self.subscriptions, codes, strict=False)
-                       if c >= 0x80]
-            if refused:
-                log.error("MQTT subscription refused by the broker: %s", ", ".join(refused))
+            refused = refused_subscriptions([f for f, _ in self.subscriptions], list(codes))
+            if refused is None:
+                self._subscribed()
+            else:
+                self.last_error = refused
+                log.error("MQTT %s", refused)
+                self._status(False)
         elif kind == wire.PINGRESP:
             if body:
                 raise ProtocolError("PINGRESP with a body")
@@ -482,6 +486,16 @@ class LeanClient:
             pass  # never asked for; harmless
         else:
             raise ProtocolError(f"unexpected packet type {kind}")
+
+    def _subscribed(self) -> None:
+        """Every subscription granted (I/O thread): connected now, ``online`` goes first."""
+        with self._lock:
+            self._queued.appendleft((self.status_topic, b"online", 1, True))
+        self._ready.set()
+        self._status(True)
+        if self.on_connected is not None:
+            # Off this thread: it may publish a lot and must not stall message intake.
+            threading.Thread(target=self.on_connected, name="on-connected", daemon=True).start()
 
     def _goodbye(self, sock: socket.socket, sending: bytes) -> None:
         """Send what is left and DISCONNECT (normal: the will is not published), then wait for
