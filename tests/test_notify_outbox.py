@@ -113,11 +113,13 @@ def test_outbox_rows_are_written_in_the_alarm_transaction(state_url: str,
     data, duty, _ = config(fake)
     rig = Rig(state_url, data)
     try:
-        rig.alarms.flush_ns = 10**12  # only explicit flushes write
-        alarm_id = rig.raise_(flush=False)
-        with Session(rig.engine) as session:
-            assert session.get(AlarmRow, alarm_id) is None
-            assert session.execute(select(func.count()).select_from(OutboxRow)).scalar() == 0
+        # The planned notification wakes the alarm writer at once; holding its write lock keeps
+        # it (and so the transaction) waiting while the test looks.
+        with rig.alarms._write_lock:
+            alarm_id = rig.raise_(flush=False)
+            with Session(rig.engine) as session:
+                assert session.get(AlarmRow, alarm_id) is None
+                assert session.execute(select(func.count()).select_from(OutboxRow)).scalar() == 0
         rig.alarms.flush(force=True)
         with Session(rig.engine) as session:
             assert session.get(AlarmRow, alarm_id) is not None
@@ -136,6 +138,9 @@ def test_outbox_rows_are_written_in_the_alarm_transaction(state_url: str,
 def test_step_two_after_its_delay_and_not_for_an_acked_alarm(state_url: str,
                                                               fake: FakeRobots) -> None:
     data, duty, leader = config(fake)
+    # step 2 three seconds after the raise: the ack below comes well before it, however slow
+    # the machine is in sending step 1
+    data["policies"][0]["steps"][1]["after_s"] = 3.0
     rig = Rig(state_url, data)
     try:
         acked = rig.raise_("GY-FL-0001")
@@ -145,9 +150,10 @@ def test_step_two_after_its_delay_and_not_for_an_acked_alarm(state_url: str,
             n["status"] == "sent" for a in (acked, left)
             for n in rig.notifications(a) if n["step"] == 1), what="step 1 of both")
         rig.alarms.ack(acked, "zhang")
+        assert time.monotonic() - started < 3.0, "the ack came after step 2 was due"
         wait(lambda: any(n["step"] == 2 and n["status"] == "sent"
                          for n in rig.notifications(left)), what="step 2")
-        assert time.monotonic() - started >= 0.7  # after_s 0.8 from the raise
+        assert time.monotonic() - started >= 2.9  # after_s 3 from the raise
         assert not any(f"/alarms/{acked}" in t for t in texts(leader))
         assert any(f"/alarms/{left}" in t for t in texts(leader))
         assert "13800000003" in str(leader.messages[-1]["payload"])  # the leader mentioned
