@@ -141,6 +141,9 @@ class PeerStates(Protocol):
     def brief(self) -> dict[str, tuple[str, str, bool | None]]:
         """Every device in the view: (site, kind, online)."""
 
+    def health(self) -> dict[str, int]:
+        """Counts for /api/cluster."""
+
 
 class DeviceStates:
     """All device states; updated from the pipeline thread, read from the API."""

@@ -24,7 +24,7 @@ def row(node: str | None, seen: int | None, online: bool | None = True,
         tilt: float = 1.0) -> Row:
     """A device row as the view keeps it."""
     return (node, "XS-FL200", "flashing_light", "guoyuan", seen, seen, online, None,
-            f'{{"tilt_deg": {tilt}}}'.encode())
+            f'{{"tilt_deg": {tilt}}}')
 
 
 def test_a_newer_row_replaces_and_an_older_one_does_not() -> None:

@@ -55,8 +55,9 @@ CHUNK_ROWS = 1000  # devices per message; halved while a message is over the ser
 FALLBACK_MAX_PAYLOAD = 1024 * 1024  # NATS's default max_payload
 
 # (node or None when read from the database, model, kind, site, last_seen_ns, last_time_ns,
-#  online, status_reason, values as JSON)
-Row = tuple[str | None, str, str, str, int | None, int | None, bool | None, str | None, bytes]
+#  online, status_reason, values as JSON: a str, sized to fit, where orjson's bytes keep a
+#  4 KiB buffer each)
+Row = tuple[str | None, str, str, str, int | None, int | None, bool | None, str | None, str]
 
 
 class FleetView:
@@ -75,7 +76,10 @@ class FleetView:
         self.extensions = extensions  # the hub's, where the API puts its EventHub ("events")
         self.sessions = sessions  # the shared database: the devices table
         self.events: EventHub | None = None
-        self._rows: dict[str, Row] = {}
+        self._rows: dict[str, Row] = {}  # what the others sent, or the database said
+        # the states this hub sent (references, no copies): after it hands a partition over,
+        # its devices still show their last values until the new owner's first publication
+        self._mine: dict[str, LiveState] = {}
         self._lock = threading.Lock()
         self._dirty: set[str] = set()  # the pipeline thread's
         self._owned: frozenset[int] = frozenset()
@@ -119,36 +123,28 @@ class FleetView:
             self._send(dirty)
 
     def _owned_changed(self, owned: frozenset[int]) -> None:
-        adopted, released = owned - self._owned, self._owned - owned
+        adopted = owned - self._owned
         self._owned = owned
         count = self.partitions
         if adopted:  # their states were just loaded: tell the others at once
             states = self.states
             self._dirty.update(d for d in list(states.device_ids())
                                if states.get(d) is not None and partition_of(d, count) in adopted)
-        if released:  # our last rows of them stay, but no longer as held by us
-            with self._lock:
-                for device_id, row in list(self._rows.items()):
-                    if row[0] == self.node_id and partition_of(device_id, count) in released:
-                        self._rows[device_id] = (None, *row[1:])
 
     def _send(self, device_ids: set[str]) -> None:
         rows: list[list[Any]] = []
-        mine: list[tuple[str, Row]] = []
-        me = self.node_id
+        mine: dict[str, LiveState] = {}
+        get = self.states.get
         for device_id in device_ids:
-            s = self.states.get(device_id)
+            s = get(device_id)
             if s is None:
                 continue
-            values = s.values
+            mine[device_id] = s
             rows.append([device_id, s.model, s.kind, s.site, s.last_seen_ns, s.last_time_ns,
-                         s.online, s.status_reason, values])
-            mine.append((device_id, (me, s.model, s.kind, s.site, s.last_seen_ns,
-                                     s.last_time_ns, s.online, s.status_reason,
-                                     orjson.dumps(values))))
+                         s.online, s.status_reason, s.values])
         with self._lock:
-            self._rows.update(mine)
-        subject = f"{PREFIX}.{me}.devices"
+            self._mine.update(mine)
+        subject = f"{PREFIX}.{self.node_id}.devices"
         for start in range(0, len(rows), CHUNK_ROWS):
             self._publish_rows(subject, rows[start:start + CHUNK_ROWS])
         self.rows_sent += len(rows)
@@ -195,8 +191,12 @@ class FleetView:
             self.intake.publish_core(f"{PREFIX}.{self.node_id}.events", payload)
 
     def state(self, device_id: str) -> tuple[LiveState, str | None] | None:
-        """The latest row of a device as a state (not ours to change), and who sent it."""
+        """The latest row of a device as a state (not ours to change), and who sent it; for a
+        device this hub no longer holds, its last state here (held by none we know of)."""
         row = self._rows.get(device_id)
+        mine = self._mine.get(device_id)
+        if mine is not None and (row is None or (mine.last_seen_ns or 0) >= (row[4] or 0)):
+            return mine, None
         if row is None:
             return None
         node, model, kind, site, seen, at, online, reason, values = row
@@ -210,16 +210,21 @@ class FleetView:
     def ids(self) -> list[str]:
         """Every device in the view."""
         with self._lock:
-            return list(self._rows)
+            return list({**self._rows, **self._mine})
 
     def brief(self) -> dict[str, tuple[str, str, bool | None]]:
         """Every device in the view: (site, kind, online)."""
         with self._lock:
-            return {d: (row[3], row[2], row[6]) for d, row in self._rows.items()}
+            brief = {d: (row[3], row[2], row[6]) for d, row in self._rows.items()}
+            for d, s in self._mine.items():
+                row = self._rows.get(d)
+                if row is None or (s.last_seen_ns or 0) >= (row[4] or 0):
+                    brief[d] = (s.site, s.kind, s.online)
+            return brief
 
     def health(self) -> dict[str, int]:
         """Counts for /api/cluster."""
-        return {"devices": len(self._rows), "rows_sent": self.rows_sent,
+        return {"devices": len(self.ids()), "rows_sent": self.rows_sent,
                 "rows_received": self.rows_received, "events_sent": self.events_sent,
                 "events_received": self.events_received}
 
@@ -252,7 +257,8 @@ class FleetView:
             rows = orjson.loads(msg.data)
             parsed: list[tuple[str, Row]] = [
                 (str(r[0]), (node, sys.intern(str(r[1])), sys.intern(str(r[2])),
-                             sys.intern(str(r[3])), r[4], r[5], r[6], r[7], orjson.dumps(r[8])))
+                             sys.intern(str(r[3])), r[4], r[5], r[6], r[7],
+                             orjson.dumps(r[8]).decode()))
                 for r in rows]
         except (orjson.JSONDecodeError, IndexError, TypeError, KeyError) as exc:
             log.warning("cluster view: a malformed device batch from %s: %s", node, exc)
@@ -279,7 +285,7 @@ class FleetView:
         """Keep each device's newest row (a sender's change of the same ``last_seen``, e.g.
         offline by heartbeat, replaces; the database's only fills in what is older)."""
         with self._lock:
-            held = self._rows
+            held, mine = self._rows, self._mine
             for device_id, row in rows:
                 old = held.get(device_id)
                 if old is not None:
@@ -287,6 +293,8 @@ class FleetView:
                     if new_seen < old_seen or (new_seen == old_seen and not replace_equal):
                         continue
                 held[device_id] = row
+                if replace_equal and device_id in mine:  # another hub holds it now
+                    del mine[device_id]
 
     def _fill_from_database(self) -> None:
         threading.Thread(target=self._read_database, name="cluster-view-fill",
@@ -308,7 +316,7 @@ class FleetView:
             return
         rows: list[tuple[str, Row]] = [
             (r[0], (None, sys.intern(r[1]), sys.intern(r[2]), sys.intern(r[3]), r[4], r[5],
-                    r[6], r[7], r[8].encode())) for r in found]
+                    r[6], r[7], r[8])) for r in found]
         self._merge(rows, replace_equal=False)
         log.info("cluster view: %d device rows read from the database in %.0f ms", len(rows),
                  (time.monotonic() - started) * 1000)
