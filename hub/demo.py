@@ -154,7 +154,8 @@ def run_demo(settings: Settings, speed: float = 60.0, duration_s: float | None =
 
     def simulate() -> None:
         try:
-            summary = publish_fleet(fleet, settings.mqtt_url, speed=speed, stop_event=stop,
+            first = settings.mqtt_url.split(",")[0].strip()  # the simulators use one broker
+            summary = publish_fleet(fleet, first, speed=speed, stop_event=stop,
                                     progress=lambda line: log.info("simulators: %s", line),
                                     progress_every_s=30)
             log.info("simulators stopped: %s", "; ".join(summary.lines()))

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     cluster_partitions: int = Field(
         default=16, ge=1, le=1024, description="device partitions of the cluster's stream"
     )
+    cluster_view_s: float = Field(
+        default=0.5, gt=0, le=60,
+        description="a cluster hub sends its devices' changes to the other hubs this often",
+    )
     node_id: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="this hub's id in the cluster (unique; default: host name)",

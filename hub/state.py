@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import BigInteger, Boolean, String, Text, delete, select
@@ -127,6 +127,24 @@ def _iso(ns: int | None) -> str | None:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat() if ns is not None else None
 
 
+class PeerStates(Protocol):
+    """A cluster hub's view of the devices other hubs hold (``hub.cluster.view``)."""
+
+    node_id: str
+
+    def state(self, device_id: str) -> tuple[LiveState, str | None] | None:
+        """The latest state another hub published of a device, and that hub's id."""
+
+    def ids(self) -> list[str]:
+        """Every device in the view."""
+
+    def brief(self) -> dict[str, tuple[str, str, bool | None]]:
+        """Every device in the view: (site, kind, online)."""
+
+    def health(self) -> dict[str, int]:
+        """Counts for /api/cluster."""
+
+
 class DeviceStates:
     """All device states; updated from the pipeline thread, read from the API."""
 
@@ -145,6 +163,7 @@ class DeviceStates:
         self._lock = threading.Lock()
         self._save_queue: queue.Queue[list[dict[str, Any]]] | None = None
         self.on_set_aside: OnBad | None = None  # told of a state row the database refused
+        self.peers: PeerStates | None = None  # a cluster hub: the devices the others hold
         self._timeouts = {
             p.model: int(HEARTBEAT_FACTOR * p.report_interval_s * 1e9)
             for p in profiles if not p.last_will
@@ -363,10 +382,19 @@ class DeviceStates:
     def describe(self, device_id: str) -> dict[str, Any] | None:
         """Return the API view of a device (registered or seen), or None if unknown."""
         state = self._devices.get(device_id)
+        peers = self.peers
+        held_by: str | None = None
+        if peers is not None:  # a cluster hub: ours, else what the hub holding it published
+            held_by = peers.node_id
+            if state is None:
+                found = peers.state(device_id)
+                state, held_by = found if found is not None else (None, None)
         entry = self.sites.device(device_id)
         if state is None and entry is None:
             return None
         result: dict[str, Any] = {"device_id": device_id, "registered": entry is not None}
+        if peers is not None:
+            result["held_by"] = held_by
         if entry is not None:
             site, device = entry
             profile = self.profiles.get(device.model)
@@ -391,12 +419,15 @@ class DeviceStates:
         """All devices that are registered or have reported."""
         with self._lock:
             seen = list(self._devices)
-        return dict.fromkeys([*self.sites.devices, *seen]).keys()
+        peers = self.peers.ids() if self.peers is not None else ()
+        return dict.fromkeys([*self.sites.devices, *seen, *peers]).keys()
 
     def group_counts(self) -> list[dict[str, Any]]:
         """Per site and kind: total, online, offline, never seen (the console's status panel)."""
         with self._lock:
-            seen = dict(self._devices)
+            local = {d: (s.site, s.kind, s.online) for d, s in self._devices.items()}
+        # a cluster hub: the others' devices too, ours where both know one
+        seen = {**self.peers.brief(), **local} if self.peers is not None else local
         groups: dict[tuple[str, str], dict[str, Any]] = {}
 
         def add(site: str, kind: str, online: bool | None) -> None:
@@ -411,9 +442,9 @@ class DeviceStates:
             state = seen.pop(device_id, None)
             profile = self.profiles.get(device.model)
             add(device.site.site, profile.kind if profile else "unknown",
-                state.online if state is not None else None)
-        for state in seen.values():
-            add(state.site, state.kind, state.online)
+                state[2] if state is not None else None)
+        for site, kind, online in seen.values():
+            add(site, kind, online)
         return [groups[key] for key in sorted(groups)]
 
     def counts(self) -> dict[str, int]:

@@ -7,6 +7,7 @@ partitioned stream; PostgreSQL is shared. Every wait polls state with a deadline
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -26,6 +27,7 @@ if str(BENCH) not in sys.path:
 from _common import client, influx_counts, load_messages, write_site  # type: ignore[import-not-found]  # noqa: E402
 
 from hub.cluster.partition import partition_of  # noqa: E402
+from simulators.load import load_devices  # noqa: E402
 from tests.support.hubproc import HubProcess  # noqa: E402
 from tests.support.nats import NatsCluster  # noqa: E402
 from tests.support.require import require_binary  # noqa: E402
@@ -40,6 +42,9 @@ READER = next(f"PT-HO-{i:04d}" for i in range(1000)
               if partition_of(f"PT-HO-{i:04d}", PARTITIONS) == partition_of(ALARM_DEVICE,
                                                                             PARTITIONS))
 TAGS = [f"04C0FFEE{i:04X}" for i in range(4)]
+# a device's new value on a hub that does not hold it: HUB_CLUSTER_VIEW_S (0.5 s) plus the
+# holder's pipeline (batching, a tick of 0.25 s) plus a NATS hop, with room for a loaded machine
+VIEW_BOUND_S = 5.0
 
 
 @pytest.fixture
@@ -72,11 +77,14 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
 
 def make_hub(tmp: Path, name: str, cluster: NatsCluster, pg_url: str, influx: Any,
              sites: Path, mqtt_node: int = 0) -> HubProcess:
-    """A ``hub run`` in cluster mode (not started); its MQTT publisher on node ``mqtt_node``."""
+    """A ``hub run`` in cluster mode (not started); its MQTT publisher on node ``mqtt_node``
+    first, then the other nodes in order (HUB_MQTT_URL as a list: failover)."""
     (tmp / name).mkdir(parents=True, exist_ok=True)
+    count = len(cluster.nodes)
+    order = [cluster.nodes[(mqtt_node + i) % count].mqtt_url for i in range(count)]
     hub = HubProcess(
         tmp / name, cluster_url=cluster.urls, node_id=name,
-        mqtt_url=cluster.nodes[mqtt_node].mqtt_url, mqtt_protocol="3.1.1",
+        mqtt_url=",".join(order), mqtt_protocol="3.1.1",
         mqtt_client_id="hub", database_url=pg_url, influx_url=influx.url,
         influx_db=influx.name, sites_dir=sites, rule_state_save_s=1, api_tokens=TOKENS)
     hub.token = "t-officer"
@@ -203,7 +211,106 @@ def alarms_of(hub: HubProcess, device: str) -> list[dict[str, Any]]:
 def seen_by(hub: HubProcess) -> set[str]:
     """Devices this hub holds live state for (the ones it handled)."""
     body = hub.get("/api/devices", limit=100_000)
-    return {d["device_id"] for d in body["items"] if d.get("last_seen")}
+    name = hub.settings["HUB_NODE_ID"]
+    return {d["device_id"] for d in body["items"]
+            if d.get("last_seen") and d.get("held_by") == name}
+
+
+def shown_by(hub: HubProcess) -> dict[str, str | None]:
+    """Every device with live values on this hub's /api/devices -> the hub holding it."""
+    body = hub.get("/api/devices", limit=100_000)
+    return {d["device_id"]: d.get("held_by") for d in body["items"] if d.get("last_seen")}
+
+
+class Sse(threading.Thread):
+    """A live event stream (GET /api/events) of a hub, read in a thread: (event, item) pairs."""
+
+    def __init__(self, hub: HubProcess) -> None:
+        super().__init__(name="sse", daemon=True)
+        self.url = f"{hub.api}/api/events"
+        self.headers = hub._headers()
+        self.items: list[tuple[str, dict[str, Any]]] = []
+        self.hello = threading.Event()
+        self.error: BaseException | None = None
+        self._response: Any = None
+
+    def run(self) -> None:
+        import httpx
+
+        try:
+            with httpx.stream("GET", self.url, headers=self.headers,
+                              timeout=httpx.Timeout(5, read=None)) as response:
+                self._response = response
+                event = ""
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:") and event:
+                        if event == "hello":
+                            self.hello.set()
+                        else:
+                            data = json.loads(line[5:])
+                            items = data if isinstance(data, list) else [data]
+                            self.items += [(event, item) for item in items]
+                        event = ""
+        except BaseException as exc:  # closed by the test, or a failure it reports
+            self.error = exc
+
+    def alarms(self, device: str, action: str) -> list[dict[str, Any]]:
+        """The alarm events of a device with this action received so far."""
+        return [i for e, i in self.items
+                if e == "alarm" and i.get("device_id") == device and i.get("action") == action]
+
+    def close(self) -> None:
+        """End the stream."""
+        if self._response is not None:
+            with contextlib.suppress(Exception):
+                self._response.close()
+
+
+class Watch:
+    """An MQTT 3.1.1 subscriber (QoS 0: no JetStream consumer of its own) on one NATS node."""
+
+    def __init__(self, url: str, topics: list[str]) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.client = client(url, v5=False)
+        self.client.on_message = lambda _c, _u, m: self.messages.append(
+            (m.topic, bytes(m.payload), bool(m.retain)))
+        done = threading.Event()
+        self.client.on_subscribe = lambda *_a: done.set()
+        self.client.subscribe([(t, 0) for t in topics])
+        assert done.wait(10), "no SUBACK"
+
+    def got(self, topic: str, check: Callable[[bytes], bool]) -> list[bytes]:
+        """Payloads received on a topic that pass ``check``."""
+        return [p for t, p, _r in list(self.messages) if t == topic and check(p)]
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def publish_now(url: str, messages: list[tuple[str, bytes]]) -> None:
+    """Publish QoS 1 and return once every PUBACK is in."""
+    c = client(url, v5=False)
+    try:
+        for info in [c.publish(t, p, qos=1) for t, p in messages]:
+            info.wait_for_publish(timeout=30)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def time_until(check: Callable[[], bool], timeout: float) -> float:
+    """Seconds until ``check`` is true (polled every 20 ms); fails at the deadline."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with contextlib.suppress(Exception):
+            if check():
+                return time.monotonic() - started
+        time.sleep(0.02)
+    raise AssertionError(f"not within {timeout} s")
 
 
 def exactly(influx: Any, expected: dict[str, int]) -> Callable[[], dict[str, int] | None]:
@@ -246,21 +353,36 @@ def test_hubs_share_partitions_fail_over_and_rebalance_exactly_once(
        readings of one device: exactly once in InfluxDB, each device handled by one hub;
     2. the alarm device's hub SIGKILLed mid-stream: the other owns every partition within
        15 s, nothing lost, and it clears the alarm raised before the kill (no duplicate);
-    3. the NATS node leading $MQTT_msgs (where QoS 1 messages are stored) killed mid-stream,
-       a hub added: partitions rebalance over both hubs, nothing lost, both take a share.
+    3. the NATS node leading $MQTT_msgs (where QoS 1 messages are stored), which is also the
+       node the hubs' MQTT publishers are on, killed mid-stream, a hub added: partitions
+       rebalance over both hubs, nothing lost, both take a share; the survivor's publisher
+       fails over to the next node of its HUB_MQTT_URL list, and a subscriber of another node
+       gets its hub/status, its open alarm again and its next retained alarm.
+
+    Throughout, the hub that does not hold a device shows it: its /api/devices has the
+    device's latest values (within VIEW_BOUND_S) and its /api/events streams the alarms.
     """
     sites = tmp_path / "sites"
     models = ["XS-FL200", "HN-BSD3", "MFS-GW1"]
     write_site(sites, 60, models)
     started = (datetime.now(UTC) - timedelta(minutes=30)).replace(second=0, microsecond=0)
     write_patrol_site(sites, started)
-    a = make_hub(tmp_path, "hub-a", nats_cluster, pg_url, influx_db, sites)
-    b = make_hub(tmp_path, "hub-b", nats_cluster, pg_url, influx_db, sites, mqtt_node=1)
+    # both publishers start on the node leading $MQTT_msgs: the node phase 3 kills
+    home = node_index(nats_cluster, stream_leader(nats_cluster, "$MQTT_msgs"))
+    a = make_hub(tmp_path, "hub-a", nats_cluster, pg_url, influx_db, sites, mqtt_node=home)
+    b = make_hub(tmp_path, "hub-b", nats_cluster, pg_url, influx_db, sites, mqtt_node=home)
     hubs = {"hub-a": a, "hub-b": b}
+    sse: Sse | None = None
+    watch: Watch | None = None
     try:
         start_all(a, b)
         table = wait_for("16 partitions split over both hubs", balanced([a, b]), 40)
         assert a.health()["status"] == "ok"
+        holder = hubs[str(table[partition_of(ALARM_DEVICE, PARTITIONS)])]
+        viewer = b if holder is a else a
+        sse = stream = Sse(viewer)  # the hub not holding the alarm device streams its alarms
+        stream.start()
+        assert stream.hello.wait(20), stream.error
 
         # 1. Load over two nodes, and an alarm raised on one device across many readings.
         now = time.time()
@@ -336,6 +458,33 @@ def test_hubs_share_partitions_fail_over_and_rebalance_exactly_once(
             if x["rule"] == "knocked_over" and x["id"] != alarm_id], 20)
         assert len(raised) == 1 and raised[0]["state"] == "active_unack", raised
 
+        # 1c. Every hub shows every device, with the hub holding it; both alarms on the other
+        # hub's live stream, each raised once; a new value on the other hub within the bound.
+        every = seen["hub-a"] | seen["hub-b"]
+        shown = wait_for("both hubs showing every device with values", lambda: all(
+            shown_by(h) == {d: table[partition_of(d, PARTITIONS)] for d in every}
+            for h in (a, b)), VIEW_BOUND_S + 5)
+        assert shown
+        both = {alarm_id, raised[0]["id"]}
+        wait_for("the alarms on the other hub's event stream", lambda: both <= {
+            x["id"] for x in stream.alarms(ALARM_DEVICE, "raise")}, 20)
+        assert console_online(a) == console_online(b) == len(every)  # the console's status
+        lags = []
+        for i, value in enumerate((31.0, 32.0, 33.0)):
+            publish_now(nats_cluster.nodes[1].mqtt_url,
+                        [tilt(ALARM_DEVICE, now - 560 + i, value)])
+            lags.append(time_until(lambda v=value: viewer.get(
+                f"/api/devices/{ALARM_DEVICE}")["values"]["tilt_deg"] == v, VIEW_BOUND_S))
+        expected["flashing_light"] += 3
+        print(f"\nview lag (PUBACK to the value on the other hub's API): "
+              f"{', '.join(f'{x:.2f}' for x in lags)} s")
+        view = viewer.get(f"/api/devices/{ALARM_DEVICE}")
+        assert view["held_by"] == holder.settings["HUB_NODE_ID"] and view["online"] is True
+        raises = [x["id"] for x in stream.alarms(ALARM_DEVICE, "raise")]
+        assert sorted(raises) == sorted(both), raises  # each event once
+        counts = viewer.get("/api/cluster")["view"]
+        assert counts["rows_received"] and counts["events_received"], counts
+
         # 2. SIGKILL the alarm device's owner mid-stream.
         victim_name = table[partition_of(ALARM_DEVICE, PARTITIONS)]
         assert victim_name is not None
@@ -374,24 +523,52 @@ def test_hubs_share_partitions_fail_over_and_rebalance_exactly_once(
         assert finished["checkpoints"][0]["scanned_at"] == begun["checkpoints"][0]["scanned_at"]
         assert survivor.health()["status"] == "ok"
 
-        # 3. Kill the node leading $MQTT_msgs while devices publish to another; add a hub.
-        leader = stream_leader(nats_cluster, "$MQTT_msgs")
-        dead = next(i for i, n in enumerate(nats_cluster.nodes) if n.name == leader)
+        # 3. Kill the node leading $MQTT_msgs, the survivor's MQTT publisher's node, while
+        # devices publish to another; add a hub.
+        dead = home
+        lead_on(nats_cluster, "$MQTT_msgs", nats_cluster.nodes[dead].name)
+        assert publisher_port(survivor) == nats_cluster.nodes[dead].mqtt_port
         alive = [i for i in range(3) if i != dead]
+        status_topic = f"hub/status/{survivor.settings['HUB_NODE_ID']}"
+        watch = w = Watch(nats_cluster.nodes[alive[1]].mqtt_url, [status_topic, "hub/alarms/#"])
+        wait_for("the survivor's retained status", lambda: w.got(status_topic, b"online".__eq__),
+                 20)
         third = load_messages(1500, 60, start=now - 3600, models=models)
         paced = Paced(nats_cluster.nodes[alive[0]].mqtt_url, third.messages, 300)
         paced.start()
         wait_for("the stream under way", lambda: paced.sent > 300, 20)
+        heard = len(w.messages)
         nats_cluster.nodes[dead].kill()
+        failed_over = wait_for("the survivor's publisher on another node", lambda: (
+            survivor.health()["cluster"]["publisher_connected"]
+            and publisher_port(survivor) != nats_cluster.nodes[dead].mqtt_port), 40)
+        assert failed_over
+        wait_for("its hub/status online again, heard on another node", lambda: [
+            m for m in w.messages[heard:] if m[0] == status_topic and m[1] == b"online"], 30)
+        old_topic = f"hub/alarms/loadtest/{ALARM_DEVICE}/knocked_over"  # cleared, not acked
+        wait_for("its open alarms republished from the new node", lambda: [
+            m for m in w.messages[heard:] if m[0] == old_topic and b'"cleared_unack"' in m[1]],
+            30)
         wait_for("more published after the node died", lambda: paced.sent > 700, 30)
         c = make_hub(tmp_path, "hub-c", nats_cluster, pg_url, influx_db, sites,
                      mqtt_node=alive[1])
         hubs["hub-c"] = c
         start_all(c)
         wait_for("the partitions rebalanced over two hubs", balanced([survivor, c]), 40)
+        # the survivor's next alarm: retained, through its new node, to a subscriber elsewhere
+        mine = owners(survivor)
+        struck = next(d for _m, d in load_devices(60, models) if _m == "XS-FL200"
+                      and d not in (ALARM_DEVICE, OTHER_DEVICE)
+                      and mine[partition_of(d, PARTITIONS)] == survivor.settings["HUB_NODE_ID"])
+        publish_now(nats_cluster.nodes[alive[0]].mqtt_url, [tilt(struck, time.time(), 40.0)])
+        alarm_topic = f"hub/alarms/loadtest/{struck}/knocked_over"
+        retained = wait_for("the survivor's new retained alarm on another node",
+                            lambda: w.got(alarm_topic, lambda p: b'"active_unack"' in p), 30)
+        assert json.loads(retained[0])["device_id"] == struck
         finish(paced)
         for measurement, count in third.points.items():
             expected[measurement] += count
+        expected["flashing_light"] += 1
         try:
             wait_for("every point exactly once after the node died", exactly(influx_db, expected),
                      60)
@@ -408,8 +585,61 @@ def test_hubs_share_partitions_fail_over_and_rebalance_exactly_once(
         for name, processed in before.items():  # both take a share after the rebalance
             assert hubs[name].health()["pipeline"]["processed"] > processed, name
     finally:
+        for closing in (sse, watch):
+            if closing is not None:
+                closing.close()
         for h in hubs.values():
             h.stop()
+
+
+def node_index(cluster: NatsCluster, name: str) -> int:
+    """The index of the node of that name."""
+    return next(i for i, n in enumerate(cluster.nodes) if n.name == name)
+
+
+def publisher_port(hub: HubProcess) -> int:
+    """The MQTT port of the node the hub's publisher is on (or tries), from /api/health."""
+    return int(hub.health()["broker"]["url"].rsplit(":", 1)[1])
+
+
+def console_online(hub: HubProcess) -> int:
+    """The console status panel's count of online devices."""
+    import re
+
+    import httpx
+
+    html = httpx.get(f"{hub.api}/console/p/status", headers=hub._headers(), timeout=10).text
+    found = re.search(r'class="tile ok"><b>(\d+)</b>', html)
+    assert found, html[:500]
+    return int(found.group(1))
+
+
+def lead_on(cluster: NatsCluster, stream: str, name: str, timeout: float = 60.0) -> None:
+    """Make the named node the stream's leader: step the leader down until it is (the server
+    elects one of the others at random)."""
+    import asyncio
+
+    import nats
+
+    async def run() -> None:
+        nc = await nats.connect([n.url for n in cluster.nodes if n.running], connect_timeout=3)
+        try:
+            js = nc.jetstream(timeout=5)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                with contextlib.suppress(Exception):
+                    info = await js.stream_info(stream)
+                    leader = info.cluster.leader if info.cluster else None
+                    if leader == name:
+                        return
+                    if leader is not None:
+                        await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"",
+                                         timeout=5)
+                await asyncio.sleep(1.0)
+            raise AssertionError(f"{name} did not become the leader of {stream}")
+        finally:
+            await nc.close()
+    asyncio.run(run())
 
 
 def stream_leader(cluster: NatsCluster, stream: str) -> str:

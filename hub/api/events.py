@@ -17,7 +17,10 @@ Streams are capped in all (``HUB_EVENTS_MAX_STREAMS``) and per caller
 (``HUB_EVENTS_MAX_PER_CALLER``): beyond, 429 with the limit.
 
 A subscriber that falls behind by more than its queue loses the oldest events and gets a
-``resync`` event: the page then reloads every panel. The caller is a bearer token in the
+``resync`` event: the page then reloads every panel. On a cluster hub (``hub.cluster.view``)
+``relays`` send every event to the other hubs, which ``deliver`` it to their own subscribers
+(scopes and caps as for their own events); ``resync`` tells every stream it may have missed
+some (the cluster connection was away). The caller is a bearer token in the
 Authorization header (scripts) or the console's session cookie (browsers' EventSource sends
 it by itself): never a token in the URL, where it would land in access logs. A caller of
 some sites receives only events of those sites.
@@ -29,7 +32,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -83,6 +86,10 @@ class _Subscriber:
             self.queue.get_nowait()
         self.queue.put_nowait(item)
 
+    def mark_overflowed(self) -> None:
+        """Events were lost on the way here: the stream sends ``resync`` (subscriber's loop)."""
+        self.overflowed = True
+
 
 class EventHub:
     """Thread-safe fan-out of hub events to SSE subscribers in an asyncio loop."""
@@ -96,6 +103,8 @@ class EventHub:
         self._reserved: dict[str, int] = {}  # streams per caller, counted from admission
         self._lock = threading.Lock()
         self.published = 0
+        # called with every event published here (a cluster hub: to the other hubs)
+        self.relays: list[Callable[[str, dict[str, Any]], None]] = []
 
     @property
     def subscribers(self) -> int:
@@ -103,7 +112,23 @@ class EventHub:
         return len(self._subscribers)
 
     def publish(self, event: str, data: dict[str, Any]) -> None:
-        """Send an event to every subscriber; safe from any thread, never blocks."""
+        """Send an event of this hub to every subscriber (and relay); any thread, never blocks."""
+        self.deliver(event, data)
+        for relay in self.relays:
+            relay(event, data)
+
+    def resync(self) -> None:
+        """Tell every stream it may have missed events: each sends ``resync`` (any thread)."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            try:
+                subscriber.loop.call_soon_threadsafe(subscriber.mark_overflowed)
+            except RuntimeError:
+                self.unsubscribe(subscriber)
+
+    def deliver(self, event: str, data: dict[str, Any]) -> None:
+        """Send an event to every subscriber, not relayed; safe from any thread, never blocks."""
         self.published += 1
         with self._lock:
             subscribers = list(self._subscribers)

@@ -15,7 +15,8 @@ router = APIRouter()
 @router.get("/api/cluster", dependencies=[Depends(auth.require("viewer", all_sites=True))])
 @policy("all_sites")  # every site's partitions: not for a caller limited to some sites
 def cluster(request: Request) -> dict[str, Any]:
-    """Members (node_id, api, owned), partitions (partition, owner, pending) of the cluster."""
+    """Members (node_id, api, owned), partitions (partition, owner, pending) of the cluster,
+    and the fleet view's counts (devices, rows and events sent and received)."""
     from hub.cluster.intake import ClusterIntake
 
     intake = request.app.state.hub.mqtt
@@ -25,4 +26,7 @@ def cluster(request: Request) -> dict[str, Any]:
         view: dict[str, Any] = intake.view()
     except Exception as exc:
         raise HTTPException(503, f"cluster not reachable: {type(exc).__name__}: {exc}") from exc
+    fleet = request.app.state.hub.states.peers  # hub.cluster.view: what this hub sent and heard
+    if fleet is not None:
+        view["view"] = fleet.health()
     return view

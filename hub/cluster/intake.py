@@ -106,8 +106,6 @@ class ClusterIntake(ReceivedCounter):
         self.node_id = settings.resolved_node_id()
         self.partitions = settings.cluster_partitions
         self.publisher = publisher  # an MQTT connection for retained alarms and hub/status
-        self.url: MqttUrl = publisher.url if publisher is not None else MqttUrl(
-            "cluster", 0, False, None, None)
         self.last_error: str | None = None
         self.handover: Handover | None = None
         self.members: list[str] = []
@@ -120,6 +118,7 @@ class ClusterIntake(ReceivedCounter):
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._pump: threading.Thread | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._admin: JetStreamContext | None = None
@@ -131,8 +130,18 @@ class ClusterIntake(ReceivedCounter):
         self._tasks: set[asyncio.Task[None]] = set()
         # run on the intake's loop after each first connect (e.g. hub.cluster.alarmsync)
         self.on_connect: list[Callable[[Client], Coroutine[Any, Any, None]]] = []
+        # called on the intake's loop after every reconnect (e.g. hub.cluster.view)
+        self.reconnect_hooks: list[Callable[[], None]] = []
         self._scans = 0
         self.started_ns = time.time_ns()
+
+    @property
+    def url(self) -> MqttUrl:
+        """The node's MQTT listener the publisher is on (or tries next)."""
+        if self.publisher is None:
+            return MqttUrl("cluster", 0, False, None, None)
+        url: MqttUrl = self.publisher.url
+        return url
 
     @property
     def on_connected(self) -> Callable[[], object] | None:
@@ -150,11 +159,23 @@ class ClusterIntake(ReceivedCounter):
         """Connect to the cluster (retrying forever) and start claiming partitions."""
         if self.publisher is not None:
             self.publisher.start()
+            self._pump = threading.Thread(target=self._pump_publisher, name="cluster-publisher",
+                                          daemon=True)
+            self._pump.start()
         self._thread = threading.Thread(target=self._run, name="cluster-intake", daemon=True)
         self._thread.start()
         if wait_s > 0:
             return self._connected.wait(wait_s)
         return self._connected.is_set()
+
+    def _pump_publisher(self) -> None:
+        """Read the publisher's frames: its process reports its connection (and which URL)
+        and each new connection, on which the hub republishes its retained alarms, where
+        messages are pulled; it subscribes to nothing, so nothing else pulls them."""
+        publisher = self.publisher
+        assert publisher is not None
+        while not self._stopping:
+            publisher.receive(0.5)
 
     def stop(self) -> None:
         """Give the leases and membership up (the others take over at once) and disconnect."""
@@ -162,6 +183,8 @@ class ClusterIntake(ReceivedCounter):
         self._ready.set()
         if self._loop is not None and not self._done.is_set():
             self._done.wait(15)
+        if self._pump is not None:
+            self._pump.join(5)  # one reader of the publisher's pipe at a time: its stop reads too
         if self.publisher is not None:
             self.publisher.stop()
         CONNECTED.set(0)
@@ -223,6 +246,26 @@ class ClusterIntake(ReceivedCounter):
         """The NATS connection (None until connected)."""
         return self._nc
 
+    def publish_core(self, subject: str, payload: bytes) -> None:
+        """Publish on NATS core (at most once, no stream), from any thread; dropped while not
+        connected yet."""
+        loop, nc = self._loop, self._nc
+        if loop is not None and nc is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                asyncio.run_coroutine_threadsafe(nc.publish(subject, payload), loop)
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Run a callback on the intake's loop soon, from any thread (dropped when stopped)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(callback)
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the connected server takes (0 before connecting)."""
+        return self._nc.max_payload if self._nc is not None else 0
+
     def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
         """Run a coroutine on the intake's loop from another thread and return its result."""
         loop = self._loop
@@ -262,6 +305,8 @@ class ClusterIntake(ReceivedCounter):
             self._connected.set()
             CONNECTS.inc()
             CONNECTED.set(1)
+            for hook in self.reconnect_hooks:
+                hook()
 
         async def error(exc: Exception) -> None:
             self.last_error = f"cluster: {type(exc).__name__}: {exc}"

@@ -25,6 +25,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, KeyNotFoundError, NotFoundError
 
 from hub.cluster.partition import QOS0_PREFIX, partition_subjects
+from hub.intake.common import MqttUrl, parse_mqtt_urls
 from hub.settings import Settings
 
 STREAM = "HUB_READINGS"  # QoS 0 topics (hubq.>): captured by this stream
@@ -150,16 +151,25 @@ def consumer_config(name: str, subject: str, start: int) -> ConsumerConfig:
 
 
 def touch_mqtt(settings: Settings, timeout: float = 10.0) -> None:
-    """Connect once over MQTT (HUB_MQTT_URL: a node's MQTT listener): the server creates its
-    MQTT streams, ``$MQTT_msgs`` among them, on an account's first MQTT connection."""
+    """Connect once over MQTT (HUB_MQTT_URL: a node's MQTT listener, the first of the list that
+    answers): the server creates its MQTT streams, ``$MQTT_msgs`` among them, on an account's
+    first MQTT connection."""
+    urls = parse_mqtt_urls(settings.mqtt_url)
+    for i, url in enumerate(urls):
+        try:
+            _touch_one(settings, url, timeout)
+            return
+        except (OSError, ConnectionError):
+            if i == len(urls) - 1:
+                raise
+
+
+def _touch_one(settings: Settings, url: MqttUrl, timeout: float) -> None:
     import threading
 
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from hub.intake.common import parse_mqtt_url
-
-    url = parse_mqtt_url(settings.mqtt_url)
     done = threading.Event()
     client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                          client_id="hub-cluster-init", protocol=paho.MQTTv311)

@@ -1,4 +1,4 @@
-"""Cluster mode in the hub's wiring: the intake, the handover hook and the health part."""
+"""Cluster mode in the hub's wiring: the intake, the handover hook, the fleet view, health."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from hub.cluster.alarmsync import AlarmSync
 from hub.cluster.handover import Handover
 from hub.cluster.intake import ClusterIntake
+from hub.cluster.view import FleetView
 from hub.intake.common import STATUS_TOPIC
 from hub.intake.process import IntakeProcess
 from hub.settings import Settings
@@ -42,6 +43,7 @@ def attach(hub: Hub) -> Handover:
         hub.notify.owner_for = lambda key: f"p{handover.part(key)}"
         hub.notify.outbox.serving = lambda: [f"p{p}" for p in tuple(handover.owned)]
     hub.pipeline.add_tick_hook("cluster", handover.on_tick)
+    FleetView.attach(hub, handover, intake)  # every hub's devices and events on every hub
     return handover
 
 

@@ -64,7 +64,7 @@ def _forwarding_client(config: IntakeConfig, child: _Child) -> Any:
                        msg.mid)
 
         def _on_status(self, connected: bool) -> None:
-            child.send((FRAME_STATUS, connected, self.last_error))
+            child.send((FRAME_STATUS, connected, self.last_error, self.ring.index))
 
     client = _ForwardingClient(
         config.url, config.client_id, config.subscriptions, on_message=lambda _m: None,
@@ -100,7 +100,8 @@ class _Child:
                 key_file=_path(config.key_file), status_topic=config.status_topic,
                 protocol=config.protocol, first_token=config.first_token,
             )
-            self.client.on_status = lambda up, error: self.send((FRAME_STATUS, up, error))
+            self.client.on_status = lambda up, error: self.send(
+                (FRAME_STATUS, up, error, self.client.ring.index))
             self.client.on_connected = self.on_connect
         else:
             self.client = _forwarding_client(config, self)

@@ -28,7 +28,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from hub.intake.common import (  # noqa: F401  (parse_mqtt_url, MqttUrl: re-exported)
     STATUS_TOPIC,
     MqttUrl,
+    UrlRing,
     parse_mqtt_url,
+    parse_mqtt_urls,
     refused_subscriptions,
 )
 from hub.intake.inbound import InboundMessage
@@ -64,7 +66,9 @@ class MqttClient:
         status_topic: str = STATUS_TOPIC,
         protocol: str = "auto",
     ) -> None:
-        self.url = parse_mqtt_url(url)
+        # one URL or several (a cluster's nodes): the next one after a failed or lost connection;
+        # paho's own backoff (1 s doubling to 30 s) sets the wait
+        self.ring = UrlRing(parse_mqtt_urls(url))
         self.client_id = client_id
         self.subscriptions = subscriptions
         self.on_message = on_message
@@ -81,6 +85,11 @@ class MqttClient:
         self.last_error: str | None = None
         self.on_connected: Callable[[], object] | None = None
         self._client = self._make_client(self.protocol)
+
+    @property
+    def url(self) -> MqttUrl:
+        """The broker URL connected to, or tried next."""
+        return self.ring.current
 
     def _make_client(self, protocol: MQTTProtocolVersion) -> paho.Client:
         client = paho.Client(
@@ -107,8 +116,25 @@ class MqttClient:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         return client
+
+    def _next_url(self, client: paho.Client) -> None:
+        """Point paho's next reconnect at the next URL of the list (paho's thread)."""
+        if len(self.ring.urls) == 1:
+            return
+        self.ring.failed()
+        url = self.ring.current
+        # paho's host/port setters refuse while its state still says connected, which it does
+        # inside on_disconnect although the socket is closed; reconnect() reads these two
+        client._host, client._port = url.host, url.port
+        client.username_pw_set(url.username, url.password)
+
+    def _on_connect_fail(self, client: paho.Client, _userdata: Any) -> None:
+        self.last_error = f"connect failed: {self.url.host}:{self.url.port}"
+        log.warning("MQTT %s; retrying", self.last_error)
+        self._next_url(client)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -165,6 +191,7 @@ class MqttClient:
             self._on_status(False)
             return
         self._may_fall_back = False  # this broker speaks our version: never switch later
+        self.ring.connected()
         self._generation += 1
         self._up = True
         self.last_error = None
@@ -236,6 +263,7 @@ class MqttClient:
         if not self._stopping:
             self.last_error = f"disconnected: {reason}"
             log.warning("MQTT %s; reconnecting", self.last_error)
+            self._next_url(_client)
         self._on_status(False)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:

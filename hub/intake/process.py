@@ -28,7 +28,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from hub.intake.common import STATUS_TOPIC, parse_mqtt_url
+from hub.intake.common import STATUS_TOPIC, parse_mqtt_urls
 from hub.intake.inbound import Oversized
 from hub.intake.metrics import CONNECTED, CONNECTS, ReceivedCounter
 from hub.intake.protocol import (
@@ -74,7 +74,8 @@ class IntakeProcess(ReceivedCounter):
         client: str = "lean",
         max_payload_bytes: int = 0,
     ) -> None:
-        self.url = parse_mqtt_url(url)
+        self.urls = parse_mqtt_urls(url)
+        self.url = self.urls[0]  # the one the child is connected to (or tries), as it reports
         self.on_connected: Callable[[], object] | None = None
         self.last_error: str | None = None
         self._config = IntakeConfig(
@@ -192,6 +193,7 @@ class IntakeProcess(ReceivedCounter):
                     if size is not None:
                         out[i] = out[i]._replace(payload=Oversized(out[i].payload, size))
         elif kind == FRAME_STATUS:
+            self.url = self.urls[frame[3] % len(self.urls)]
             self._status(bool(frame[1]), frame[2])
         elif kind == FRAME_ON_CONNECT and self.on_connected is not None:
             threading.Thread(target=self.on_connected, name="on-connected", daemon=True).start()

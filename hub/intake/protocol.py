@@ -13,7 +13,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Frames, child -> hub:
 FRAME_MESSAGES = 1  # (1, [(topic, payload, qos, retain, received_ns, token), ...][, sizes])
 # ``sizes`` ({token: size}) only when some payloads were too large: theirs hold only HEAD_BYTES
-FRAME_STATUS = 2  # (2, connected, last_error)
+FRAME_STATUS = 2  # (2, connected, last_error, index of the URL in HUB_MQTT_URL's list)
 FRAME_ON_CONNECT = 3  # (3,): a new connection is up; republish what must be retained
 # Frames, hub -> child:
 FRAME_ACK = 11  # (11, token): every message up to and including this one is durable

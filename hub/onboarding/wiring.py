@@ -19,9 +19,9 @@ def make_onboarding(hub: Hub) -> Onboarding:
 
     settings = hub.settings
     reserved = set(RESERVED)
-    for url in (settings.mqtt_url, settings.broker_admin_url):
-        if url:
-            user = parse_mqtt_url(url).username
+    for urls in (settings.mqtt_url, settings.broker_admin_url):
+        for url in urls.split(",") if urls else ():
+            user = parse_mqtt_url(url.strip()).username if url.strip() else None
             if user:
                 reserved.add(user)
     reserved.add(settings.mqtt_client_id)

@@ -36,7 +36,13 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from hub.intake.common import STATUS_TOPIC, parse_mqtt_url, refused_subscriptions
+from hub.intake.common import (
+    STATUS_TOPIC,
+    MqttUrl,
+    UrlRing,
+    parse_mqtt_urls,
+    refused_subscriptions,
+)
 from hub.intake.lean import wire
 from hub.intake.lean.wire import ProtocolError
 
@@ -95,7 +101,8 @@ class LeanClient:
         first_token: int = 0,
         keepalive: int = KEEPALIVE_S,
     ) -> None:
-        self.url = parse_mqtt_url(url)
+        # one URL or several (a cluster's nodes): the next one after a failed or lost connection
+        self.ring = UrlRing(parse_mqtt_urls(url), RECONNECT_MIN_S, RECONNECT_MAX_S)
         self.client_id = client_id
         self.subscriptions = subscriptions
         self.on_batch = on_batch  # returns False when the consumer is full: reading pauses
@@ -103,7 +110,7 @@ class LeanClient:
         self.v5 = protocol != "3.1.1"
         self._may_fall_back = protocol == "auto"
         self.keepalive = keepalive
-        self._tls = self._context(ca_file, cert_file, key_file) if self.url.tls else None
+        self._tls = self._context(ca_file, cert_file, key_file) if self.ring.current.tls else None
         self.on_status: Callable[[bool, str | None], object] | None = None
         self.on_connected: Callable[[], object] | None = None
         self.last_error: str | None = None
@@ -130,6 +137,11 @@ class LeanClient:
         self._paused = False
         self._topics: dict[bytes, str] = {}
         self._pong = False  # a PINGRESP came (set and cleared by the I/O thread)
+
+    @property
+    def url(self) -> MqttUrl:
+        """The broker URL connected to, or tried next."""
+        return self.ring.current
 
     @staticmethod
     def _context(ca_file: Path | None, cert_file: Path | None,
@@ -218,7 +230,6 @@ class LeanClient:
     # ------------------------------------------------------------------ the I/O thread
 
     def _run(self) -> None:
-        delay = RECONNECT_MIN_S
         failures_before_connack = 0
         while not self._stopping.is_set():
             sock: socket.socket | None = None
@@ -237,7 +248,7 @@ class LeanClient:
             if sock is not None:
                 self._may_fall_back = False  # this broker speaks our version: never switch
                 failures_before_connack = 0
-                delay = RECONNECT_MIN_S
+                self.ring.connected()
                 try:
                     self._serve(sock, rest, session_present)
                 except (OSError, ProtocolError, EOFError) as exc:
@@ -252,9 +263,8 @@ class LeanClient:
                         sock.close()
                     self._status(False)
                     self._inflight_empty.set()  # nobody waits for acks of a gone connection
-            if self._stopping.wait(delay):
+            if self._stopping.wait(self.ring.failed()):  # and the next URL of the list
                 break
-            delay = min(delay * 2, RECONNECT_MAX_S)
 
     def _failed(self, error: str) -> None:
         self.last_error = error
