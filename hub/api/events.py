@@ -188,13 +188,12 @@ class EventHub:
 
     def on_reading(self, reading: Any) -> None:
         """Pipeline reading hook: publish online/offline changes, patrol scans, hazard reports."""
-        online = getattr(reading, "online", None)
+        online = reading.online  # attributes, not getattr: this runs for every reading
         if online is not None:
             self.publish("device", {"device_id": reading.device_id, "online": online,
-                                    "reason": getattr(reading, "status_reason", None),
-                                    "site": getattr(reading, "site", None)})
+                                    "reason": reading.status_reason, "site": reading.site})
             return
-        message = getattr(reading, "message", None)
+        message = reading.message
         if message in PATROL_MESSAGES:
             self.publish(PATROL_MESSAGES[message], {"device_id": reading.device_id,
                                                     "site": reading.site})

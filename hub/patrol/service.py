@@ -85,6 +85,8 @@ class PatrolService:
         A reading of a device no site lists moves no clock; its hazard still goes to the hazard
         service, which finds the site from the checkpoint's tag or refuses it with a reason.
         """
+        if reading.kind != PATROL_KIND and self.clock.mode == "wall":
+            return  # what most readings are: nothing for patrol (bench/peers.py runs this hook)
         if reading.site not in self.sites.sites:
             if reading.kind == PATROL_KIND and reading.message == "hazard":
                 self.hazards.on_reading(reading)
