@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from typing_extensions import dataclass_transform
 
@@ -69,7 +69,6 @@ class Reading:
     values: dict[str, FieldValue] = field(default_factory=dict)
     online: bool | None = None
     status_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     # a status the hub infers from a data message (the device was not known online): the
     # message itself follows with the same time and carries ``online`` for the rules
     implied: bool = False

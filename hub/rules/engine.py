@@ -312,7 +312,8 @@ class RuleEngine:
                 metrics.RULE_ERRORS.labels(rule.id).inc()
                 log.exception("rule %s failed for device %s", rule.id, ds.device_id)
         ds.deadline = deadline
-        if deadline is not None:
+        # the test TimerBuckets.schedule makes first, here: most evaluations leave it as it was
+        if deadline is not None and (ds.scheduled is None or deadline + ds.offset < ds.scheduled):
             self.timers.schedule(ds)
 
     def _raise(self, ds: RuleState, rule: CompiledRule, level: Level, t: int) -> None:
