@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable
 from hub.model import FieldValue, Point
 
 _INT64_MIN = -(2**63)
+_isfinite = math.isfinite
+_STRING_SPECIALS = re.compile(r'[\\"\n]')  # what _escape_string escapes in a string field
 _INT64_MAX = 2**63 - 1
 _CACHE_MAX = 50_000
 
@@ -198,16 +200,21 @@ def encode_point(p: Point) -> bytes:
         raise ValueError(f"point of {p.measurement!r} has no fields")
     if type(p.time_ns) is not int:
         raise ValueError(f"time_ns must be an int, not {type(p.time_ns).__name__}")
-    # The common cases inline (a cached key, a finite float or an int64): this runs per field
-    # of every reading; everything else takes the general path with its checks.
+    # The common cases inline (a cached key; a finite float, an int64, a bool, a string with
+    # nothing to escape): this runs per field of every reading (bench/pipeline_micro.py);
+    # everything else takes the general path with its checks.
     keys = _field_key_cache
     parts = []
     for key, value in p.fields:
         escaped = keys.get(key) or _field_key(key)
-        if type(value) is float and math.isfinite(value):
+        if type(value) is float and _isfinite(value):
             parts.append(escaped + repr(value))
         elif type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
             parts.append(f"{escaped}{value}i")
+        elif type(value) is str and not _STRING_SPECIALS.search(value):
+            parts.append(f'{escaped}"{value}"')
+        elif type(value) is bool:
+            parts.append(escaped + ("true" if value else "false"))
         else:
             parts.append(escaped + _field_value(value))
     return f"{_series(p.measurement, p.tags)} {','.join(parts)} {p.time_ns}".encode()
