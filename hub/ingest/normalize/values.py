@@ -176,8 +176,9 @@ def compile_value(name: str, spec: ValueSpec, from_text: bool, is_tag: bool = Fa
     if not plain or key is None or (allowed is not None and scaled):
         return value
     # The common case, compiled lean: a top-level key holding a value of the declared type
-    # (a JSON number for float/int, a string for str, a bool for bool). Anything else takes
-    # the general path above, which gives the same result or the same refusal.
+    # (a JSON number for float/int, a string for str, a bool for bool; a CSV column read as a
+    # number). Anything else takes the general path above, which gives the same result or the
+    # same refusal.
     lo = -float("inf") if low is None else low
     hi = float("inf") if high is None else high
     finite = (float("-inf"), float("inf"))
@@ -188,8 +189,11 @@ def compile_value(name: str, spec: ValueSpec, from_text: bool, is_tag: bool = Fa
             if type(item) is dict:
                 raw: Any = item.get(key)
                 t = type(raw)
-                if t is float or t is int:
-                    number = float(raw)
+                if t is float or t is int or (t is str and from_text):
+                    try:
+                        number = float(raw)  # a CSV column as _coerce reads it
+                    except ValueError:
+                        return value(item, groups, ctx)  # its refusal
                     if number == number and number not in finite:
                         if divisor is not None:
                             number /= divisor
@@ -207,6 +211,11 @@ def compile_value(name: str, spec: ValueSpec, from_text: bool, is_tag: bool = Fa
         def fast_int(item: Any, groups: dict[str, str], ctx: MessageContext) -> Any:
             if type(item) is dict:
                 raw = item.get(key)
+                if from_text and type(raw) is str:
+                    try:
+                        raw = int(raw)  # a CSV column as _coerce reads it
+                    except ValueError:
+                        return value(item, groups, ctx)  # its refusal
                 if type(raw) is int and lo <= raw <= hi and (allowed is None or raw in allowed):
                     return raw
             return value(item, groups, ctx)
