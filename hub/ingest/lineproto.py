@@ -60,6 +60,12 @@ _series_pause = 0  # misses left before caching series is tried again
 _SERIES_PAUSE = 10 * _CACHE_MAX
 _field_key_cache: dict[str, str] = {}
 _tag_key_cache: dict[str, str] = {}  # key -> ",key=" escaped
+# (key, value) -> ",key=value" escaped, for the first tags seen: model, site, kind and community
+# tags repeat in every device's series, so a device's first point escapes only its own id
+# (bench/pipeline_micro.py --messages 10000 --devices 10000, first round). Never cleared, and
+# filled only up to a bound, so device ids cannot grow it.
+_tag_part_cache: dict[tuple[str, str], str] = {}
+_TAG_PARTS_MAX = 1024
 # Whether a name needs escaping at all: one regex search in C instead of a generator over the
 # special characters (a series-cache miss escapes every tag, and each device's first message
 # misses: bench/pipeline_micro.py --messages 10000 --devices 10000, first round).
@@ -127,18 +133,25 @@ def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
     parts = [_escape_measurement(measurement)]
     previous = None
     keys = _tag_key_cache
-    for key, value in sorted(tags):
+    known = _tag_part_cache
+    for tag in sorted(tags):
+        key, value = tag
         if key == previous:
             raise ValueError(f"duplicate tag key {key!r}")
         previous = key
         if value:
-            escaped = keys.get(key)
-            if escaped is None:  # a handful of keys; every device's first point misses here
-                escaped = "," + _escape_key(key, ",= ", "tag key") + "="
-                if len(keys) >= _CACHE_MAX:
-                    keys.clear()
-                keys[key] = escaped
-            parts.append(escaped + _escape_name(value, ",= ", "tag value"))
+            part = known.get(tag)
+            if part is None:
+                escaped = keys.get(key)
+                if escaped is None:  # a handful of keys; every device's first point misses here
+                    escaped = "," + _escape_key(key, ",= ", "tag key") + "="
+                    if len(keys) >= _CACHE_MAX:
+                        keys.clear()
+                    keys[key] = escaped
+                part = escaped + _escape_name(value, ",= ", "tag value")
+                if len(known) < _TAG_PARTS_MAX:
+                    known[tag] = part
+            parts.append(part)
     prefix = "".join(parts)
     _remember_series(cache_key, prefix)
     return prefix
