@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.support.fake_robots import FakeRobots
 from tests.support.require import require_binary
 from tests.support.services import (
     PG_BIN,
@@ -34,6 +35,14 @@ settings.load_profile("hub")
 
 SERVICE_FIXTURES = frozenset({"mosquitto", "influx_server", "influx_db", "influx_own",
                               "pg_server", "pg_url", "state_url"})
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRobots]:
+    """The FAKE chat and SMS endpoints (tests/support/fake_robots.py), stopped afterwards."""
+    robots = FakeRobots()
+    yield robots
+    robots.close()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ which refuse a wrong 加签 signature); on SQLite and PostgreSQL (``state_url``)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,26 +27,10 @@ from hub.patrol.periodic import month, period_report
 from hub.sites import load_sites
 from tests.support.fake_robots import FakeRobots, Robot
 from tests.support.hazard_rig import NS, HazardRig, fuping_with_routes, local, ns
+from tests.support.polling import wait
 
 SECRET = "SECmonthly"
 LINK = "http://duty.example/api/reports/monthly?site=fuping&month=2026-11&format=pdf"
-
-
-def wait(check: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRobots]:
-    robots = FakeRobots()
-    yield robots
-    robots.close()
 
 
 def sites_with_report(tmp_path: Path) -> Path:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 
 from tests.support.browser import chromium, sign_in
@@ -25,13 +23,6 @@ GOLDEN_SITES = Path(__file__).parent / "golden" / "_sites"
 TOKENS = "ops:officer:t-officer,wall:viewer:t-viewer"
 OPS_PASSWORD = "ops-password-1"  # an account for the browser; the token for httpx
 OFFICER = {"Authorization": "Bearer t-officer"}
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRobots]:
-    robots = FakeRobots()
-    yield robots
-    robots.close()
 
 
 def _wait(predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,6 @@ ALARM = {"id": "a1b2", "device_id": "GY-FL-0001", "site": "guoyuan", "kind": "fl
          "message": "light knocked over (tilt 80 deg)", "message_zh": "灯具倾倒（倾角 80°）",
          "raised_at": "2026-12-01T18:05:00.000Z", "count": 3}
 ZONE = ZoneInfo("Asia/Shanghai")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRobots]:
-    robots = FakeRobots()
-    yield robots
-    robots.close()
 
 
 def notice(lang: str = "zh-CN", alarms: list[dict[str, Any]] | None = None) -> Notice:

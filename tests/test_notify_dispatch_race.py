@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,13 +24,6 @@ from hub.sites import load_sites
 from tests.support.fake_robots import FakeRobots
 
 SITES = load_sites(PACKAGE_ROOT / "sites")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRobots]:
-    robots = FakeRobots()
-    yield robots
-    robots.close()
 
 
 def test_a_send_that_ends_during_a_poll_is_not_sent_again(state_url: str, fake: FakeRobots,

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
@@ -132,13 +131,6 @@ class Rig:
                 return result
             time.sleep(0.1)
         raise AssertionError(f"timed out: {what}\n{self.hub.log()}")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRobots]:
-    robots = FakeRobots()
-    yield robots
-    robots.close()
 
 
 def rule_state_saved(tmp_path: Path, device_id: str) -> bool:

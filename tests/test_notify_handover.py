@@ -8,12 +8,9 @@ which refuse a wrong 加签 signature); on SQLite and PostgreSQL (``state_url``)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
 
-import pytest
 import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -25,26 +22,10 @@ from hub.patrol.departments import HandoverMessage
 from hub.sites import load_sites
 from tests.support.fake_robots import FakeRobots, Robot
 from tests.support.hazard_rig import NS, HazardRig, fuping_with_routes, local
+from tests.support.polling import wait
 
 SECRET = "SEChandover"
 HOUR = 3600 * NS
-
-
-def wait(check: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRobots]:
-    robots = FakeRobots()
-    yield robots
-    robots.close()
 
 
 def sites_with_county(tmp_path: Path) -> Path:

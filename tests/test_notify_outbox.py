@@ -7,7 +7,6 @@ and ``repeat_s`` values keep the escalation fast; every wait polls state with a 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from hub.notify.service import NotifyService
 from hub.settings import PACKAGE_ROOT
 from hub.sites import load_sites
 from tests.support.fake_robots import FakeRobots, Robot
+from tests.support.polling import wait
 
 SITES = load_sites(PACKAGE_ROOT / "sites")
 SECRET = "SECtest"
@@ -32,13 +32,6 @@ SECRET = "SECtest"
 def sqlite_url(tmp_path: Any) -> str:
     """For tests of the dispatcher's logic, not of a state-store path (those use state_url)."""
     return f"sqlite:///{tmp_path / 'state.sqlite'}"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRobots]:
-    robots = FakeRobots()
-    yield robots
-    robots.close()
 
 
 class Rig:
@@ -69,16 +62,6 @@ class Rig:
         self.notify.close()
         self.alarms.close()
         self.engine.dispose()
-
-
-def wait(check: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 def config(fake: FakeRobots, **policy: Any) -> tuple[dict[str, Any], Robot, Robot]:
