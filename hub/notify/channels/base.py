@@ -130,3 +130,24 @@ def json_body(body: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def errcode_answer(status: int, body: bytes, rate_limited: set[int], config_errors: set[int],
+                   *, retry_server_errors: bool) -> Answer:
+    """A chat robot's ``{"errcode": 0, "errmsg": "ok"}`` reply (DingTalk, WeCom) as an Answer.
+
+    A reply without an errcode is a failure, or with ``retry_server_errors`` a 5xx is retried.
+    """
+    data = json_body(body)
+    if data is None or "errcode" not in data:
+        retry = retry_server_errors and status >= 500
+        return Answer("retry" if retry else "failed", f"HTTP {status}: {short(body)}")
+    code = data.get("errcode")
+    detail = f"errcode {code}: {data.get('errmsg', '')}"
+    if code == 0:
+        return Answer("sent", detail)
+    if code in rate_limited:
+        return Answer("retry", detail, retry_after_s=60.0)
+    if code in config_errors:
+        return Answer("config", detail)
+    return Answer("failed", detail)

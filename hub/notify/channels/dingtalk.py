@@ -18,9 +18,8 @@ from hub.notify.channels.base import (
     ChannelDriver,
     Recipients,
     Request,
-    json_body,
+    errcode_answer,
     json_request,
-    short,
 )
 from hub.notify.config import Rate
 from hub.notify.message import Notice
@@ -72,16 +71,5 @@ class DingTalk(ChannelDriver):
 
     def interpret(self, status: int, body: bytes) -> Answer:
         """``{"errcode": 0, "errmsg": "ok"}`` is sent."""
-        data = json_body(body)
-        if data is None or "errcode" not in data:
-            return Answer("failed" if status < 500 else "retry",
-                          f"HTTP {status}: {short(body)}")
-        code = data.get("errcode")
-        detail = f"errcode {code}: {data.get('errmsg', '')}"
-        if code == 0:
-            return Answer("sent", detail)
-        if code in RATE_LIMITED:
-            return Answer("retry", detail, retry_after_s=60.0)
-        if code in CONFIG_ERRORS:
-            return Answer("config", detail)
-        return Answer("failed", detail)
+        return errcode_answer(status, body, RATE_LIMITED, CONFIG_ERRORS,
+                              retry_server_errors=True)
