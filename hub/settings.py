@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=60,
         description="a cluster hub sends its devices' changes to the other hubs this often",
     )
+    cluster_strays: bool = Field(
+        default=True,
+        description="cluster mode: catch QoS 0 publishes of QoS 1 topics and store them "
+        "(every QoS 1 message then also crosses one hub's catcher process)",
+    )
     node_id: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="this hub's id in the cluster (unique; default: host name)",

@@ -16,7 +16,8 @@ router = APIRouter()
 @policy("all_sites")  # every site's partitions: not for a caller limited to some sites
 def cluster(request: Request) -> dict[str, Any]:
     """Members (node_id, api, owned), partitions (partition, owner, pending) of the cluster,
-    and the fleet view's counts (devices, rows and events sent and received)."""
+    the fleet view's counts (devices, rows and events sent and received), and what this hub's
+    catcher of QoS 0 publishes of QoS 1 topics stored and lost."""
     from hub.cluster.intake import ClusterIntake
 
     intake = request.app.state.hub.mqtt
@@ -29,4 +30,6 @@ def cluster(request: Request) -> dict[str, Any]:
     fleet = request.app.state.hub.states.peers  # hub.cluster.view: what this hub sent and heard
     if fleet is not None:
         view["view"] = fleet.health()
+    if intake.strays is not None:
+        view["strays"] = intake.strays.health()
     return view

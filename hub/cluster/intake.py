@@ -51,6 +51,7 @@ from hub.cluster.jetstream import (
     consumer_config,
 )
 from hub.cluster.partition import partition_subjects, subject_to_topic
+from hub.cluster.strays import StrayCatcher
 from hub.intake.common import MqttUrl
 from hub.intake.metrics import CONNECTED, CONNECTS, ReceivedCounter
 from hub.model import InboundMessage
@@ -100,9 +101,11 @@ class _Lease:
 class ClusterIntake(ReceivedCounter):
     """Partition leases and JetStream consumers; hands messages to the pipeline."""
 
-    def __init__(self, settings: Settings, publisher: Any | None = None) -> None:
+    def __init__(self, settings: Settings, publisher: Any | None = None,
+                 strays: StrayCatcher | None = None) -> None:
         assert settings.cluster_url is not None
         self.settings = settings
+        self.strays = strays
         self.node_id = settings.resolved_node_id()
         self.partitions = settings.cluster_partitions
         self.publisher = publisher  # an MQTT connection for retained alarms and hub/status
@@ -162,6 +165,8 @@ class ClusterIntake(ReceivedCounter):
             self._pump = threading.Thread(target=self._pump_publisher, name="cluster-publisher",
                                           daemon=True)
             self._pump.start()
+        if self.strays is not None:
+            self.strays.start()
         self._thread = threading.Thread(target=self._run, name="cluster-intake", daemon=True)
         self._thread.start()
         if wait_s > 0:
@@ -187,6 +192,8 @@ class ClusterIntake(ReceivedCounter):
             self._pump.join(5)  # one reader of the publisher's pipe at a time: its stop reads too
         if self.publisher is not None:
             self.publisher.stop()
+        if self.strays is not None:
+            self.strays.stop()
         CONNECTED.set(0)
 
     @property
@@ -686,7 +693,8 @@ class ClusterIntake(ReceivedCounter):
                 "members": list(self.members), "owned": sorted(self._leases),
                 "unowned": unowned, "partitions": self.partitions,
                 "publisher_connected": bool(self.publisher is not None
-                                            and self.publisher.connected)}
+                                            and self.publisher.connected),
+                "strays": None if self.strays is None else self.strays.health()}
 
     async def _view(self) -> dict[str, Any]:
         js, members_kv = self._js, self._members_kv

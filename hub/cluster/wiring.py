@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from hub.cluster.alarmsync import AlarmSync
 from hub.cluster.handover import Handover
 from hub.cluster.intake import ClusterIntake
+from hub.cluster.strays import StrayCatcher
 from hub.cluster.view import FleetView
 from hub.intake.common import STATUS_TOPIC
 from hub.intake.process import IntakeProcess
@@ -18,14 +19,16 @@ if TYPE_CHECKING:
 
 def make_intake(settings: Settings) -> ClusterIntake:
     """The JetStream intake, with an MQTT connection (HUB_MQTT_URL: a node's MQTT listener)
-    for the retained alarm topics and this node's ``hub/status/<node id>``."""
+    for the retained alarm topics and this node's ``hub/status/<node id>``, and the catcher
+    of QoS 0 publishes of QoS 1 topics."""
     node = settings.resolved_node_id()
     s = settings
     publisher = IntakeProcess(
         s.mqtt_url, f"{s.mqtt_client_id}-{node}", [], ca_file=s.mqtt_ca_file,
         cert_file=s.mqtt_cert_file, key_file=s.mqtt_key_file, protocol=s.mqtt_protocol,
         status_topic=f"{STATUS_TOPIC}/{node}", client=s.mqtt_client)
-    return ClusterIntake(settings, publisher)
+    strays = StrayCatcher(settings) if settings.cluster_strays else None
+    return ClusterIntake(settings, publisher, strays)
 
 
 def attach(hub: Hub) -> Handover:
