@@ -106,6 +106,7 @@ class ClusterIntake(ReceivedCounter):
         assert settings.cluster_url is not None
         self.settings = settings
         self.strays = strays
+        self.unpublishable: list[str] = []  # registered devices NATS refuses (wiring.attach)
         self.node_id = settings.resolved_node_id()
         self.partitions = settings.cluster_partitions
         self.publisher = publisher  # an MQTT connection for retained alarms and hub/status
@@ -694,7 +695,8 @@ class ClusterIntake(ReceivedCounter):
                 "unowned": unowned, "partitions": self.partitions,
                 "publisher_connected": bool(self.publisher is not None
                                             and self.publisher.connected),
-                "strays": None if self.strays is None else self.strays.health()}
+                "strays": None if self.strays is None else self.strays.health(),
+                "unpublishable_devices": list(self.unpublishable)}
 
     async def _view(self) -> dict[str, Any]:
         js, members_kv = self._js, self._members_kv

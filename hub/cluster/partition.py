@@ -27,6 +27,16 @@ def partition_of(device_id: str, partitions: int) -> int:
     return h % partitions
 
 
+# nats-server 2.9's MQTT layer closes the connection of a client whose topic has one of these
+# (server/mqtt.go, mqttToNATSSubjectConversion); 2.10 and later map '.' to '//'
+NATS_REFUSED_CHARACTERS = (".", " ")
+
+
+def refused_by_nats(level: str) -> bool:
+    """True if nats-server 2.9 refuses an MQTT topic with this level (a device id)."""
+    return any(c in level for c in NATS_REFUSED_CHARACTERS)
+
+
 def topic_level_to_token(level: str) -> str:
     """One MQTT topic level as the NATS MQTT gateway writes it ('.' becomes '//')."""
     return level.replace(".", "//")
