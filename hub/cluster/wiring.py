@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from hub.cluster.alarmsync import AlarmSync
 from hub.cluster.handover import Handover
 from hub.cluster.intake import ClusterIntake
-from hub.cluster.partition import NATS_REFUSED_CHARACTERS, refused_by_nats
 from hub.cluster.strays import StrayCatcher
 from hub.cluster.view import FleetView
 from hub.intake.common import STATUS_TOPIC
@@ -17,9 +15,6 @@ from hub.settings import Settings
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
-
-log = logging.getLogger(__name__)
-NAMED_MAX = 100  # devices named in the log and /api/health
 
 
 def make_intake(settings: Settings) -> ClusterIntake:
@@ -52,19 +47,8 @@ def attach(hub: Hub) -> Handover:
         hub.notify.outbox.serving = lambda: [f"p{p}" for p in tuple(handover.owned)]
     hub.pipeline.add_tick_hook("cluster", handover.on_tick)
     FleetView.attach(hub, handover, intake)  # every hub's devices and events on every hub
-    intake.unpublishable = unpublishable(list(hub.sites.devices))
+    intake.device_ids = lambda: list(hub.sites.devices)  # checked against the server's MQTT
     return handover
-
-
-def unpublishable(device_ids: list[str]) -> list[str]:
-    """Registered devices whose topics the NATS MQTT layer refuses, each logged (at most
-    NAMED_MAX): such a device cannot publish in cluster mode, and the hub says so at start."""
-    refused = sorted(d for d in device_ids if refused_by_nats(d))
-    for device_id in refused[:NAMED_MAX]:
-        log.error("device %r cannot publish in cluster mode: nats-server 2.9 closes the MQTT "
-                  "connection of a topic with any of %r in it; rename the device", device_id,
-                  "".join(NATS_REFUSED_CHARACTERS))
-    return refused[:NAMED_MAX]
 
 
 def health(hub: Hub) -> dict[str, Any] | None:

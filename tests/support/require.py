@@ -9,7 +9,7 @@ import pytest
 from tests.support.services import which
 
 DEBIAN_PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb",
-                   "mosquitto_passwd": "mosquitto", "nats-server": "nats-server",
+                   "mosquitto_passwd": "mosquitto", "/usr/sbin/nats-server": "nats-server",
                    "/usr/lib/postgresql/15/bin/postgres": "postgresql-15",
                    "pdftoppm": "poppler-utils"}
 
