@@ -240,3 +240,55 @@ def test_split_route_round_survives_its_owner_dying(tmp_path: Path, state_url: s
     finally:
         for hub in (a, b, *([c] if c else [])):
             hub.alarms.close()
+
+
+def test_a_scans_table_from_before_gains_counted(tmp_path: Path, state_url: str) -> None:
+    """A ``patrol_scans`` table an older hub made gets ``counted`` (its rows counted) and the
+    index of the uncounted on start; the round its scan is of goes on from it."""
+    from sqlalchemy import inspect, text
+    from sqlalchemy.orm import Session
+
+    from hub.db import make_engine
+    from hub.patrol.tables import RoundRow
+    from tests.test_patrol_tracker import ns
+
+    engine = make_engine(state_url)
+    serial = "SERIAL" if engine.dialect.name == "postgresql" else "INTEGER"
+    first = ns(t("08:05"))
+    with engine.begin() as conn:
+        conn.execute(text(
+            f"CREATE TABLE patrol_scans (id {serial} PRIMARY KEY, site VARCHAR(64), "
+            "device_id VARCHAR(128), tag_uid VARCHAR(64), checkpoint_id VARCHAR(64), "
+            "route_id VARCHAR(64), round_id VARCHAR(160), patroller_id VARCHAR(64), "
+            "time_ns BIGINT, received_ns BIGINT, arrival_ns BIGINT, lat FLOAT, lon FLOAT, "
+            "distance_m FLOAT, late_upload BOOLEAN, "
+            "CONSTRAINT uq_patrol_scan UNIQUE (device_id, time_ns, tag_uid))"))
+        conn.execute(text(
+            "INSERT INTO patrol_scans (site, device_id, tag_uid, checkpoint_id, route_id, "
+            "round_id, patroller_id, time_ns, received_ns, arrival_ns, late_upload) VALUES "
+            "('fuping', 'FP-R01', :tag, :cp, 'FP-RT01', :rid, 'FP-P001', :t, :t, :t, false)"),
+            {"tag": "x", "cp": RT01[0], "rid": ROUND, "t": first})
+    RoundRow.__table__.create(engine)
+    with Session(engine) as session:
+        session.add(RoundRow(id=ROUND, site="fuping", route_id="FP-RT01", date="2026-11-20",
+                             start_ns=ns(t("08:00")), end_ns=ns(t("09:30")),
+                             state="in_progress", first_scan_ns=first, concluded=False,
+                             watched=True, out_of_order=False, checked_start=False))
+        session.commit()
+    engine.dispose()
+    hub = Hub(tmp_path, state_url, set())
+    try:
+        hub.patrol.tracker.owns = None  # single-machine mode
+        hub.tick(t("07:00"))
+        for i, cp in enumerate(RT01[1:], 1):
+            hub.scan(cp, t("08:05") + timedelta(minutes=6 * i))
+        hub.tick(t("09:31"))
+        assert hub.round("FP-RT01", "08:00")["state"] == "completed"
+        assert hub.counted() == sorted(RT01)
+        indexes = {i["name"] for i in inspect(hub.engine).get_indexes("patrol_scans")}
+        assert "ix_patrol_scans_uncounted" in indexes
+        with hub.patrol.sessions() as session:
+            assert session.scalar(select(func.count(ScanRow.id))
+                                  .where(ScanRow.counted.is_(False))) == 0
+    finally:
+        hub.alarms.close()
