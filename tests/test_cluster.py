@@ -451,16 +451,15 @@ def test_hubs_share_partitions_fail_over_and_rebalance_exactly_once(
                          the_round(a, started), 20)
         assert begun["state"] == "in_progress", begun
         # 1a. A route whose readers are in different partitions: the round's row has one
-        # writer, READER's owner, which counts the other hub's reader's scans too. The other
-        # reader's first (stored before READER's owner counts a scan of its own).
+        # writer, READER's owner, which counts the other hub's reader's scans too (READER's
+        # owner holds the round when the other reader's scans come).
         second = next(r for r in SPLIT_READERS if table[partition_of(r, PARTITIONS)]
                       != table[partition_of(READER, PARTITIONS)])
-        publish_now(nats_cluster.nodes[1].mqtt_url, [
-            scan(i, now - 100 + i, second, SPLIT_TAGS) for i in (1, 3)])
-        wait_for("the other reader's scans stored", lambda: the_round(
-            a, started, "HS-RT")["done"] == 2, 20)
-        publish_now(nats_cluster.nodes[0].mqtt_url, [
-            scan(i, now - 100 + i, READER, SPLIT_TAGS) for i in (0, 2)])
+        for done, reader, cps in ((1, READER, (0,)), (3, second, (1, 3)), (4, READER, (2,))):
+            publish_now(nats_cluster.nodes[done % 2].mqtt_url, [
+                scan(i, now - 100 + i, reader, SPLIT_TAGS) for i in cps])
+            wait_for(f"{done} of the split route's scans stored", lambda n=done: the_round(
+                a, started, "HS-RT")["done"] == n, 20)
         expected["patrol_scan"] += 4
         split = wait_for("the split route's round completed by its owner", lambda: all(
             the_round(h, started, "HS-RT")["state"] == "completed" for h in (a, b))

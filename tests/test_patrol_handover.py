@@ -242,6 +242,36 @@ def test_split_route_round_survives_its_owner_dying(tmp_path: Path, state_url: s
             hub.alarms.close()
 
 
+def test_a_running_hub_adopting_late_runs_what_fell_due(tmp_path: Path, state_url: str) -> None:
+    """A hub running all along takes a round's partition after its window closed (its clock
+    passed the end while another hub owned it): it concludes the round at once, not at the
+    next window boundary of the site."""
+    sites = split_route(tmp_path)
+    a = Hub(tmp_path, state_url, {"FP-R01"}, sites)
+    b = Hub(tmp_path, state_url, {"FP-R02"}, sites)
+    try:
+        for hub in (a, b):
+            hub.tick(t("07:00"))
+        for i, cp in enumerate(RT01[:4]):
+            hub, reader = (b, "FP-R02") if i % 2 == 0 else (a, "FP-R01")
+            hub.scan(cp, t("08:05") + timedelta(minutes=3 * i), reader=reader)
+            hub.patrol.tracker.flush()
+        b.tick(t("09:31"))  # the window closed; a, the round's owner, is dead since 09:29
+        a.owned.clear()
+        b.owned.add("FP-R01")
+        assert b.patrol.tracker.adopt(lambda d: d == "FP-R01") >= 1
+        b.tick(t("09:32"))
+        b.patrol.tracker.flush()
+        rnd = b.round("FP-RT01", "08:00")
+        assert (rnd["state"], rnd["done"]) == ("incomplete", 4), rnd
+        missed = b.alarm("FP-R01", "checkpoint_missed")
+        assert missed is not None and RT01[4] in missed["message"]
+        assert RT01[0] not in missed["message"] and RT01[1] not in missed["message"]
+    finally:
+        for hub in (a, b):
+            hub.alarms.close()
+
+
 def test_a_scans_table_from_before_gains_counted(tmp_path: Path, state_url: str) -> None:
     """A ``patrol_scans`` table an older hub made gets ``counted`` (its rows counted) and the
     index of the uncounted on start; the round its scan is of goes on from it."""

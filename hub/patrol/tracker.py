@@ -196,6 +196,9 @@ class RoundTracker:
             for rnd in rows:
                 self._rounds[rnd.id] = rnd
             self._load_counted(session, [r.id for r in rows])
+            # what fell due while another hub ran these rounds runs at the next advance, not at
+            # the next boundary of the site (done rounds are skipped there)
+            self._next_due.clear()
             since = min(((r.clock_ns or 0) - 3 * 86400 * NS for r in self._site_rows.values()),
                         default=0)
             for device_id, time_ns, tag_uid in session.execute(
