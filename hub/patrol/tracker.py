@@ -305,8 +305,13 @@ class RoundTracker:
             return
         with self._lock:
             something_due = now >= self._next_due.get(site_id, 0)
-            if (something_due and self.owns is not None) or self._fold_due():
-                self.fold_visits(site_id, now)  # before a start check or conclusion runs
+            # cluster mode: fold once every fold_every_s and before a start check or conclusion;
+            # single-machine mode once (what a store a cluster used may hold): no other hub
+            # records scans of its rounds
+            folded = self._folded_at
+            if folded is None or (self.owns is not None and (
+                    something_due or time.monotonic() >= folded + self.fold_every_s)):
+                self.fold_visits(site_id, now)
             state = self._site_rows.get(site_id)
             if state is None:
                 state = PatrolSiteRow(site=site_id, watch_from_ns=now, clock_ns=now)
@@ -508,13 +513,6 @@ class RoundTracker:
                     log.warning("patrol: scan %s of round %s: unknown route", scan_id, rid)
                 self._pending_counted.add(scan_id)
         return folded
-
-    def _fold_due(self) -> bool:
-        """Cluster mode: once every ``fold_every_s``; single-machine mode: once (what a store
-        used by a cluster before may hold), as no other hub records scans for its rounds."""
-        if self._folded_at is None:
-            return True
-        return self.owns is not None and time.monotonic() >= self._folded_at + self.fold_every_s
 
     def _count(self, site: Site, occ: Occurrence, row: RoundRow, scan: ScanInfo, key: ScanKey,
                arrival_ns: int, late: bool) -> None:
