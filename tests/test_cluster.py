@@ -42,6 +42,12 @@ READER = next(f"PT-HO-{i:04d}" for i in range(1000)
               if partition_of(f"PT-HO-{i:04d}", PARTITIONS) == partition_of(ALARM_DEVICE,
                                                                             PARTITIONS))
 TAGS = [f"04C0FFEE{i:04X}" for i in range(4)]
+# a second route read by READER (its first reader: READER's owner runs its rounds) and by one
+# reader in each other partition; the test scans with one its other hub owns
+SPLIT_READERS = [next(f"PT-HS-{i:04d}" for i in range(1000)
+                      if partition_of(f"PT-HS-{i:04d}", PARTITIONS) == p)
+                 for p in range(PARTITIONS) if p != partition_of(READER, PARTITIONS)]
+SPLIT_TAGS = [f"04C0FFEF{i:04X}" for i in range(4)]
 # a device's new value on a hub that does not hold it: HUB_CLUSTER_VIEW_S (0.5 s) plus the
 # holder's pipeline (batching, a tick of 0.25 s) plus a NATS hop, with room for a loaded machine
 VIEW_BOUND_S = 5.0
@@ -105,30 +111,37 @@ def make_hub(tmp: Path, name: str, cluster: NatsCluster, pg_url: str, influx: An
 
 
 def write_patrol_site(sites: Path, started: datetime) -> None:
-    """A site with one route of four checkpoints read by READER, its window open since
-    ``started`` (start + 15 min grace already past, so a hub checks the round at once)."""
+    """A site with two routes of four checkpoints, HO-RT read by READER, HS-RT by READER and
+    SPLIT_READERS, their windows open since ``started`` (start + 15 min grace already past,
+    so a hub checks the rounds at once)."""
+    window = [{"start": f"{started:%H:%M}", "window_min": 240}]
     doc = {"site": "handover", "name": "巡查交接", "timezone": "UTC",
-           "devices": [{"id": READER, "model": "PT-NFC1"}],
-           "checkpoints": [{"id": f"HO-CP{i}", "tag_uid": tag, "name": f"cp {i}"}
-                           for i, tag in enumerate(TAGS)],
+           "devices": [{"id": r, "model": "PT-NFC1"} for r in [READER, *SPLIT_READERS]],
+           "checkpoints": [{"id": f"{prefix}-CP{i}", "tag_uid": tag, "name": f"cp {i}"}
+                           for prefix, tags in (("HO", TAGS), ("HS", SPLIT_TAGS))
+                           for i, tag in enumerate(tags)],
            "routes": [{"id": "HO-RT", "name": "handover route", "order": "any",
                        "checkpoints": [f"HO-CP{i}" for i in range(len(TAGS))],
-                       "readers": [READER],
-                       "rounds": [{"start": f"{started:%H:%M}", "window_min": 240}]}]}
+                       "readers": [READER], "rounds": window},
+                      {"id": "HS-RT", "name": "split route", "order": "any",
+                       "checkpoints": [f"HS-CP{i}" for i in range(len(SPLIT_TAGS))],
+                       "readers": [READER, *SPLIT_READERS], "rounds": window}]}
     (sites / "handover.yaml").write_text(json.dumps(doc), encoding="utf-8")  # YAML reads JSON
 
 
-def scan(checkpoint: int, t_s: float) -> tuple[str, bytes]:
-    """READER's scan of a checkpoint at device time ``t_s``."""
-    body = {"reader": READER, "tag_uid": TAGS[checkpoint], "patroller": "P1",
+def scan(checkpoint: int, t_s: float, reader: str = READER,
+         tags: list[str] = TAGS) -> tuple[str, bytes]:
+    """A reader's scan of a checkpoint at device time ``t_s``."""
+    body = {"reader": reader, "tag_uid": tags[checkpoint], "patroller": "P1",
             "ts": datetime.fromtimestamp(t_s, UTC).isoformat(), "lat": 29.0, "lon": 111.7,
             "battery_pct": 80}
-    return f"patrol/{READER}/scan", json.dumps(body).encode()
+    return f"patrol/{reader}/scan", json.dumps(body).encode()
 
 
-def the_round(hub: HubProcess, started: datetime) -> dict[str, Any]:
-    """The handover route's round of ``started`` as the hub's API shows it."""
-    rounds = hub.get("/api/patrol/rounds", site="handover", date=f"{started:%Y-%m-%d}")
+def the_round(hub: HubProcess, started: datetime, route: str = "HO-RT") -> dict[str, Any]:
+    """A route's round of ``started`` as the hub's API shows it."""
+    rounds = hub.get("/api/patrol/rounds", site="handover", date=f"{started:%Y-%m-%d}",
+                     route=route)
     found: dict[str, Any] = next(r for r in rounds if r["start"] == f"{started:%H:%M}")
     return found
 
@@ -450,6 +463,21 @@ def test_hubs_share_partitions_fail_over_and_rebalance_exactly_once(
         begun = wait_for("the round under way", lambda: the_round(a, started)["done"] == 2 and
                          the_round(a, started), 20)
         assert begun["state"] == "in_progress", begun
+        # 1a. A route whose readers are in different partitions: the round's row has one
+        # writer, READER's owner, which counts the other hub's reader's scans too (READER's
+        # owner holds the round when the other reader's scans come).
+        second = next(r for r in SPLIT_READERS if table[partition_of(r, PARTITIONS)]
+                      != table[partition_of(READER, PARTITIONS)])
+        for done, reader, cps in ((1, READER, (0,)), (3, second, (1, 3)), (4, READER, (2,))):
+            publish_now(nats_cluster.nodes[done % 2].mqtt_url, [
+                scan(i, now - 100 + i, reader, SPLIT_TAGS) for i in cps])
+            wait_for(f"{done} of the split route's scans stored", lambda n=done: the_round(
+                a, started, "HS-RT")["done"] == n, 20)
+        expected["patrol_scan"] += 4
+        split = wait_for("the split route's round completed by its owner", lambda: all(
+            the_round(h, started, "HS-RT")["state"] == "completed" for h in (a, b))
+            and the_round(a, started, "HS-RT"), 20)
+        assert split["done"] == 4, split
         seen = {name: seen_by(h) for name, h in hubs.items()}
         assert seen["hub-a"] and seen["hub-b"] and not seen["hub-a"] & seen["hub-b"]
         for name, devices in seen.items():

@@ -21,7 +21,7 @@ from hub.patrol.departments import DepartmentRegister, HandoverHook
 from hub.patrol.hazards import HazardService, Refuse
 from hub.patrol.monthly_send import MonthlySender, ReportHook
 from hub.patrol.schedule import NS, iso_z, occurrences, occurrences_between, to_ns
-from hub.patrol.tables import TABLES, ScanRow, add_missing_columns
+from hub.patrol.tables import TABLES, ScanRow, add_missing_columns, add_missing_indexes
 from hub.patrol.tracker import RoundTracker, stored_rounds
 from hub.settings import Settings
 from hub.sites import Site, SiteRegistry
@@ -44,6 +44,7 @@ class PatrolService:
                  report: ReportHook | None = None) -> None:
         create_tables(engine, TABLES)
         add_missing_columns(engine, TABLES)  # a store an older hub created gains new columns
+        add_missing_indexes(engine, TABLES)  # ... and new indexes
         self.sites = sites
         self.sessions = make_sessionmaker(engine)
         self.config = load_config(rules_file)

@@ -13,10 +13,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     inspect,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.schema import CreateIndex
 
 from hub.db import DEVICE_ID_CHARS, Base
 
@@ -53,7 +55,13 @@ class RoundRow(Base):
 
 
 class ScanRow(Base):
-    """One accepted scan (duplicates by reader, device time and tag are refused)."""
+    """One accepted scan (duplicates by reader, device time and tag are refused).
+
+    Append-only: the hub that takes a scan inserts it and never changes it, except ``counted``.
+    A scan of a round another hub runs (cluster mode: the route's first reader is in another
+    partition) is inserted with ``counted`` false; the round's owner counts it into the round
+    and sets ``counted`` in the transaction that writes the round row.
+    """
 
     __tablename__ = "patrol_scans"
 
@@ -72,9 +80,16 @@ class ScanRow(Base):
     lon: Mapped[float | None] = mapped_column(Float, nullable=True)
     distance_m: Mapped[float | None] = mapped_column(Float, nullable=True)
     late_upload: Mapped[bool] = mapped_column(Boolean, default=False)
+    counted: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
 
     __table_args__ = (UniqueConstraint("device_id", "time_ns", "tag_uid",
                                        name="uq_patrol_scan"),)
+
+
+# the scans a round's owner has still to count: a partial index, a handful of rows at any time
+UNCOUNTED = ScanRow.counted == false()
+Index("ix_patrol_scans_uncounted", ScanRow.id, postgresql_where=UNCOUNTED,
+      sqlite_where=UNCOUNTED)
 
 
 class AlarmItemRow(Base):
@@ -182,6 +197,14 @@ class PhotoRefRow(Base):
 TABLES = [Base.metadata.tables[name] for name in (
     "patrol_sites", "patrol_rounds", "patrol_scans", "patrol_alarm_items", "hazards",
     "hazard_history", "hazard_evidence", "hazard_photo_refs")]
+
+
+def add_missing_indexes(engine: Engine, tables: list[Table]) -> None:
+    """Create the indexes a newer hub defines on tables an older one created (idempotent)."""
+    with engine.begin() as conn:
+        for table in tables:
+            for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def add_missing_columns(engine: Engine, tables: list[Table]) -> list[str]:

@@ -8,18 +8,25 @@ of its window a round is concluded (``completed``, ``incomplete`` or ``missed``)
 checkpoints raise ``checkpoint_missed``. A scan uploaded after that corrects the round and
 resolves what it explains (the alarm clears with the note ``late upload``). Duplicates (same
 reader, device time and tag) are dropped by a unique key, so nothing counts twice.
+
+Cluster mode: a round has one writer, the hub owning its round device (the route's first
+reader). A hub taking a scan of a round another hub runs only records it (``patrol_scans``,
+``counted`` false); the round's owner folds such scans in on its clock (once a second, before
+a start check or a conclusion) and when it adopts a partition, and marks them counted in the
+transaction that writes the round. A scan is counted into a round once, by its key.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub.model import Reading
@@ -34,13 +41,16 @@ from hub.patrol.schedule import (
     occurrences,
     occurrences_between,
 )
-from hub.patrol.tables import PatrolSiteRow, RoundRow, ScanRow
+from hub.patrol.tables import UNCOUNTED, PatrolSiteRow, RoundRow, ScanRow
 from hub.setaside.rows import OnBad, write_rows
 from hub.sites import UNKNOWN_CHECKPOINT, Checkpoint, PatrolRoute, Site, SiteRegistry
 
 log = logging.getLogger(__name__)
 
 STATES = ("scheduled", "in_progress", "completed", "incomplete", "missed")
+FOLD_EVERY_S = 1.0  # cluster mode: how often a round's owner counts the scans other hubs took
+
+ScanKey = tuple[str, int, str]  # (reader, device time, tag): what makes a scan one scan
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +114,7 @@ class RoundTracker:
         self._site_rows: dict[str, PatrolSiteRow] = {}
         self._rounds: dict[str, RoundRow] = {}
         self._scans: dict[str, list[ScanInfo]] = {}
+        self._keys: dict[str, set[ScanKey]] = {}  # per round: the keys of its counted scans
         self._next_due: dict[str, int] = {}
         # Write-behind: rows and scans go to the database in one transaction per pipeline
         # batch (flush), before that batch's messages are acknowledged to the broker.
@@ -111,14 +122,17 @@ class RoundTracker:
         self._flush_lock = threading.Lock()
         self.on_set_aside: OnBad | None = None  # told of a scan the database refused
         self._pending_scans: list[ScanRow] = []
-        self._scan_keys: set[tuple[str, int, str]] = set()
+        self._pending_counted: set[int] = set()  # ids of other hubs' scans folded in
+        self._scan_keys: set[ScanKey] = set()
         self._checkpoints = {
             (s.site, c.id): c for s in sites.sites.values() for c in s.checkpoints
         }
         self._routes = {(s.site, r.id): r for s in sites.sites.values() for r in s.routes}
-        # cluster mode: the devices whose partition this hub owns (hub.cluster.handover); the
-        # clock of a round (start check, conclusion) runs on the owner of its round device only
+        # cluster mode: the devices whose partition this hub owns (hub.cluster.handover); a
+        # round (its row, clock and alarms) is the owner's of its round device only
         self.owns: Callable[[str], bool] | None = None
+        self.fold_every_s = FOLD_EVERY_S
+        self._folded_at: float | None = None  # monotonic time of the last fold_visits
         self._load()
 
     def checkpoint_changed(self, site: str, checkpoint_id: str,
@@ -144,29 +158,36 @@ class RoundTracker:
                     select(ScanRow.device_id, ScanRow.time_ns, ScanRow.tag_uid)
                     .where(ScanRow.time_ns >= since)):
                 self._scan_keys.add((device_id, time_ns, tag_uid))
-            ids = list(self._rounds)
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
-                for scan in session.scalars(select(ScanRow).where(ScanRow.round_id.in_(chunk))):
-                    if scan.round_id is not None and scan.checkpoint_id is not None:
-                        self._scans.setdefault(scan.round_id, []).append(
-                            ScanInfo(scan.checkpoint_id, scan.time_ns))
+            self._load_counted(session, list(self._rounds))
+
+    def _load_counted(self, session: Session, ids: list[str]) -> None:
+        """The scans counted into these rounds (the uncounted wait for ``fold_visits``)."""
+        for rid in ids:
+            self._scans[rid], self._keys[rid] = [], set()
+        for start in range(0, len(ids), 500):
+            query = select(ScanRow).where(ScanRow.round_id.in_(ids[start:start + 500]),
+                                          ScanRow.counted.is_(True)) \
+                .order_by(ScanRow.time_ns, ScanRow.id)
+            for scan in session.scalars(query):
+                if scan.round_id is not None and scan.checkpoint_id is not None:
+                    self._scans[scan.round_id].append(ScanInfo(scan.checkpoint_id, scan.time_ns))
+                    self._keys[scan.round_id].add((scan.device_id, scan.time_ns, scan.tag_uid))
 
     def _touching(self, wanted: Callable[[str], bool]) -> set[tuple[str, str]]:
-        """(site, route) of the routes a wanted device reads or raises round alarms on."""
-        return {key for key, route in self._routes.items()
-                if wanted(round_device(route)) or any(wanted(r) for r in route.readers)}
+        """(site, route) of the routes whose rounds a wanted device runs (its round device)."""
+        return {key for key, route in self._routes.items() if wanted(round_device(route))}
 
     def _drop(self, routes: set[tuple[str, str]]) -> None:
         for rid in [r.id for r in self._rounds.values() if (r.site, r.route_id) in routes]:
             self._rounds.pop(rid, None)
             self._scans.pop(rid, None)
+            self._keys.pop(rid, None)
 
     def adopt(self, wanted: Callable[[str], bool]) -> int:
-        """Cluster takeover, before the partitions' first message: load the open rounds of the
-        routes the ``wanted`` devices read (with the scans counted so far, wherever they were
-        counted) and those devices' recent scan keys (a redelivered scan is no second scan).
-        Returns how many rounds were loaded."""
+        """Cluster takeover, before the partitions' first message: load the open rounds the
+        ``wanted`` devices run (with the scans their last owner counted), count what other hubs
+        recorded for rounds that are now this hub's, and load the devices' recent scan keys (a
+        redelivered scan is no second scan). Returns how many rounds were loaded."""
         routes = self._touching(wanted)
         with self._lock, self.sessions() as session:
             self._drop(routes)
@@ -174,15 +195,10 @@ class RoundTracker:
             rows = [r for r in session.scalars(open_rounds) if (r.site, r.route_id) in routes]
             for rnd in rows:
                 self._rounds[rnd.id] = rnd
-                self._scans[rnd.id] = []
-            ids = [r.id for r in rows]
-            for start in range(0, len(ids), 500):
-                query = select(ScanRow).where(ScanRow.round_id.in_(ids[start:start + 500])) \
-                    .order_by(ScanRow.time_ns, ScanRow.id)
-                for scan in session.scalars(query):
-                    if scan.round_id is not None and scan.checkpoint_id is not None:
-                        self._scans[scan.round_id].append(ScanInfo(scan.checkpoint_id,
-                                                                   scan.time_ns))
+            self._load_counted(session, [r.id for r in rows])
+            # what fell due while another hub ran these rounds runs at the next advance, not at
+            # the next boundary of the site (done rounds are skipped there)
+            self._next_due.clear()
             since = min(((r.clock_ns or 0) - 3 * 86400 * NS for r in self._site_rows.values()),
                         default=0)
             for device_id, time_ns, tag_uid in session.execute(
@@ -190,11 +206,12 @@ class RoundTracker:
                     .where(ScanRow.time_ns >= since)):
                 if wanted(device_id):
                     self._scan_keys.add((device_id, time_ns, tag_uid))
+            self.fold_visits()
         return len(rows)
 
     def release(self, wanted: Callable[[str], bool]) -> None:
         """Cluster hand-over (or a lost lease): write what is pending, then forget the rounds
-        of the routes the ``wanted`` devices read (the next owner loads them)."""
+        the ``wanted`` devices run (the next owner loads them)."""
         self.flush()
         with self._lock:
             self._drop(self._touching(wanted))
@@ -219,11 +236,14 @@ class RoundTracker:
             with self._lock:
                 rows, self._pending_rows = list(self._pending_rows.values()), {}
                 scans, self._pending_scans = self._pending_scans, []
-            if not rows and not scans:
+                counted, self._pending_counted = self._pending_counted, set()
+            if not rows and not scans and not counted:
                 return
-            # rounds and site clocks first, then the scans as plain column values: a scan the
-            # database refuses is set aside with its reason, never taking the batch with it
-            items: list[object] = [*rows, *(_scan_values(scan) for scan in scans)]
+            # rounds and site clocks first (with the marks of the scans folded into them), then
+            # the scans as plain column values: a scan the database refuses is set aside with
+            # its reason, never taking the batch with it
+            marks = [_Counted(tuple(sorted(counted)))] if counted else []
+            items: list[object] = [*rows, *marks, *(_scan_values(scan) for scan in scans)]
             try:
                 write_rows("patrol_scans", items, self._write, self.on_set_aside)
             except Exception:  # the database is down: keep them for the next flush
@@ -231,13 +251,18 @@ class RoundTracker:
                     for row in rows:
                         self._pending_rows.setdefault(id(row), row)
                     self._pending_scans[:0] = scans
+                    self._pending_counted |= counted
                 raise
 
     def _write(self, items: Sequence[object]) -> None:
         scans = [item for item in items if isinstance(item, dict)]
         with self.sessions() as session:
             for row in items:
-                if not isinstance(row, dict):
+                if isinstance(row, _Counted):
+                    for start in range(0, len(row.ids), 500):
+                        session.execute(update(ScanRow).where(
+                            ScanRow.id.in_(row.ids[start:start + 500])).values(counted=True))
+                elif not isinstance(row, dict):
                     session.merge(row)
             if scans:
                 session.execute(insert(ScanRow), scans)
@@ -250,9 +275,7 @@ class RoundTracker:
         with self.sessions() as session:  # not in memory: an old round, flushed long ago
             found = session.get(RoundRow, occ.id)
             if found is not None:
-                scans = [ScanInfo(s.checkpoint_id, s.time_ns) for s in session.scalars(
-                    select(ScanRow).where(ScanRow.round_id == occ.id)) if s.checkpoint_id]
-                self._scans[occ.id] = scans
+                self._load_counted(session, [occ.id])
                 self._rounds[occ.id] = found
                 return found
         row = RoundRow(id=occ.id, site=occ.site, route_id=occ.route.id, date=occ.date.isoformat(),
@@ -269,6 +292,7 @@ class RoundTracker:
                     if r.site == site and r.concluded and r.end_ns < horizon]:
             self._rounds.pop(rid, None)
             self._scans.pop(rid, None)
+            self._keys.pop(rid, None)
         if len(self._scan_keys) > 200_000:  # keep the duplicate check to the last days
             self._scan_keys = {k for k in self._scan_keys if k[1] >= horizon}
 
@@ -280,6 +304,14 @@ class RoundTracker:
         if site is None or not site.routes:
             return
         with self._lock:
+            something_due = now >= self._next_due.get(site_id, 0)
+            # cluster mode: fold once every fold_every_s and before a start check or conclusion;
+            # single-machine mode once (what a store a cluster used may hold): no other hub
+            # records scans of its rounds
+            folded = self._folded_at
+            if folded is None or (self.owns is not None and (
+                    something_due or time.monotonic() >= folded + self.fold_every_s)):
+                self.fold_visits(site_id, now)
             state = self._site_rows.get(site_id)
             if state is None:
                 state = PatrolSiteRow(site=site_id, watch_from_ns=now, clock_ns=now)
@@ -288,7 +320,7 @@ class RoundTracker:
                 last = now
             else:
                 last = state.clock_ns or now
-                if now < self._next_due.get(site_id, 0):
+                if not something_due:
                     state.clock_ns = max(last, now)
                     return
             first_day = local_date(site, min(last, now)) - timedelta(days=1)
@@ -365,9 +397,10 @@ class RoundTracker:
         lat, lon = reading.values.get("lat"), reading.values.get("lon")
         t = reading.time_ns
         checkpoint = self._checkpoints.get((site.site, cp_id or ""))
+        key = (reading.device_id, t, tag_uid)
         with self._lock:
             if checkpoint is None or cp_id == UNKNOWN_CHECKPOINT:
-                if self._insert(reading, site, None, None, None, arrival_ns, None, False):
+                if self._insert(reading, key, site, None, None, None, arrival_ns, None, False):
                     self.alarms.raise_item(
                         site.site, reading.device_id, "unknown_tag", tag_uid,
                         f"{tag_uid} ({self._hhmm(site, t)})",
@@ -379,10 +412,15 @@ class RoundTracker:
             if (checkpoint.lat is not None and checkpoint.lon is not None
                     and isinstance(lat, float) and isinstance(lon, float)):
                 distance = distance_m(checkpoint.lat, checkpoint.lon, lat, lon)
-            row = self._round(occ) if occ is not None else None
-            late = bool(row is not None and row.concluded)
-            if not self._insert(reading, site, checkpoint.id, route, row, arrival_ns, distance,
-                                late):
+            # the round is this hub's unless (cluster mode) another hub owns its round device:
+            # then the scan is only recorded, for that hub to count (the round's one writer)
+            ours = occ is None or self.owns is None or self.owns(round_device(occ.route))
+            row = self._round(occ) if occ is not None and ours else None
+            late = bool(row.concluded) if row is not None else (
+                occ is not None and occ.end_ns <= arrival_ns)
+            if not self._insert(reading, key, site, checkpoint.id, route,
+                                occ.id if occ is not None else None, arrival_ns, distance,
+                                late, counted=ours):
                 return  # duplicate: QoS 1 redelivery or a re-upload
             if distance is not None and distance > self.config.tag_moved_m:
                 self.alarms.raise_item(
@@ -397,7 +435,7 @@ class RoundTracker:
                     f"{patroller} on {route.id}", f"{patroller} 在 {route.name}", arrival_ns,
                     model=reading.model)
             if occ is not None and row is not None:
-                self._count(site, occ, row, ScanInfo(checkpoint.id, t), arrival_ns, late)
+                self._count(site, occ, row, ScanInfo(checkpoint.id, t), key, arrival_ns, late)
 
     def _attribute(self, site: Site, checkpoint: Checkpoint, reader: str,
                    patroller: str | None, route_tag: str | None,
@@ -416,29 +454,71 @@ class RoundTracker:
             return route, occ
         return min(routes, key=rank), None
 
-    def _insert(self, reading: Reading, site: Site, cp_id: str | None, route: PatrolRoute | None,
-                row: RoundRow | None, arrival_ns: int, distance: float | None,
-                late: bool) -> bool:
-        lat, lon = reading.values.get("lat"), reading.values.get("lon")
-        scan = ScanRow(
-            site=site.site, device_id=reading.device_id,
-            tag_uid=str(reading.values.get("tag_uid", "")), checkpoint_id=cp_id,
-            route_id=route.id if route else None, round_id=row.id if row else None,
-            patroller_id=reading.points[0].tag("patroller_id"), time_ns=reading.time_ns,
-            received_ns=reading.received_ns, arrival_ns=arrival_ns,
-            lat=lat if isinstance(lat, float) else None,
-            lon=lon if isinstance(lon, float) else None, distance_m=distance, late_upload=late)
-        key = (scan.device_id, scan.time_ns, scan.tag_uid)
+    def _insert(self, reading: Reading, key: ScanKey, site: Site, cp_id: str | None,
+                route: PatrolRoute | None, round_id: str | None, arrival_ns: int,
+                distance: float | None, late: bool, counted: bool = True) -> bool:
         if key in self._scan_keys:
             return False
+        lat, lon = reading.values.get("lat"), reading.values.get("lon")
+        scan = ScanRow(
+            site=site.site, device_id=key[0], tag_uid=key[2], checkpoint_id=cp_id,
+            route_id=route.id if route else None, round_id=round_id,
+            patroller_id=reading.points[0].tag("patroller_id"), time_ns=key[1],
+            received_ns=reading.received_ns, arrival_ns=arrival_ns,
+            lat=lat if isinstance(lat, float) else None,
+            lon=lon if isinstance(lon, float) else None, distance_m=distance, late_upload=late,
+            counted=counted)
         self._scan_keys.add(key)
         self._pending_scans.append(scan)
         return True
 
-    def _count(self, site: Site, occ: Occurrence, row: RoundRow, scan: ScanInfo,
+    def fold_visits(self, site_id: str | None = None, now: int | None = None) -> int:
+        """Count the scans other hubs recorded for rounds this hub runs; returns how many.
+
+        Read from the state store (``counted`` false), in device-time order; each is counted
+        into its round once (by its key, whatever was counted before), then marked counted with
+        the round's next write. Scans of rounds another hub runs are left to that hub. ``now``
+        is ``site_id``'s clock (other sites: their saved clock), the time of what it resolves.
+        """
+        self._folded_at = time.monotonic()
+        with self.sessions() as session:
+            found = session.execute(
+                select(ScanRow.id, ScanRow.site, ScanRow.device_id, ScanRow.tag_uid,
+                       ScanRow.checkpoint_id, ScanRow.route_id, ScanRow.round_id,
+                       ScanRow.time_ns, ScanRow.arrival_ns)
+                .where(UNCOUNTED).order_by(ScanRow.time_ns, ScanRow.id)).all()
+        folded = 0
+        with self._lock:
+            for scan_id, site_name, device_id, tag_uid, cp_id, route_id, rid, t, arrival in found:
+                if scan_id in self._pending_counted:
+                    continue  # folded already, its mark not yet written
+                site = self.sites.sites.get(site_name)
+                route = self._routes.get((site_name, route_id or ""))
+                if site is not None and route is not None and cp_id is not None:
+                    if self.owns is not None and not self.owns(round_device(route)):
+                        continue  # another hub's round: that hub counts it
+                    occ = containing(site, route, t)
+                    if occ is not None and occ.id == rid:
+                        row = self._round(occ)
+                        key = (device_id, t, tag_uid)
+                        if key not in self._keys.get(occ.id, ()):
+                            clock = now if site_name == site_id else self.saved_clock(site_name)
+                            self._count(site, occ, row, ScanInfo(cp_id, t), key,
+                                        max(arrival, clock or 0), row.concluded)
+                            folded += 1
+                    else:
+                        log.warning("patrol: scan %s of round %s matches no round of %s now",
+                                    scan_id, rid, route.id)
+                else:  # its site or route is gone from the site files: nothing to count into
+                    log.warning("patrol: scan %s of round %s: unknown route", scan_id, rid)
+                self._pending_counted.add(scan_id)
+        return folded
+
+    def _count(self, site: Site, occ: Occurrence, row: RoundRow, scan: ScanInfo, key: ScanKey,
                arrival_ns: int, late: bool) -> None:
         scans = self._scans.setdefault(occ.id, [])
         scans.append(scan)
+        self._keys.setdefault(occ.id, set()).add(key)
         first = row.first_scan_ns
         row.first_scan_ns = scan.time_ns if first is None else min(first, scan.time_ns)
         before = row.state
@@ -517,6 +597,13 @@ class RoundTracker:
 
 
 _SCAN_COLUMNS = tuple(c.key for c in ScanRow.__table__.columns if c.key != "id")
+
+
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    """Scans (by id) folded into their rounds: marked counted with the rounds' write."""
+
+    ids: tuple[int, ...]
 
 
 def _scan_values(scan: ScanRow) -> dict[str, object]:
