@@ -18,6 +18,7 @@ import pytest
 from hypothesis import settings
 
 from tests.support.fake_robots import FakeRobots
+from tests.support.nats import NatsCluster
 from tests.support.require import require_binary
 from tests.support.services import (
     PG_BIN,
@@ -43,6 +44,18 @@ def fake() -> Iterator[FakeRobots]:
     robots = FakeRobots()
     yield robots
     robots.close()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """A started 3-node nats-server cluster (16 partitions) with the stream and buckets made."""
+    cluster = NatsCluster(tmp_path / "nats", binary=require_binary("nats-server"),
+                          partitions=16)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

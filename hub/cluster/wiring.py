@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hub.cluster.alarmsync import AlarmSync
@@ -20,6 +22,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 NAMED_MAX = 100  # devices named in the log and /api/health
+# a hazard created, dispatched or reopened on another hub joins this hub's ladder watch within
+# this time (its rungs are hours apart; the owner of its partition climbs them)
+HAZARD_RELOAD_S = 5.0
+
+
+def _every(period_s: float, action: Callable[[], object]) -> Callable[[int], None]:
+    """A tick hook that runs ``action`` at most once every ``period_s`` (monotonic time)."""
+    last = [time.monotonic()]
+
+    def on_tick(_now: int) -> None:
+        if time.monotonic() - last[0] >= period_s:
+            last[0] = time.monotonic()
+            action()
+    return on_tick
 
 
 def make_intake(settings: Settings) -> ClusterIntake:
@@ -47,6 +63,9 @@ def attach(hub: Hub) -> Handover:
     # One sender per partition: notifications and hazard ladders follow the lease, so a dead
     # hub's pending escalations are sent by the next owner and no two hubs send one twice.
     hub.patrol.hazards.owns = lambda key: handover.part(key) in handover.owned
+    hub.patrol.hazards.node = intake.node_id
+    hub.pipeline.add_tick_hook("cluster-hazards", _every(HAZARD_RELOAD_S,
+                                                         hub.patrol.hazards.rewatch_open))
     if hub.notify is not None:
         hub.notify.owner_for = lambda key: f"p{handover.part(key)}"
         hub.notify.outbox.serving = lambda: [f"p{p}" for p in tuple(handover.owned)]
