@@ -109,6 +109,11 @@ def rungs(hazard: dict[str, Any]) -> list[tuple[str, str | None]]:
     return [(h["rung"], h.get("hub")) for h in hazard["history"] if h["action"] == "escalate"]
 
 
+def handed(hazard: dict[str, Any]) -> list[str]:
+    """The delivery states of a hazard's hand-over messages, in history order."""
+    return [d["status"] for h in hazard["history"] for d in h.get("handover", [])]
+
+
 def row_owners(pg_url: str, key: str) -> set[str]:
     """The owners of a key's notification outbox rows (an alarm id, ``hazard:<id>``)."""
     engine = create_engine(pg_url)
@@ -154,6 +159,10 @@ def test_each_step_is_sent_once_and_a_dead_owners_next_step_by_the_next_owner(
             20)
         climbed = rungs(other.get(f"/api/hazards/{hazard_id}"))
         assert climbed == [("reminder", owner_name)], climbed  # by the owner alone
+        # recorded as sent too (a hub killed between the platform's answer and its record
+        # would leave the row to the next owner, which sends it again: at least once)
+        wait_for("both hand-overs recorded as sent", lambda: handed(
+            other.get(f"/api/hazards/{hazard_id}")) == ["sent", "sent"], 10)
 
         # 2. A light whose partition the same hub owns tilts: step 1, once.
         light = next(d for d in LIGHTS if table[partition_of(d, PARTITIONS)] == owner_name)
@@ -163,6 +172,9 @@ def test_each_step_is_sent_once_and_a_dead_owners_next_step_by_the_next_owner(
             x["id"] for x in alarms_of(other, light) if x["rule"] == "knocked_over"], 20)[0]
         link = f"/alarms/{alarm_id}"
         wait_for("step 1 on the duty robot", lambda: about(duty, link), 20)
+        wait_for("step 1 recorded as sent", lambda: [
+            (n["step"], n["status"]) for n in other.get(f"/api/alarms/{alarm_id}")[
+                "notifications"] if n["step"] == 1] == [(1, "sent")], 10)
 
         # 3. SIGKILL the owner while step 2 and the overdue rung are still to come.
         waited = time.monotonic() - raised_at

