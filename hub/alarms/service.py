@@ -335,6 +335,10 @@ class AlarmService:
     def get(self, alarm_id: str) -> dict[str, Any]:
         """Return an alarm's JSON with its history; raise AlarmNotFound."""
         self.flush(force=True)
+        if self.shared:
+            # an officer's action on another hub may be newer than memory (its word not yet
+            # heard): merge the stored version first, as hearing it would
+            self.sync(alarm_id)
         with self._lock:
             data = self._find(alarm_id).to_json()
         data["history"] = self.store.history(alarm_id)

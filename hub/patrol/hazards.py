@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from hub.evidence.service import EvidenceRow
 from hub.model import Reading
@@ -111,6 +111,7 @@ class HazardService:
         # cluster mode (hub.cluster.wiring): whether this hub holds a hazard's alarms (its id's
         # partition is owned here); only that hub climbs its ladder
         self.owns: Callable[[str], bool] | None = None
+        self.node: str | None = None  # cluster mode: this hub's id, named by the rungs it climbs
         self._per_reader = SlidingLimit(config.hazard_limits.per_reader)
         self._per_checkpoint = SlidingLimit(config.hazard_limits.per_checkpoint)
         # open hazards with a rung still to come: id -> (site, when the next rung is due)
@@ -462,6 +463,24 @@ class HazardService:
         else:
             self._watch[row.id] = (row.site, next_due)
 
+    def rewatch_open(self) -> int:
+        """Watch every open hazard of the store again (cluster mode: one created, dispatched or
+        reopened on another hub has a ladder here too); return how many are open.
+
+        Only adds and updates: an entry read before a climb here and set back to an earlier
+        rung is harmless (the climb reads the row and finds nothing due).
+        """
+        with self.sessions() as session:
+            rows = list(session.scalars(select(HazardRow).where(HazardRow.status.in_(OPEN))
+                                        .options(load_only(
+                                            HazardRow.id, HazardRow.site, HazardRow.status,
+                                            HazardRow.grade, HazardRow.due_ns,
+                                            HazardRow.rungs_done))))
+            with self._lock:
+                for row in rows:
+                    self._rewatch(row)
+        return len(rows)
+
     def advance(self, site: str, now: int) -> None:
         """Climb the ladder of the site's open hazards whose next rung is due."""
         with self._lock:
@@ -494,7 +513,8 @@ class HazardService:
                 entry = HazardHistoryRow(
                     hazard_id=row.id, at_ns=now, actor="hub", action="escalate",
                     from_status=row.status, to_status=row.status,
-                    note=json.dumps({"rung": rung.rung, "due": iso_z(at)}))
+                    note=json.dumps({"rung": rung.rung, "due": iso_z(at),
+                                     **({"hub": self.node} if self.node else {})}))
                 session.add(entry)
                 actions.append((rung, row, entry))
             session.commit()
