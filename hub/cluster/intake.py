@@ -66,6 +66,7 @@ FREE_SCANS = 2  # a free partition meant for another member is taken after this 
 FETCH_BATCH = 500
 FETCH_EXPIRES_S = 1.0  # a pull request's life on the server when fewer messages are there
 ENDED = (None, b"408", b"404", LOST)  # all came, expired, none there, no answer (ask again)
+LOST_REPORTED = 3  # unanswered requests in a row that make a last_error
 BUFFER_MAX = 20_000  # messages fetched and not yet pulled by the pipeline
 RELEASE_WAIT_S = 30.0  # for the pipeline to ack what it has of a partition being released
 PULL_MAX = 5000
@@ -611,6 +612,7 @@ class ClusterIntake(ReceivedCounter):
     async def _fetch(self, lease: _Lease, consumer: _Consumer) -> None:
         buffer, pull = self._buffer, consumer.pull
         assert pull is not None
+        lost = 0  # requests in a row with no answer (a server 2.9 ignores a consumer it lacks)
         try:
             while lease.state == "active" and not self._stopping:
                 if len(buffer) >= BUFFER_MAX or time.monotonic() - lease.renewed > LEASE_TTL_S - 1:
@@ -620,6 +622,9 @@ class ClusterIntake(ReceivedCounter):
                     status = await pull.fetch(FETCH_BATCH, FETCH_EXPIRES_S)
                 except Exception as exc:
                     status = f"{type(exc).__name__}: {exc}".encode()
+                lost = lost + 1 if status == LOST else 0
+                if lost == LOST_REPORTED:
+                    status = b"no answer to %d pull requests" % lost
                 if status not in ENDED:  # 409 (too many requests, leader change), 503, ...
                     self.last_error = f"cluster fetch p{lease.partition}: {status.decode()}"
                     await asyncio.sleep(0.5)
