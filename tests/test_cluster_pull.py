@@ -17,7 +17,7 @@ from hub.cluster.jetstream import consumer_config
 from hub.cluster.pull import LOST, LOST_GRACE_S, Frame, PullConsumer, _FastParser, install
 from tests.support.services import _Server, port_open
 
-pytestmark = pytest.mark.skipif(shutil.which("nats-server") is None,
+needs_nats = pytest.mark.skipif(shutil.which("nats-server") is None,
                                 reason="nats-server not installed")
 
 SINK_SID = 7
@@ -167,6 +167,7 @@ def js_server(tmp_path: Path) -> Iterator[_JetStreamServer]:
         server.stop()
 
 
+@needs_nats
 def test_pull_consumer_batches_expiry_and_ack(js_server: _JetStreamServer) -> None:
     """Full batches end when they have come, a short one when the server expires the
     request (408); subjects, payloads and ack subjects are the stream's; an ack of the last
