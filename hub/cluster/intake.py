@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -33,7 +34,6 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
@@ -51,6 +51,7 @@ from hub.cluster.jetstream import (
     consumer_config,
 )
 from hub.cluster.partition import partition_subjects, subject_to_topic, unpublishable
+from hub.cluster.pull import LOST, Frame, PullConsumer
 from hub.cluster.strays import StrayCatcher
 from hub.intake.common import MqttUrl
 from hub.intake.metrics import CONNECTED, CONNECTS, ReceivedCounter
@@ -63,20 +64,22 @@ SCAN_S = 1.0  # leases renewed and the table read this often
 SETTLE_SCANS = 2  # a starting hub only announces itself at first: no take-all-then-give-back
 FREE_SCANS = 2  # a free partition meant for another member is taken after this many scans
 FETCH_BATCH = 500
+FETCH_EXPIRES_S = 1.0  # a pull request's life on the server when fewer messages are there
+ENDED = (None, b"408", b"404", LOST)  # all came, expired, none there, no answer (ask again)
+LOST_REPORTED = 3  # unanswered requests in a row that make a last_error
 BUFFER_MAX = 20_000  # messages fetched and not yet pulled by the pipeline
 RELEASE_WAIT_S = 30.0  # for the pipeline to ack what it has of a partition being released
 PULL_MAX = 5000
 
 
 class _Consumer:
-    """One owned partition's pull subscription and how far the pipeline got with it."""
+    """One owned partition's pull consumer and how far the pipeline got with it."""
 
-    __slots__ = ("acked", "handed", "partition", "psub", "skip")
+    __slots__ = ("acked", "handed", "partition", "pull", "skip")
 
-    def __init__(self, partition: int, psub: JetStreamContext.PullSubscription,
-                 subject: str) -> None:
+    def __init__(self, partition: int, subject: str) -> None:
         self.partition = partition
-        self.psub = psub
+        self.pull: PullConsumer | None = None
         self.skip = len(subject) - 1  # "$MQTT.msgs.hubp.3." of "$MQTT.msgs.hubp.3.>"
         self.handed = 0  # messages put in the buffer
         self.acked = 0  # the highest of those acknowledged (ack-all: every one before it too)
@@ -96,6 +99,14 @@ class _Lease:
         self.state = "adopting"  # adopting -> active -> releasing; or lost
         self.consumers: list[_Consumer] = []  # one per source (see jetstream.SOURCES)
         self.tasks: list[asyncio.Task[None]] = []
+
+
+def _wake(leases: list[_Lease]) -> None:
+    """Have the leases' fetchers look at their state now, not when their requests end."""
+    for lease in leases:
+        for consumer in lease.consumers:
+            if consumer.pull is not None:
+                consumer.pull.wake()
 
 
 class ClusterIntake(ReceivedCounter):
@@ -236,7 +247,7 @@ class ClusterIntake(ReceivedCounter):
 
     def ack_many(self, tokens: list[Any]) -> None:
         """Acknowledge a durable batch: the last message of each partition in it (ack all)."""
-        last: dict[_Consumer, tuple[_Consumer, int, str]] = {}
+        last: dict[_Consumer, tuple[_Consumer, int, bytes]] = {}
         for token in reversed(tokens):
             if token is not None and token[0] not in last:
                 last[token[0]] = token
@@ -470,8 +481,8 @@ class ClusterIntake(ReceivedCounter):
 
     async def _claim(self, partitions: list[int]) -> None:
         """Create the leases, reset the consumers, have the state loaded, start fetching."""
-        kv, js = self._kv, self._admin
-        assert kv is not None and js is not None
+        kv, js, nc = self._kv, self._admin, self._nc
+        assert kv is not None and js is not None and nc is not None
         won: list[_Lease] = []
         for p in partitions:
             lease = self._leases[p]
@@ -506,12 +517,18 @@ class ClusterIntake(ReceivedCounter):
             subjects = partition_subjects(lease.partition)
             try:
                 for key, stream in SOURCES.items():
-                    psub = await js.pull_subscribe_bind(
-                        durable=f"{key}{lease.partition}-{lease.generation}", stream=stream)
-                    lease.consumers.append(_Consumer(lease.partition, psub, subjects[key]))
+                    consumer = _Consumer(lease.partition, subjects[key])
+                    consumer.pull = PullConsumer(
+                        nc, stream, f"{key}{lease.partition}-{lease.generation}",
+                        functools.partial(self._take, lease, consumer))
+                    lease.consumers.append(consumer)
+                    await consumer.pull.start()
             except Exception as exc:
                 log.warning("cluster: binding p%d failed (%s): giving the lease back",
                             lease.partition, exc)
+                for consumer in lease.consumers:
+                    if consumer.pull is not None:
+                        await consumer.pull.close()
                 if self.handover is not None:
                     self.handover.ask("drop", frozenset({lease.partition}))
                 await self._give_back(lease)
@@ -593,50 +610,60 @@ class ClusterIntake(ReceivedCounter):
         return request
 
     async def _fetch(self, lease: _Lease, consumer: _Consumer) -> None:
-        buffer = self._buffer
-        skip = consumer.skip
-        while lease.state == "active" and not self._stopping:
-            if len(buffer) >= BUFFER_MAX or time.monotonic() - lease.renewed > LEASE_TTL_S - 1:
-                await asyncio.sleep(0.01)  # full, or the lease is not known to be ours
-                continue
-            try:
-                msgs = await consumer.psub.fetch(FETCH_BATCH, timeout=1.0)
-            except NatsTimeout:
-                continue
-            except Exception as exc:
-                self.last_error = f"cluster fetch p{lease.partition}: {type(exc).__name__}: {exc}"
-                await asyncio.sleep(0.5)
-                continue
-            if lease.state != "active":
-                return  # not handed on, not acked: the next owner gets them
-            out = []
-            handed = consumer.handed
-            for m in msgs:
-                handed += 1
-                reply = m.reply
-                tokens = reply.split(".")
-                # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, or with
-                # domain and account hash before the stream: the stream's time of the message
-                stamp = int(tokens[7] if len(tokens) == 9 else tokens[-3])
-                out.append(InboundMessage(subject_to_topic(m.subject[skip:]), m.data,
-                                          1, False, stamp, (consumer, handed, reply)))
-            consumer.handed = handed
-            buffer.extend(out)
-            self.received += len(out)
-            self._ready.set()
+        buffer, pull = self._buffer, consumer.pull
+        assert pull is not None
+        lost = 0  # requests in a row with no answer (a server 2.9 ignores a consumer it lacks)
+        try:
+            while lease.state == "active" and not self._stopping:
+                if len(buffer) >= BUFFER_MAX or time.monotonic() - lease.renewed > LEASE_TTL_S - 1:
+                    await asyncio.sleep(0.01)  # full, or the lease is not known to be ours
+                    continue
+                try:
+                    status = await pull.fetch(FETCH_BATCH, FETCH_EXPIRES_S)
+                except Exception as exc:
+                    status = f"{type(exc).__name__}: {exc}".encode()
+                lost = lost + 1 if status == LOST else 0
+                if lost == LOST_REPORTED:
+                    status = b"no answer to %d pull requests" % lost
+                if status not in ENDED:  # 409 (too many requests, leader change), 503, ...
+                    self.last_error = f"cluster fetch p{lease.partition}: {status.decode()}"
+                    await asyncio.sleep(0.5)
+        finally:
+            await pull.close()
 
-    async def _ack(self, tokens: list[tuple[_Consumer, int, str]]) -> None:
+    def _take(self, lease: _Lease, consumer: _Consumer, frames: list[Frame]) -> None:
+        """Fetched messages of one socket read into the buffer (none once the lease is not
+        active: not handed on, not acked, the next owner gets them)."""
+        if lease.state != "active":
+            return
+        skip, handed = consumer.skip, consumer.handed
+        out = []
+        for subject, reply, payload, _headers in frames:
+            handed += 1
+            tokens = reply.split(b".")
+            # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, or with
+            # domain and account hash before the stream: the stream's time of the message
+            stamp = int(tokens[7] if len(tokens) == 9 else tokens[-3])
+            out.append(InboundMessage(subject_to_topic(subject[skip:].decode()), payload,
+                                      1, False, stamp, (consumer, handed, reply)))
+        consumer.handed = handed
+        self._buffer.extend(out)
+        self.received += len(out)
+        self._ready.set()
+
+    async def _ack(self, tokens: list[tuple[_Consumer, int, bytes]]) -> None:
         nc = self._nc
         if nc is None:
             return
         for consumer, number, reply in tokens:
             if number > consumer.acked:
-                await nc.publish(reply, b"+ACK")
+                await nc.publish(reply.decode(), b"+ACK")
                 consumer.acked = number
 
     async def _release(self, partitions: list[int]) -> None:
         """Hand partitions over: stop fetching, wait for their acks, save, drop the leases."""
         leases = [self._leases[p] for p in partitions]
+        _wake(leases)
         deadline = time.monotonic() + RELEASE_WAIT_S
         for lease in leases:
             for task in lease.tasks:
@@ -666,6 +693,7 @@ class ClusterIntake(ReceivedCounter):
         """Another hub holds the partition now: stop at once, forget its devices unsaved."""
         log.warning("cluster: node %s lost partition %d (%s)", self.node_id, lease.partition, why)
         lease.state = "lost"
+        _wake([lease])
         self._leases.pop(lease.partition, None)
         if self.handover is not None:
             self.handover.ask("drop", frozenset({lease.partition}))
@@ -673,6 +701,7 @@ class ClusterIntake(ReceivedCounter):
     async def _shutdown(self) -> None:
         for lease in list(self._leases.values()):
             lease.state = "releasing"
+        _wake(list(self._leases.values()))
         await asyncio.sleep(0.1)  # acks of the last durable batch were queued before this
         nc, kv, members_kv = self._nc, self._kv, self._members_kv
         if nc is None or kv is None or members_kv is None:
