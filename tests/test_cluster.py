@@ -468,8 +468,9 @@ def test_hubs_share_partitions_fail_over_and_rebalance_exactly_once(
         wait_for("the stream under way", lambda: paced.sent > 300, 20)
         victim.kill()
         killed_at = time.monotonic()
-        wait_for("the survivor owning every partition",
-                 lambda: set(owners(survivor).values()) == {survivor.settings["HUB_NODE_ID"]},
+        wait_for("the survivor owning and fetching every partition",
+                 lambda: set(owners(survivor).values()) == {survivor.settings["HUB_NODE_ID"]}
+                 and survivor.health()["cluster"]["active"] == list(range(PARTITIONS)),
                  TAKEOVER_S + 10)
         took = time.monotonic() - killed_at
         assert took <= TAKEOVER_S, f"takeover took {took:.1f} s"

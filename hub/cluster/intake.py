@@ -68,6 +68,7 @@ FETCH_EXPIRES_S = 1.0  # a pull request's life on the server when fewer messages
 ENDED = (None, b"408", b"404", LOST)  # all came, expired, none there, no answer (ask again)
 LOST_REPORTED = 3  # unanswered requests in a row that make a last_error
 BUFFER_MAX = 20_000  # messages fetched and not yet pulled by the pipeline
+LEAVE_S = 5.0  # a stopping hub's lease and member deletes, all together
 RELEASE_WAIT_S = 30.0  # for the pipeline to ack what it has of a partition being released
 PULL_MAX = 5000
 
@@ -708,14 +709,24 @@ class ClusterIntake(ReceivedCounter):
             return
         with contextlib.suppress(Exception):
             await nc.flush(timeout=5)
-        for lease in list(self._leases.values()):
+        # all at once and bounded: one by one, 16 deletes of 3 s each could outlast the stop
+        # (the others take over within the lease time anyway when these do not arrive)
+        leases = list(self._leases.values())
+        deletes = [kv.delete(f"p{lease.partition}", last=lease.revision) for lease in leases]
+        deletes.append(members_kv.delete(self.node_id))
+        try:
+            left = await asyncio.wait_for(asyncio.gather(*deletes, return_exceptions=True),
+                                          LEAVE_S)
+        except TimeoutError:
+            left = []
+        given = sum(1 for r in left[:-1] if not isinstance(r, BaseException))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.drain(), 2.0)
+        if not nc.is_closed:
             with contextlib.suppress(Exception):
-                await kv.delete(f"p{lease.partition}", last=lease.revision)
-        with contextlib.suppress(Exception):
-            await members_kv.delete(self.node_id)
-        with contextlib.suppress(Exception):
-            await nc.drain()
-        log.info("cluster: node %s left the cluster", self.node_id)
+                await nc.close()
+        log.info("cluster: node %s left the cluster (%d of %d leases given back)",
+                 self.node_id, given, len(leases))
 
     # ------------------------------------------------------------------ API (other threads)
 
@@ -724,6 +735,9 @@ class ClusterIntake(ReceivedCounter):
         unowned = sorted(p for p, owner in self.owners.items() if owner is None)
         return {"node_id": self.node_id, "connected": self.connected,
                 "members": list(self.members), "owned": sorted(self._leases),
+                # owned and fetched: the partition's state loaded, its consumer bound
+                "active": sorted(p for p, lease in self._leases.items()
+                                 if lease.state == "active"),
                 "unowned": unowned, "partitions": self.partitions,
                 "publisher_connected": bool(self.publisher is not None
                                             and self.publisher.connected),
