@@ -260,7 +260,8 @@ def _widen(conn: Connection) -> None:
 
 def _discard(conn: Connection) -> None:
     """Read and drop frames until the child closes its end."""
-    with contextlib.suppress(EOFError, OSError):
+    # TypeError: the receiving thread closed the connection while this read (its handle None)
+    with contextlib.suppress(EOFError, OSError, TypeError):
         while True:
             conn.recv_bytes()
 
