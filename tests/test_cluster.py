@@ -241,6 +241,14 @@ def publish_qos0(url: str, messages: list[tuple[str, bytes]]) -> None:
         c.loop_stop()
 
 
+def strays_stored(hubs: list[HubProcess], expected: int) -> Callable[[], list[int] | None]:
+    """A check: the hubs' catchers' stored counts, once they add up to ``expected`` (the
+    catchers report once a second)."""
+    def check() -> list[int] | None:
+        counts = [h.get("/api/cluster")["strays"]["stored"] for h in hubs]
+        return counts if sum(counts) >= expected else None
+    return check
+
 def time_until(check: Callable[[], bool], timeout: float) -> float:
     """Seconds until ``check`` is true (polled every 20 ms); fails at the deadline."""
     started = time.monotonic()
@@ -345,10 +353,8 @@ def test_hubs_share_partitions_fail_over_and_rebalance_exactly_once(
         for measurement, count in strays.points.items():
             expected[measurement] += count
         wait_for("phase 1 points exactly once", exactly(influx_db, expected), 40)
-        def stored_strays() -> list[int] | None:
-            counts = [h.get("/api/cluster")["strays"]["stored"] for h in (a, b)]
-            return counts if sum(counts) >= len(strays.messages) else None
-        caught = wait_for("the catchers' counts", stored_strays, 20)
+        caught = wait_for("the catchers' counts", strays_stored([a, b], len(strays.messages)),
+                          20)
         # each stored once (a second catcher's copy would show here, not in InfluxDB, which
         # keeps one point of a series and time however often it is written)
         lost = [h.get("/api/cluster")["strays"]["lost"] for h in (a, b)]
@@ -696,10 +702,7 @@ def test_current_nats_takes_device_ids_with_dots_and_strays(
             assert seen_by(a) | seen_by(b) >= {device}
         held = {d: h.settings["HUB_NODE_ID"] for h in (a, b) for d in seen_by(h)}
         assert held == {d: table[partition_of(d, PARTITIONS)] for d in dotted}, held
-        def stored_strays() -> list[int] | None:  # the catchers report once a second
-            counts = [h.get("/api/cluster")["strays"]["stored"] for h in (a, b)]
-            return counts if sum(counts) >= len(strays) else None
-        caught = wait_for("the catchers' counts", stored_strays, 20)
+        caught = wait_for("the catchers' counts", strays_stored([a, b], len(strays)), 20)
         assert sum(caught) == len(strays), caught
     finally:
         for hub in (a, b):

@@ -63,6 +63,17 @@ def split_route(tmp: Path) -> Path:
     return target
 
 
+def scan_alternately(second: Hub, first: Hub, checkpoints: list[str], start: str = "08:05",
+                     index: int = 0) -> None:
+    """Scan ``checkpoints``, the i-th (counting from ``index``) 3 * i min after ``start``:
+    even ones by FP-R02 on ``second``, odd ones by FP-R01 on ``first``, each flushed (its
+    hub's durable batch)."""
+    for i, cp in enumerate(checkpoints, index):
+        hub, reader = (second, "FP-R02") if i % 2 == 0 else (first, "FP-R01")
+        hub.scan(cp, t(start) + timedelta(minutes=3 * i), reader=reader)
+        hub.patrol.tracker.flush()
+
+
 def test_round_started_on_one_hub_is_finished_on_the_other(tmp_path: Path,
                                                           state_url: str) -> None:
     a = Hub(tmp_path, state_url, {"FP-R01"})
@@ -145,10 +156,7 @@ def test_split_route_has_one_round_writer_and_counts_every_reader(tmp_path: Path
             hub.tick(t("08:20"))  # past start + grace, no scan: a raises round_not_started
         assert a.alarm("FP-R01", "round_not_started") is not None
         walked = RT01[:-1]  # the last checkpoint comes as a late upload
-        for i, cp in enumerate(walked):
-            hub, reader = (b, "FP-R02") if i % 2 == 0 else (a, "FP-R01")
-            hub.scan(cp, t("08:21") + timedelta(minutes=3 * i), reader=reader)
-            hub.patrol.tracker.flush()  # each hub's durable batch
+        scan_alternately(b, a, walked, start="08:21")
         b.scan(walked[2], t("08:27"), reader="FP-R02")  # redelivered: b counted it already
         b.patrol.tracker.flush()
         for hub in (a, b):
@@ -197,10 +205,7 @@ def test_split_route_round_survives_its_owner_dying(tmp_path: Path, state_url: s
     try:
         for hub in (a, b):
             hub.tick(t("08:00"))
-        for i, cp in enumerate(RT01[:6]):
-            hub, reader = (b, "FP-R02") if i % 2 == 0 else (a, "FP-R01")
-            hub.scan(cp, t("08:05") + timedelta(minutes=3 * i), reader=reader)
-            hub.patrol.tracker.flush()
+        scan_alternately(b, a, RT01[:6])
         a.patrol.tracker.fold_every_s = 0.0
         a.tick(t("08:25"))  # a counts b's three scans on its clock ...
         assert a.counted() == sorted(RT01[:6])
@@ -213,10 +218,7 @@ def test_split_route_round_survives_its_owner_dying(tmp_path: Path, state_url: s
         c = Hub(tmp_path, state_url, {"FP-R01"}, sites)  # takes FP-R01's partition
         c.patrol.tracker.release(lambda d: True)  # Handover.forget_all at start
         assert c.patrol.tracker.adopt(lambda d: d == "FP-R01") >= 1
-        for i, cp in enumerate(RT01[9:], 9):
-            hub, reader = (b, "FP-R02") if i % 2 == 0 else (c, "FP-R01")
-            hub.scan(cp, t("08:05") + timedelta(minutes=3 * i), reader=reader)
-            hub.patrol.tracker.flush()
+        scan_alternately(b, c, RT01[9:], index=9)
 
         # b is SIGKILLed too; FP-R02's next owner gets its last scan again (not acked)
         b2 = Hub(tmp_path, state_url, {"FP-R02"}, sites)
@@ -252,10 +254,7 @@ def test_a_running_hub_adopting_late_runs_what_fell_due(tmp_path: Path, state_ur
     try:
         for hub in (a, b):
             hub.tick(t("07:00"))
-        for i, cp in enumerate(RT01[:4]):
-            hub, reader = (b, "FP-R02") if i % 2 == 0 else (a, "FP-R01")
-            hub.scan(cp, t("08:05") + timedelta(minutes=3 * i), reader=reader)
-            hub.patrol.tracker.flush()
+        scan_alternately(b, a, RT01[:4])
         b.tick(t("09:31"))  # the window closed; a, the round's owner, is dead since 09:29
         a.owned.clear()
         b.owned.add("FP-R01")

@@ -31,6 +31,7 @@ from typing import IO, Any
 
 from prometheus_client import Counter
 
+from hub.cluster.jetstream import connect
 from hub.cluster.partition import PARTITION_PREFIX, QOS0_PREFIX, subject_to_topic
 from hub.settings import Settings
 
@@ -159,8 +160,6 @@ class _Catcher:
 
     async def run(self) -> None:
         """Catch strays until the process is stopped."""
-        from hub.cluster.jetstream import connect
-
         async def disconnected() -> None:
             self.connected = False
 
